@@ -1,0 +1,110 @@
+# leank - learned K-cache channel pruning for long-context decoding.
+#   make              library + programs into bin/ (CUDA kernels if nvcc is found)
+#   make CUDA=0       CPU only;  make CUDA=1  require nvcc
+#   make test         every CPU test (unit tests in C, shell tests of the programs)
+#   make test-gpu     GPU tests (on a machine with an NVIDIA GPU)
+#   make install PREFIX=/usr/local
+#   make O=DIR        put build/ and bin/ under DIR (parallel builds of one tree)
+
+O       ?= .
+B       := $(O)/build
+BIN     := $(O)/bin
+PREFIX  ?= /usr/local
+CC      ?= cc
+CFLAGS  ?= -O2 -g -march=x86-64-v2
+PKG_CONFIG ?= pkg-config
+
+BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
+ALL_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+               -Ilib -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
+# libyaml and utf8proc are linked statically: the GPU machine lacks their .so.
+LDLIBS      := -Wl,-Bstatic -lyaml -lutf8proc -Wl,-Bdynamic -ljansson -lpcre2-8 -lzstd \
+               $(BLAS_LIBS) -lm -lpthread
+
+# ---- CUDA detection ----
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA ?= auto
+ifeq ($(CUDA),auto)
+  CUDA_ON := $(if $(NVCC),1,0)
+else
+  CUDA_ON := $(CUDA)
+endif
+ifeq ($(CUDA_ON),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but nvcc was not found: install the CUDA toolkit or build with CUDA=0)
+  endif
+  CUDA_HOME   ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  NVCCFLAGS   ?= -O3 -lineinfo -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=compute_80
+  CU_SRC      := $(wildcard kernels/*.cu)
+  CU_OBJ      := $(patsubst kernels/%.cu,$(B)/kernels/%.o,$(CU_SRC))
+  ifneq ($(CU_SRC),)
+    ALL_CFLAGS  += -DLEANK_CUDA=1 -I$(CUDA_HOME)/include
+    LDLIBS      += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+  endif
+endif
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC)) $(CU_OBJ)
+ifeq ($(O),.)
+  LIBA   := lib/libleank.a
+else
+  LIBA   := $(B)/libleank.a
+endif
+PROGS    := leank-prep leank-train leank-binarize leank-pack leank-decode leank-bench
+PROG_BIN := $(addprefix $(BIN)/,$(PROGS))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
+MANS     := $(wildcard man/*.1 man/*.5 man/*.7)
+
+.SECONDARY:
+.PHONY: all lib test test-gpu check-deps install clean
+all: $(PROG_BIN)
+	@echo "leank: built $(words $(PROGS)) programs in $(BIN)/ (CUDA=$(CUDA_ON))"
+
+lib: $(LIBA)
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/cmd/%.o: cmd/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/kernels/%.o: kernels/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -Ilib -Ikernels -MMD -MP -c $< -o $@
+
+$(BIN)/%: $(B)/cmd/%.o $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< $(LIBA) $(LDLIBS) -o $@
+
+$(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
+
+check-deps:
+	@tests/check-deps.sh
+
+test: check-deps all $(UNIT_BIN)
+	@LEANK_BIN=$(abspath $(BIN)) tests/run.sh
+
+test-gpu: all $(UNIT_BIN)
+	@LEANK_BIN=$(abspath $(BIN)) LEANK_GPU=1 tests/run.sh --gpu
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	           $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(PROG_BIN) $(DESTDIR)$(PREFIX)/bin/
+	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+clean:
+	rm -rf $(B) $(BIN) lib/libleank.a
+
+-include $(wildcard $(B)/lib/*.d $(B)/cmd/*.d $(B)/kernels/*.d)

@@ -1,0 +1,11 @@
+/* bench.h - the benchmarks behind leank-bench's subcommands. Each takes the
+ * subcommand's own argc/argv (argv[0] = subcommand name) and returns an exit
+ * status. They print a short table on stdout, and JSON with --json. */
+#ifndef LEANK_BENCH_H
+#define LEANK_BENCH_H
+
+int lk_bench_tokenize(int argc, char **argv); /* tokenizer encode speed (issue: foundation) */
+int lk_bench_decode(int argc, char **argv);   /* CPU prefill / decode speed (issue: CPU engine) */
+int lk_bench_prep(int argc, char **argv);     /* sample generation speed (issue: leank-prep) */
+
+#endif

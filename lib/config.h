@@ -1,0 +1,58 @@
+/* config.h - model configuration from a Hugging Face config.json
+ * (LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM). */
+#ifndef LEANK_CONFIG_H
+#define LEANK_CONFIG_H
+
+#include "util.h"
+
+typedef enum {
+    LK_ROPE_DEFAULT,
+    LK_ROPE_LINEAR,
+    LK_ROPE_LLAMA3,
+    LK_ROPE_YARN,
+} lk_rope_type;
+
+typedef struct {
+    lk_rope_type type;
+    double theta;          /* rope_theta */
+    double factor;         /* linear, llama3, yarn */
+    double low_freq_factor, high_freq_factor;  /* llama3 */
+    int original_max_position_embeddings;      /* llama3, yarn */
+    double beta_fast, beta_slow;               /* yarn (defaults 32, 1) */
+    double attention_factor;                   /* yarn mscale (derived if absent: 0.1*ln(factor)+1) */
+    double partial_rotary_factor;              /* 1.0 unless given */
+} lk_rope;
+
+typedef struct {
+    char arch[64];        /* "LlamaForCausalLM", ... */
+    char model_type[32];  /* "llama", "qwen2", "mistral" */
+    int vocab_size;
+    int hidden_size;       /* dim */
+    int intermediate_size; /* MLP hidden */
+    int n_layers;
+    int n_heads;    /* query heads */
+    int n_kv_heads; /* key/value heads (GQA) */
+    int head_dim;   /* explicit or hidden_size / n_heads */
+    int max_position_embeddings;
+    double rms_eps;
+    int tie_word_embeddings;
+    int attention_bias; /* q/k/v projections carry a bias (Qwen2 always) */
+    int mlp_bias;       /* refused if true (not used by supported models) */
+    int sliding_window; /* 0 = none; Mistral may set it (used only as information) */
+    int bos_token_id, eos_token_id; /* -1 if absent */
+    int n_eos; int eos_ids[8];      /* eos_token_id may be a list */
+    lk_rope rope;
+} lk_config;
+
+/* path: config.json or a model directory containing it. Unknown
+ * architectures and unsupported options are refused with a clear message. */
+int lk_config_load(lk_config *c, const char *path, lk_err *err);
+/* Parse from a JSON text (name used in messages). */
+int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name, lk_err *err);
+
+/* Inverse frequencies for RoPE (head_dim/2 values), with rope_scaling applied,
+ * exactly as HF transformers computes them; *attn_scale receives the factor
+ * applied to cos/sin (1 except yarn). */
+void lk_rope_inv_freq(const lk_config *c, float *inv_freq, float *attn_scale);
+
+#endif

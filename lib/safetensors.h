@@ -1,0 +1,72 @@
+/* safetensors.h - read (mmap) and write safetensors files and sharded
+ * Hugging Face checkpoints. Format: u64 little-endian header length N, N bytes
+ * of JSON {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__":
+ * {str: str}}, then the data; offsets are relative to the end of the header. */
+#ifndef LEANK_SAFETENSORS_H
+#define LEANK_SAFETENSORS_H
+
+#include "util.h"
+
+typedef enum {
+    LK_DT_F32,
+    LK_DT_F16,
+    LK_DT_BF16,
+    LK_DT_F64,
+    LK_DT_I64,
+    LK_DT_I32,
+    LK_DT_I16,
+    LK_DT_I8,
+    LK_DT_U8,
+    LK_DT_BOOL,
+} lk_dtype;
+
+const char *lk_dtype_name(lk_dtype t); /* "F32", ... as in safetensors */
+size_t lk_dtype_size(lk_dtype t);
+
+#define LK_MAX_DIMS 8
+
+typedef struct {
+    const char *name;
+    lk_dtype dtype;
+    int ndim;
+    int64_t shape[LK_MAX_DIMS];
+    int64_t numel;
+    const void *data; /* points into the mapping; may be unaligned for >1-byte types */
+    size_t nbytes;
+    const char *file; /* file it lives in (for messages) */
+} lk_tensor;
+
+typedef struct lk_st lk_st; /* an opened checkpoint: one file or many shards */
+
+/* path: a .safetensors file, a model.safetensors.index.json, or a model
+ * directory (uses model.safetensors.index.json if present, else
+ * model.safetensors, else the single *.safetensors file in it). Validates every
+ * header completely; refuses malformed files with a message naming the file,
+ * the byte position or tensor, and what was expected. */
+int lk_st_open(lk_st **out, const char *path, lk_err *err);
+void lk_st_close(lk_st *st);
+
+int lk_st_count(const lk_st *st);
+const lk_tensor *lk_st_at(const lk_st *st, int i);
+const lk_tensor *lk_st_find(const lk_st *st, const char *name); /* NULL if absent */
+/* Value of a "__metadata__" key (first file that has it), NULL if absent. */
+const char *lk_st_meta(const lk_st *st, const char *key);
+
+/* Find name and check it has the given shape (ndim dims); error otherwise. */
+int lk_st_expect(const lk_st *st, const char *name, int ndim, const int64_t *shape,
+                 const lk_tensor **out, lk_err *err);
+/* Convert a F32/F16/BF16 tensor's elements to float32 (dst has numel floats). */
+int lk_tensor_to_f32(const lk_tensor *t, float *dst, lk_err *err);
+
+/* Writer: collect tensors (data copied), then write atomically. */
+typedef struct lk_stw lk_stw;
+lk_stw *lk_stw_new(void);
+void lk_stw_free(lk_stw *w);
+void lk_stw_add(lk_stw *w, const char *name, lk_dtype dtype, int ndim, const int64_t *shape,
+                const void *data);
+void lk_stw_meta(lk_stw *w, const char *key, const char *value);
+/* path "-" writes to stdout. Tensors are written in insertion order, each
+ * aligned to 8 bytes (header padded with spaces, as the reference does). */
+int lk_stw_write(const lk_stw *w, const char *path, lk_err *err);
+
+#endif

@@ -1,0 +1,314 @@
+/* util.c - errors, checked allocation and I/O, atomic output files. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *lk_progname = "leank";
+
+int lk_seterr(lk_err *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void lk_warn(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s: ", lk_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void lk_fail(const lk_err *err) {
+    lk_out_cleanup_all();
+    fprintf(stderr, "%s: %s\n", lk_progname, err->msg[0] ? err->msg : "failed");
+    exit(err->code ? err->code : LK_EFAIL);
+}
+
+void lk_die(int code, const char *fmt, ...) {
+    va_list ap;
+    lk_out_cleanup_all();
+    fprintf(stderr, "%s: ", lk_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(code ? code : LK_EFAIL);
+}
+
+static void oom(size_t n) { lk_die(LK_ENOMEM, "out of memory (allocating %zu bytes)", n); }
+
+void *lk_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+void *lk_calloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) oom(n * size);
+    return p;
+}
+void *lk_realloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) oom(n);
+    return q;
+}
+char *lk_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(lk_malloc(n), s, n);
+}
+char *lk_asprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = lk_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+int lk_read_file(const char *path, char **data, size_t *len, lk_err *err) {
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = lk_malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) buf = lk_realloc(buf, cap *= 2);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    if (!is_stdin) fclose(f);
+    if (bad) {
+        free(buf);
+        return lk_seterr(err, LK_EIO, "%s: read error", is_stdin ? "<stdin>" : path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int lk_map_file(const char *path, lk_map *m, lk_err *err) {
+    m->data = NULL;
+    m->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lk_seterr(err, LK_EIO, "%s: not a regular file", path);
+    }
+    m->size = (size_t)st.st_size;
+    if (m->size == 0) {
+        close(fd);
+        m->data = (const uint8_t *)"";
+        return 0;
+    }
+    void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return lk_seterr(err, LK_EIO, "%s: cannot map: %s", path, strerror(errno));
+    m->data = p;
+    return 0;
+}
+
+void lk_unmap(lk_map *m) {
+    if (m->data && m->size) munmap((void *)m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+/* ---- atomic outputs ---- */
+static lk_out *open_outs;
+
+static void out_unlink(lk_out *o) {
+    lk_out **pp = &open_outs;
+    while (*pp && *pp != o) pp = &(*pp)->next_open;
+    if (*pp) *pp = o->next_open;
+    o->next_open = NULL;
+}
+
+int lk_out_open(lk_out *o, const char *path, lk_err *err) {
+    memset(o, 0, sizeof *o);
+    if (strcmp(path, "-") == 0) {
+        o->f = stdout;
+        o->path = lk_strdup("-");
+        return 0;
+    }
+    o->path = lk_strdup(path);
+    o->tmp = lk_asprintf("%s.tmp.XXXXXX", path);
+    int fd = mkstemp(o->tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        return lk_seterr(err, LK_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    fchmod(fd, 0644);
+    o->f = fdopen(fd, "wb");
+    o->next_open = open_outs;
+    open_outs = o;
+    return 0;
+}
+
+int lk_out_commit(lk_out *o, lk_err *err) {
+    if (!o->f) return lk_seterr(err, LK_EFAIL, "output not open");
+    if (!o->tmp) { /* stdout */
+        int bad = fflush(o->f) != 0 || ferror(o->f);
+        o->f = NULL;
+        free(o->path);
+        o->path = NULL;
+        return bad ? lk_seterr(err, LK_EIO, "<stdout>: write error") : 0;
+    }
+    int bad = fflush(o->f) != 0 || ferror(o->f);
+    bad |= fclose(o->f) != 0;
+    o->f = NULL;
+    out_unlink(o);
+    if (bad) {
+        unlink(o->tmp);
+        lk_seterr(err, LK_EIO, "%s: write error: %s", o->path, strerror(errno));
+    } else if (rename(o->tmp, o->path) != 0) {
+        bad = 1;
+        lk_seterr(err, LK_EIO, "%s: cannot rename into place: %s", o->path, strerror(errno));
+        unlink(o->tmp);
+    }
+    free(o->path);
+    free(o->tmp);
+    o->path = o->tmp = NULL;
+    return bad ? LK_EIO : 0;
+}
+
+void lk_out_abort(lk_out *o) {
+    if (!o->f) return;
+    if (o->tmp) {
+        fclose(o->f);
+        unlink(o->tmp);
+        out_unlink(o);
+    }
+    o->f = NULL;
+    free(o->path);
+    free(o->tmp);
+    o->path = o->tmp = NULL;
+}
+
+void lk_out_cleanup_all(void) {
+    for (lk_out *o = open_outs; o; o = o->next_open)
+        if (o->tmp) unlink(o->tmp); /* async-signal-safe part only */
+    open_outs = NULL;
+}
+
+static void cleanup_signal(int sig) {
+    lk_out_cleanup_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void lk_install_cleanup(void) {
+    signal(SIGTERM, cleanup_signal);
+    signal(SIGINT, cleanup_signal);
+    signal(SIGPIPE, cleanup_signal);
+}
+
+int lk_progress_enabled(int forced) { return forced || isatty(STDERR_FILENO); }
+
+double lk_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void lk_print_version(FILE *f) { fprintf(f, "%s (leank) %s\n", lk_progname, LEANK_VERSION); }
+
+long lk_parse_long(const char *opt, const char *s, long min, long max) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        lk_die(LK_EUSAGE, "%s: '%s' is not an integer in [%ld, %ld]", opt, s, min, max);
+    return v;
+}
+
+double lk_parse_double(const char *opt, const char *s, double min, double max) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max))
+        lk_die(LK_EUSAGE, "%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
+    return v;
+}
+
+uint64_t lk_fnv1a64(const void *data, size_t len, uint64_t h) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+float lk_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t lk_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+float lk_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else { /* subnormal */
+            float f = ldexpf((float)man, -24);
+            memcpy(&u, &f, 4);
+            u |= sign;
+        }
+    } else if (exp == 31) u = sign | 0x7f800000 | (man << 13);
+    else u = sign | ((exp + 112) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t lk_f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t a = u & 0x7fffffff;
+    if (a > 0x7f800000) return sign | 0x7e00;
+    if (a >= 0x477ff000) return sign | 0x7c00; /* overflow -> inf */
+    if (a < 0x38800000) { /* subnormal or zero: round f * 2^24 to nearest even */
+        float m = fabsf(f) * 16777216.0f;
+        return sign | (uint16_t)lrintf(m);
+    }
+    uint32_t r = a + 0xfff + ((a >> 13) & 1) - (112u << 23);
+    return sign | (uint16_t)(r >> 13);
+}

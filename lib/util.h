@@ -1,0 +1,108 @@
+/* util.h - the one error convention, checked allocation and I/O, atomic output.
+ *
+ * Convention: a library function that can fail returns int (0 = success,
+ * otherwise an LK_E* code) and fills an lk_err with one line of text of the
+ * form "FILE: what went wrong (expected ...)". Programs print it as
+ * "leank-X: <msg>" through lk_fail() and exit with the code (exit codes below
+ * are the programs' exit statuses too). */
+#ifndef LEANK_UTIL_H
+#define LEANK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LEANK_VERSION "0.1.0"
+
+enum {
+    LK_OK = 0,
+    LK_EFAIL = 1,   /* generic runtime failure */
+    LK_EUSAGE = 2,  /* bad command line */
+    LK_EINPUT = 3,  /* input file malformed or inconsistent */
+    LK_EIO = 4,     /* cannot open/read/write */
+    LK_ENOMEM = 5,  /* out of memory / resources */
+    LK_EDEVICE = 6, /* GPU / CUDA failure */
+    LK_EINTR = 130, /* interrupted (SIGINT), state saved */
+};
+
+typedef struct {
+    int code;
+    char msg[1024];
+} lk_err;
+
+/* Set err (may be NULL) to code and a printf-style message; returns code. */
+int lk_seterr(lk_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Program name used in messages ("leank-prep"); set once in main(). */
+extern const char *lk_progname;
+
+/* Print "leank-X: msg" to stderr. */
+void lk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print err's message and exit with its code (LK_EFAIL if code is 0). */
+void lk_fail(const lk_err *err) __attribute__((noreturn));
+/* Print "leank-X: msg" and exit with code. */
+void lk_die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* Checked allocation: on failure print a message and exit(LK_ENOMEM). */
+void *lk_malloc(size_t n);
+void *lk_calloc(size_t n, size_t size);
+void *lk_realloc(void *p, size_t n);
+char *lk_strdup(const char *s);
+/* printf into a new heap string */
+char *lk_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Whole file into memory (NUL-terminated for convenience; len excludes it).
+ * path "-" reads stdin. */
+int lk_read_file(const char *path, char **data, size_t *len, lk_err *err);
+
+/* Read-only mapping of a whole file (path "-" not allowed). */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+} lk_map;
+int lk_map_file(const char *path, lk_map *m, lk_err *err);
+void lk_unmap(lk_map *m);
+
+/* Output written to PATH.tmp.XXXXXX and renamed to PATH only on commit; "-"
+ * is stdout (commit flushes). abort removes the temporary file. An lk_out that
+ * is neither committed nor aborted when the process exits through lk_fail/
+ * lk_die or SIGINT/SIGTERM is removed too (no partial output file). */
+typedef struct lk_out {
+    FILE *f;
+    char *path; /* final path */
+    char *tmp;  /* temporary path, NULL for stdout */
+    struct lk_out *next_open;
+} lk_out;
+int lk_out_open(lk_out *o, const char *path, lk_err *err);
+int lk_out_commit(lk_out *o, lk_err *err);
+void lk_out_abort(lk_out *o);
+/* Remove every still-open temporary output (called by lk_fail/lk_die and the
+ * signal handler installed by lk_install_cleanup). */
+void lk_out_cleanup_all(void);
+void lk_install_cleanup(void);
+
+/* Progress on stderr: on when stderr is a terminal or when forced. */
+int lk_progress_enabled(int forced);
+
+/* Monotonic wall clock in seconds. */
+double lk_now(void);
+
+/* Standard --version text: "leank-X (leank) 0.1.0". */
+void lk_print_version(FILE *f);
+
+/* Parse helpers for option values: print a usage error and exit on failure. */
+long lk_parse_long(const char *opt, const char *s, long min, long max);
+double lk_parse_double(const char *opt, const char *s, double min, double max);
+
+/* 64-bit FNV-1a, for fingerprints. */
+uint64_t lk_fnv1a64(const void *data, size_t len, uint64_t h);
+#define LK_FNV_OFFSET 0xcbf29ce484222325ULL
+
+/* bf16/f16 <-> f32 */
+float lk_bf16_to_f32(uint16_t h);
+uint16_t lk_f32_to_bf16(float f); /* round to nearest even */
+float lk_f16_to_f32(uint16_t h);
+uint16_t lk_f32_to_f16(float f);
+
+#endif

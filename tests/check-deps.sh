@@ -1,0 +1,23 @@
+#!/bin/sh
+# Check that the build's libraries are present; say how to get what is missing.
+missing=""
+check() { # header package
+    if ! echo "#include <$1>" | ${CC:-cc} -E $(pkg-config --cflags openblas 2>/dev/null) -x c - >/dev/null 2>&1; then
+        missing="$missing $2"
+    fi
+}
+check jansson.h libjansson-dev
+check pcre2.h libpcre2-dev
+check utf8proc.h libutf8proc-dev
+check zstd.h libzstd-dev
+check yaml.h libyaml-dev
+check cblas.h libopenblas-dev
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+command -v zstd >/dev/null 2>&1 || missing="$missing zstd"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+if [ -n "$missing" ]; then
+    echo "leank: missing build dependencies:$missing" >&2
+    echo "leank: install them with: sudo apt-get install$missing" >&2
+    exit 1
+fi
+exit 0

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Test runner: every C unit test (bin/tests/test_*) and every shell test
+# (tests/sh/*.sh; tests/gpu/* with --gpu). Exit 0 = pass, 77 = skip, else fail.
+# Prints TAP-like lines and a final "N passed, N failed, N skipped".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+export LEANK_BIN=${LEANK_BIN:-$top/bin}
+export LEANK_TOP=$top
+export LEANK_SHARED=${LEANK_SHARED:-$top/../shared}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+cd "$top"
+if [ "${1:-}" = --gpu ]; then
+    tests=$(ls tests/gpu/*.sh 2>/dev/null; ls "$LEANK_BIN"/tests/gpu_* 2>/dev/null)
+else
+    tests=$(ls "$LEANK_BIN"/tests/test_* 2>/dev/null; ls tests/sh/*.sh 2>/dev/null)
+fi
+[ -n "${LEANK_TESTS:-}" ] && tests=$(printf '%s\n' $tests | grep -E "$LEANK_TESTS")
+pass=0 fail=0 skip=0 n=0 failed=""
+log=$(mktemp -d)
+for t in $tests; do
+    n=$((n + 1))
+    name=$(basename "$t")
+    start=$(date +%s)
+    if [ "${t%.sh}" != "$t" ]; then bash "$t" >"$log/$name" 2>&1; else "$t" >"$log/$name" 2>&1; fi
+    rc=$?
+    dur=$(( $(date +%s) - start ))
+    if [ $rc -eq 0 ]; then
+        pass=$((pass + 1)); echo "ok $n - $name (${dur}s)"
+    elif [ $rc -eq 77 ]; then
+        skip=$((skip + 1)); echo "ok $n - $name # SKIP $(grep -m1 -i skip "$log/$name" | cut -c1-160)"
+    else
+        fail=$((fail + 1)); failed="$failed $name"; echo "not ok $n - $name (exit $rc)"
+        sed 's/^/#   /' "$log/$name" | tail -n 40
+    fi
+done
+rm -rf "$log"
+echo "1..$n"
+[ -n "$failed" ] && echo "# failed:$failed"
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
