@@ -2,7 +2,7 @@
 # Check that the build's libraries are present; say how to get what is missing.
 missing=""
 check() { # header package
-    if ! echo "#include <$1>" | ${CC:-cc} -E $(pkg-config --cflags openblas 2>/dev/null) -x c - >/dev/null 2>&1; then
+    if ! printf "#define PCRE2_CODE_UNIT_WIDTH 8\n#include <%s>\n" "$1" | ${CC:-cc} -E $(pkg-config --cflags openblas 2>/dev/null) -x c - >/dev/null 2>&1; then
         missing="$missing $2"
     fi
 }
