@@ -86,8 +86,8 @@ $(BIN)/%: $(B)/cmd/%.o $(LIBA)
 	$(CC) $(ALL_CFLAGS) $< $(LIBA) $(LDLIBS) -o $@
 
 $(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(LIBA)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
+	@mkdir -p $(@D) $(B)/tests
+	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
 
 check-deps:
 	@tests/check-deps.sh
@@ -107,4 +107,4 @@ install: all
 clean:
 	rm -rf $(B) $(BIN) lib/libleank.a
 
--include $(wildcard $(B)/lib/*.d $(B)/cmd/*.d $(B)/kernels/*.d)
+-include $(wildcard $(B)/lib/*.d $(B)/cmd/*.d $(B)/kernels/*.d $(B)/tests/*.d)

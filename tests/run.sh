@@ -12,7 +12,7 @@ cd "$top"
 if [ "${1:-}" = --gpu ]; then
     tests=$(ls tests/gpu/*.sh 2>/dev/null; ls "$LEANK_BIN"/tests/gpu_* 2>/dev/null)
 else
-    tests=$(ls "$LEANK_BIN"/tests/test_* 2>/dev/null; ls tests/sh/*.sh 2>/dev/null)
+    tests=$(ls "$LEANK_BIN"/tests/test_* 2>/dev/null | grep -v "\.d$"; ls tests/sh/*.sh 2>/dev/null)
 fi
 [ -n "${LEANK_TESTS:-}" ] && tests=$(printf '%s\n' $tests | grep -E "$LEANK_TESTS")
 pass=0 fail=0 skip=0 n=0 failed=""

@@ -1,0 +1,82 @@
+/* test_util.c - the error convention, atomic outputs, float conversions. */
+#include <errno.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "t.h"
+#include "util.h"
+
+static int exists(const char *p) { struct stat st; return stat(p, &st) == 0; }
+
+static int count_entries(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) { if (fscanf(p, "%d", &n) != 1) n = -1; pclose(p); }
+    return n;
+}
+
+int main(void) {
+    char dir[] = "/tmp/leank-test-util-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char *path = lk_asprintf("%s/out.bin", dir);
+    lk_err err = {0};
+
+    /* commit: the file appears only at commit, with the content */
+    lk_out o;
+    CHECK(lk_out_open(&o, path, &err) == 0);
+    fputs("hello", o.f);
+    CHECK(!exists(path));
+    CHECK(lk_out_commit(&o, &err) == 0);
+    char *data; size_t len;
+    CHECK(lk_read_file(path, &data, &len, &err) == 0);
+    CHECK(len == 5 && memcmp(data, "hello", 5) == 0);
+    free(data);
+
+    /* abort: neither the final nor the temporary file is left */
+    unlink(path);
+    CHECK(lk_out_open(&o, path, &err) == 0);
+    fputs("partial", o.f);
+    lk_out_abort(&o);
+    CHECK(!exists(path));
+    CHECK(count_entries(dir) == 0);
+
+    /* lk_die with an open output removes the temporary file */
+    pid_t pid = fork();
+    if (pid == 0) {
+        lk_out o2;
+        freopen("/dev/null", "w", stderr);
+        if (lk_out_open(&o2, path, NULL) == 0) { fputs("x", o2.f); lk_die(LK_EINPUT, "bad input"); }
+        _exit(99);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == LK_EINPUT);
+    CHECK(count_entries(dir) == 0);
+
+    /* errors carry the file name */
+    CHECK(lk_read_file("/nonexistent/leank", &data, &len, &err) == LK_EIO);
+    CHECK(strstr(err.msg, "/nonexistent/leank") != NULL);
+    CHECK(lk_out_open(&o, "/nonexistent/dir/x", &err) == LK_EIO);
+    CHECK(strstr(err.msg, "/nonexistent/dir/x") != NULL);
+
+    /* bf16 / f16 round trips and rounding */
+    CHECK(lk_bf16_to_f32(lk_f32_to_bf16(1.0f)) == 1.0f);
+    CHECK(lk_bf16_to_f32(lk_f32_to_bf16(-3.5f)) == -3.5f);
+    CHECK(lk_f32_to_bf16(1.00390625f) == 0x3f80); /* halfway: to even */
+    CHECK(lk_f32_to_bf16(1.01171875f) == 0x3f82);
+    CHECK(isnan(lk_bf16_to_f32(lk_f32_to_bf16(NAN))));
+    for (int h = 0; h < 0x10000; h++) { /* every finite f16 survives f16 -> f32 -> f16 */
+        if (((h >> 10) & 0x1f) == 0x1f) continue;
+        if (lk_f32_to_f16(lk_f16_to_f32((uint16_t)h)) != h) { CHECKF(0, "f16 %04x", h); break; }
+    }
+    CHECK(lk_f16_to_f32(0x3c00) == 1.0f);
+    CHECK(lk_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    CHECK(lk_f32_to_f16(65520.0f) == 0x7c00);
+
+    CHECK(lk_fnv1a64("a", 1, LK_FNV_OFFSET) == 0xaf63dc4c8601ec8cULL);
+    rmdir(dir);
+    free(path);
+    return t_done();
+}
