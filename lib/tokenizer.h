@@ -34,9 +34,33 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
 int lk_tok_decode(const lk_tokenizer *t, const int *ids, size_t n, int skip_special,
                   char **out, size_t *len, size_t *cap, lk_err *err);
 
-/* Streaming decode for generation: bytes of one token appended to out, with
- * the state needed to finish partial UTF-8 sequences and the SentencePiece
- * leading-space rule. Pass prev = previous id or -1. */
 const char *lk_tok_piece(const lk_tokenizer *t, int id); /* raw vocabulary string */
+
+/* Streaming decode for generation. Push ids one at a time; each push appends
+ * to *out (NUL-terminated; grown with lk_realloc) only complete UTF-8: the
+ * bytes of a character split over several tokens are held back until it is
+ * complete, invalid bytes become U+FFFD (as HF's lossy decode does). The
+ * SentencePiece leading-space strip applies to the first text of the stream.
+ * The concatenation of all pushes and the final flush equals
+ * lk_tok_decode(all ids, skip_special). Fields are private except
+ * skip_special (default 1 after init: special tokens produce no text). */
+typedef struct {
+    int skip_special;       /* set after lk_tok_stream_init to change */
+    int started;            /* some text was produced (leading-space strip done) */
+    int npend;              /* bytes held back (incomplete UTF-8 character) */
+    unsigned char pend[8];
+} lk_tok_stream;
+void lk_tok_stream_init(lk_tok_stream *s);
+/* Returns the number of bytes appended (0 is normal: special token or an
+ * incomplete character), or -1 for an id out of range (nothing appended). */
+int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **out,
+                       size_t *len, size_t *cap);
+/* End of stream: held-back bytes of an unfinished character become U+FFFD.
+ * Returns the number of bytes appended. */
+int lk_tok_stream_flush(const lk_tokenizer *t, lk_tok_stream *s, char **out, size_t *len,
+                        size_t *cap);
+
+/* Is id a special token (skipped by decode with skip_special)? */
+int lk_tok_is_special(const lk_tokenizer *t, int id);
 
 #endif
