@@ -1,0 +1,38 @@
+/* chat.c - chat templates (see chat.h). The strings are those of the models'
+ * own Jinja templates for a single user turn with add_generation_prompt. */
+#include "chat.h"
+
+#include <string.h>
+
+const char *const lk_chat_names = "llama3, qwen, none";
+
+static const char *const qwen_default_system =
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
+int lk_chat_known(const char *name) {
+    return name && (!strcmp(name, "llama3") || !strcmp(name, "qwen") || !strcmp(name, "none"));
+}
+
+char *lk_chat_format(const char *name, const char *system, const char *user, lk_err *err) {
+    if (!name || !lk_chat_known(name)) {
+        lk_seterr(err, LK_EUSAGE, "unknown chat template '%s' (expected one of: %s)",
+                  name ? name : "(null)", lk_chat_names);
+        return NULL;
+    }
+    if (!user) user = "";
+    if (!strcmp(name, "none")) return lk_strdup(user);
+    if (!strcmp(name, "llama3")) {
+        if (system)
+            return lk_asprintf("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n%s"
+                               "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
+                               "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                               system, user);
+        return lk_asprintf("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
+                           "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                           user);
+    }
+    /* qwen */
+    return lk_asprintf("<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n"
+                       "<|im_start|>assistant\n",
+                       system ? system : qwen_default_system, user);
+}

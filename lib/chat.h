@@ -1,0 +1,21 @@
+/* chat.h - chat templates: wrap a user message (and an optional system
+ * message) the way a model's chat template does, ready for the assistant's
+ * reply. With "llama3" the BOS token is part of the text: encode the result
+ * with add_special = 0. */
+#ifndef LEANK_CHAT_H
+#define LEANK_CHAT_H
+
+#include "util.h"
+
+/* Names accepted by lk_chat_format, comma separated ("llama3, qwen, none"). */
+extern const char *const lk_chat_names;
+
+/* Returns 1 if name is a known template. */
+int lk_chat_known(const char *template_name);
+
+/* New heap string (free()) holding the formatted prompt, or NULL with err set
+ * (LK_EUSAGE: unknown template name). system may be NULL: llama3 then has no
+ * system block, qwen uses its default system message, none ignores it. */
+char *lk_chat_format(const char *template_name, const char *system, const char *user, lk_err *err);
+
+#endif
