@@ -1,0 +1,334 @@
+/* model.c - weights loading, building blocks and the forward pass of the CPU
+ * reference engine (see model.h). Attention and the KV cache are in
+ * attention.c. */
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- weights */
+
+/* Load tensor name of shape (d0[, d1]) into a new float32 array. */
+static int load(const lk_st *st, const char *name, int ndim, int64_t d0, int64_t d1, float *dst,
+                lk_err *err) {
+    int64_t shape[2] = {d0, d1};
+    const lk_tensor *t;
+    int rc = lk_st_expect(st, name, ndim, shape, &t, err);
+    if (rc) return rc;
+    return lk_tensor_to_f32(t, dst, err);
+}
+
+/* Per-layer tensor "model.layers.{l}.{suffix}" into dst + l * numel. */
+static int load_layers(const lk_st *st, int n_layers, const char *suffix, int ndim, int64_t d0,
+                       int64_t d1, float *dst, lk_err *err) {
+    size_t numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
+    for (int l = 0; l < n_layers; l++) {
+        char name[256];
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
+        int rc = load(st, name, ndim, d0, d1, dst + (size_t)l * numel, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    if (c->rope.partial_rotary_factor != 1.0)
+        return lk_seterr(err, LK_EINPUT, "%s: partial_rotary_factor %g is not supported (expected 1)",
+                         c->arch, c->rope.partial_rotary_factor);
+    if (c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim % 2)
+        return lk_seterr(err, LK_EINPUT,
+                         "config: %d heads, %d kv heads, head_dim %d (expected heads a multiple "
+                         "of kv heads, even head_dim)",
+                         c->n_heads, c->n_kv_heads, c->head_dim);
+    int L = c->n_layers, V = c->vocab_size;
+    int D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
+    int QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
+    lk_weights *w = &m->w;
+    size_t nL = (size_t)L;
+    w->embed = lk_malloc((size_t)V * D * sizeof(float));
+    w->attn_norm = lk_malloc(nL * D * sizeof(float));
+    w->wq = lk_malloc(nL * QD * D * sizeof(float));
+    w->wk = lk_malloc(nL * KD * D * sizeof(float));
+    w->wv = lk_malloc(nL * KD * D * sizeof(float));
+    w->wo = lk_malloc(nL * D * QD * sizeof(float));
+    w->ffn_norm = lk_malloc(nL * D * sizeof(float));
+    w->w_gate = lk_malloc(nL * H * D * sizeof(float));
+    w->w_up = lk_malloc(nL * H * D * sizeof(float));
+    w->w_down = lk_malloc(nL * D * H * sizeof(float));
+    w->final_norm = lk_malloc((size_t)D * sizeof(float));
+    m->n_params = (size_t)V * D + nL * (2 * D + (size_t)QD * D * 2 + (size_t)KD * D * 2 +
+                                        (size_t)H * D * 3) + D;
+    int rc;
+    if ((rc = load(st, "model.embed_tokens.weight", 2, V, D, w->embed, err)) ||
+        (rc = load_layers(st, L, "input_layernorm.weight", 1, D, 0, w->attn_norm, err)) ||
+        (rc = load_layers(st, L, "self_attn.q_proj.weight", 2, QD, D, w->wq, err)) ||
+        (rc = load_layers(st, L, "self_attn.k_proj.weight", 2, KD, D, w->wk, err)) ||
+        (rc = load_layers(st, L, "self_attn.v_proj.weight", 2, KD, D, w->wv, err)) ||
+        (rc = load_layers(st, L, "self_attn.o_proj.weight", 2, D, QD, w->wo, err)) ||
+        (rc = load_layers(st, L, "post_attention_layernorm.weight", 1, D, 0, w->ffn_norm, err)) ||
+        (rc = load_layers(st, L, "mlp.gate_proj.weight", 2, H, D, w->w_gate, err)) ||
+        (rc = load_layers(st, L, "mlp.up_proj.weight", 2, H, D, w->w_up, err)) ||
+        (rc = load_layers(st, L, "mlp.down_proj.weight", 2, D, H, w->w_down, err)) ||
+        (rc = load(st, "model.norm.weight", 1, D, 0, w->final_norm, err)))
+        goto fail;
+    if (c->attention_bias) {
+        w->bq = lk_malloc(nL * QD * sizeof(float));
+        w->bk = lk_malloc(nL * KD * sizeof(float));
+        w->bv = lk_malloc(nL * KD * sizeof(float));
+        m->n_params += nL * (QD + 2 * KD);
+        if ((rc = load_layers(st, L, "self_attn.q_proj.bias", 1, QD, 0, w->bq, err)) ||
+            (rc = load_layers(st, L, "self_attn.k_proj.bias", 1, KD, 0, w->bk, err)) ||
+            (rc = load_layers(st, L, "self_attn.v_proj.bias", 1, KD, 0, w->bv, err)))
+            goto fail;
+    }
+    if (c->tie_word_embeddings && !lk_st_find(st, "lm_head.weight")) {
+        w->lm_head = w->embed;
+    } else {
+        w->lm_head = lk_malloc((size_t)V * D * sizeof(float));
+        m->n_params += (size_t)V * D;
+        if ((rc = load(st, "lm_head.weight", 2, V, D, w->lm_head, err))) goto fail;
+    }
+    return 0;
+fail:
+    lk_model_free(m);
+    return rc;
+}
+
+int lk_model_load(lk_model *m, const char *dir, lk_err *err) {
+    lk_config c;
+    int rc = lk_config_load(&c, dir, err);
+    if (rc) return rc;
+    lk_st *st;
+    if ((rc = lk_st_open(&st, dir, err))) return rc;
+    rc = lk_model_from_st(m, &c, st, err);
+    lk_st_close(st);
+    return rc;
+}
+
+void lk_model_free(lk_model *m) {
+    lk_weights *w = &m->w;
+    if (w->lm_head != w->embed) free(w->lm_head);
+    free(w->embed);
+    free(w->attn_norm);
+    free(w->wq);
+    free(w->wk);
+    free(w->wv);
+    free(w->bq);
+    free(w->bk);
+    free(w->bv);
+    free(w->wo);
+    free(w->ffn_norm);
+    free(w->w_gate);
+    free(w->w_up);
+    free(w->w_down);
+    free(w->final_norm);
+    memset(m, 0, sizeof *m);
+}
+
+uint64_t lk_model_fingerprint(const lk_model *m) {
+    const lk_config *c = &m->cfg;
+    int sizes[8] = {c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers,
+                    c->n_heads,    c->n_kv_heads,  c->head_dim,          c->attention_bias};
+    uint64_t h = lk_fnv1a64(sizes, sizeof sizes, LK_FNV_OFFSET);
+    const lk_weights *w = &m->w;
+    size_t L = c->n_layers, D = m->dim, H = m->hidden, QD = m->q_dim, KD = m->kv_dim,
+           V = c->vocab_size;
+    struct {
+        const float *p;
+        size_t n;
+    } parts[] = {{w->embed, V * D},      {w->attn_norm, L * D},  {w->wq, L * QD * D},
+                 {w->wk, L * KD * D},    {w->wv, L * KD * D},    {w->bq, w->bq ? L * QD : 0},
+                 {w->bk, w->bk ? L * KD : 0}, {w->bv, w->bv ? L * KD : 0}, {w->wo, L * D * QD},
+                 {w->ffn_norm, L * D},   {w->w_gate, L * H * D}, {w->w_up, L * H * D},
+                 {w->w_down, L * D * H}, {w->final_norm, D},
+                 {w->lm_head, w->lm_head != w->embed ? V * D : 0}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (parts[i].n) h = lk_fnv1a64(parts[i].p, parts[i].n * sizeof(float), h);
+    return h;
+}
+
+/* --------------------------------------------------------- building blocks */
+
+void lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos) {
+    int half = c->head_dim / 2;
+    r->n_pos = n_pos;
+    r->half = half;
+    r->cos = lk_malloc((size_t)n_pos * half * sizeof(float));
+    r->sin = lk_malloc((size_t)n_pos * half * sizeof(float));
+    float *inv_freq = lk_malloc((size_t)half * sizeof(float));
+    float scale = 1.0f;
+    lk_rope_inv_freq(c, inv_freq, &scale);
+    for (int p = 0; p < n_pos; p++)
+        for (int i = 0; i < half; i++) {
+            float f = (float)p * inv_freq[i]; /* float32 product, as HF computes freqs */
+            r->cos[(size_t)p * half + i] = cosf(f) * scale;
+            r->sin[(size_t)p * half + i] = sinf(f) * scale;
+        }
+    free(inv_freq);
+}
+
+void lk_rope_table_free(lk_rope_table *r) {
+    free(r->cos);
+    free(r->sin);
+    memset(r, 0, sizeof *r);
+}
+
+void lk_rope_apply(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *a = x + (size_t)h * head_dim, *b = a + half;
+        for (int i = 0; i < half; i++) {
+            float x1 = a[i], x2 = b[i];
+            a[i] = x1 * cos[i] - x2 * sin[i];
+            b[i] = x2 * cos[i] + x1 * sin[i];
+        }
+    }
+}
+
+void lk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps) {
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *o = out + (size_t)r * dim;
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / dim + eps));
+        for (int i = 0; i < dim; i++) o[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+void lk_matmul(float *out, const float *x, const float *w, const float *bias, int n, int d_in,
+               int d_out) {
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, w, d_in, x, 1, 0.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_out, d_in, 1.0f, x, d_in, w,
+                    d_in, 0.0f, out, d_out);
+    if (bias)
+        for (int r = 0; r < n; r++)
+            for (int i = 0; i < d_out; i++) out[(size_t)r * d_out + i] += bias[i];
+}
+
+void lk_softmax(float *x, int n) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (x[i] > max) max = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void lk_swiglu(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+/* ------------------------------------------------------- state and forward */
+
+int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, const lk_mask *mask,
+                   int sink, int recent, lk_err *err) {
+    memset(s, 0, sizeof *s);
+    if (max_rows < 1 || max_seq < max_rows)
+        return lk_seterr(err, LK_EUSAGE, "state: max_rows %d, max_seq %d (expected 1 <= rows <= seq)",
+                         max_rows, max_seq);
+    int rc = lk_kv_build(&s->kv, &m->cfg, max_seq, mask, sink, recent, err);
+    if (rc) return rc;
+    size_t R = max_rows;
+    s->max_rows = max_rows;
+    s->max_seq = max_seq;
+    s->qblock = max_rows < 128 ? max_rows : 128;
+    s->x = lk_malloc(R * m->dim * sizeof(float));
+    s->xb = lk_malloc(R * m->dim * sizeof(float));
+    s->q = lk_malloc(R * m->q_dim * sizeof(float));
+    s->k = lk_malloc(R * m->kv_dim * sizeof(float));
+    s->v = lk_malloc(R * m->kv_dim * sizeof(float));
+    s->att = lk_malloc(R * m->q_dim * sizeof(float));
+    s->hb = lk_malloc(R * m->hidden * sizeof(float));
+    s->hb2 = lk_malloc(R * m->hidden * sizeof(float));
+    s->scores = lk_malloc((size_t)s->qblock * max_seq * sizeof(float));
+    s->qk = lk_malloc((size_t)m->cfg.head_dim * sizeof(float));
+    s->logits = lk_malloc((size_t)m->cfg.vocab_size * sizeof(float));
+    lk_rope_table_build(&s->rope, &m->cfg, max_seq);
+    return 0;
+}
+
+void lk_state_free(lk_state *s) {
+    free(s->x);
+    free(s->xb);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->att);
+    free(s->hb);
+    free(s->hb2);
+    free(s->scores);
+    free(s->qk);
+    free(s->logits);
+    lk_rope_table_free(&s->rope);
+    lk_kv_free(&s->kv);
+    memset(s, 0, sizeof *s);
+}
+
+int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *logits_all,
+               lk_err *err) {
+    const lk_config *c = &m->cfg;
+    const lk_weights *w = &m->w;
+    int pos0 = s->kv.len, D = m->dim, H = m->hidden, QD = m->q_dim, KD = m->kv_dim;
+    int hd = c->head_dim, half = hd / 2, V = c->vocab_size;
+    float eps = (float)c->rms_eps;
+    if (n < 1 || n > s->max_rows)
+        return lk_seterr(err, LK_EINPUT, "forward: %d tokens in one call (expected 1..%d)", n,
+                         s->max_rows);
+    if (pos0 + n > s->max_seq)
+        return lk_seterr(err, LK_EINPUT, "forward: %d + %d tokens exceed the context of %d", pos0,
+                         n, s->max_seq);
+    for (int r = 0; r < n; r++) {
+        if (tokens[r] < 0 || tokens[r] >= V)
+            return lk_seterr(err, LK_EINPUT, "forward: token id %d out of range (vocab %d)",
+                             tokens[r], V);
+        memcpy(s->x + (size_t)r * D, w->embed + (size_t)tokens[r] * D, D * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t lq = (size_t)l * QD, lkv = (size_t)l * KD;
+        /* attention block */
+        lk_rmsnorm(s->xb, s->x, w->attn_norm + (size_t)l * D, n, D, eps);
+        lk_matmul(s->q, s->xb, w->wq + lq * D, w->bq ? w->bq + lq : NULL, n, D, QD);
+        lk_matmul(s->k, s->xb, w->wk + lkv * D, w->bk ? w->bk + lkv : NULL, n, D, KD);
+        lk_matmul(s->v, s->xb, w->wv + lkv * D, w->bv ? w->bv + lkv : NULL, n, D, KD);
+        for (int r = 0; r < n; r++) {
+            const float *cs = s->rope.cos + (size_t)(pos0 + r) * half;
+            const float *sn = s->rope.sin + (size_t)(pos0 + r) * half;
+            lk_rope_apply(s->q + (size_t)r * QD, c->n_heads, hd, cs, sn);
+            lk_rope_apply(s->k + (size_t)r * KD, c->n_kv_heads, hd, cs, sn);
+        }
+        lk_attention(m, s, l, n);
+        lk_kv_store(&s->kv, l, pos0, n, s->k, s->v);
+        lk_matmul(s->xb, s->att, w->wo + (size_t)l * D * QD, NULL, n, QD, D);
+        for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
+        /* MLP block */
+        lk_rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * D, n, D, eps);
+        lk_matmul(s->hb, s->xb, w->w_gate + (size_t)l * H * D, NULL, n, D, H);
+        lk_matmul(s->hb2, s->xb, w->w_up + (size_t)l * H * D, NULL, n, D, H);
+        lk_swiglu(s->hb, s->hb2, (size_t)n * H);
+        lk_matmul(s->xb, s->hb, w->w_down + (size_t)l * D * H, NULL, n, H, D);
+        for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
+    }
+    s->kv.len += n;
+    lk_rmsnorm(s->xb, s->x, w->final_norm, n, D, eps);
+    if (logits_all) {
+        lk_matmul(logits_all, s->xb, w->lm_head, NULL, n, D, V);
+        memcpy(s->logits, logits_all + (size_t)(n - 1) * V, V * sizeof(float));
+    } else {
+        lk_matmul(s->logits, s->xb + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, V);
+    }
+    return 0;
+}
