@@ -1,0 +1,287 @@
+/* test_tokenizer - lib/tokenizer against reference ids from HF tokenizers and
+ * llama.cpp's test vectors (../shared), plus decode, streaming and errors. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "t.h"
+#include "tokenizer.h"
+#include "util.h"
+
+static char path[4096];
+static const char *P(const char *shared, const char *rel) {
+    snprintf(path, sizeof path, "%s/%s", shared, rel);
+    return path;
+}
+
+static lk_tokenizer *load(const char *p) {
+    lk_err err = {0};
+    lk_tokenizer *t = NULL;
+    double t0 = lk_now();
+    int rc = lk_tok_load(&t, p, &err);
+    CHECKF(rc == 0, "%s", err.msg);
+    if (t) printf("loaded %s: %d ids in %.0f ms\n", p, lk_tok_vocab_size(t), 1e3 * (lk_now() - t0));
+    return t;
+}
+
+/* decode ids and compare with text; also through the streaming decoder */
+static void check_roundtrip(lk_tokenizer *t, const int *ids, size_t n, const char *text, size_t len,
+                            const char *what) {
+    char *out = NULL;
+    size_t olen = 0, ocap = 0;
+    lk_err err = {0};
+    CHECKF(lk_tok_decode(t, ids, n, 1, &out, &olen, &ocap, &err) == 0, "%s", err.msg);
+    CHECKF(olen == len && !memcmp(out, text, len), "%s: decode differs (%zu vs %zu bytes)", what, olen, len);
+    lk_tok_stream st;
+    lk_tok_stream_init(&st);
+    size_t slen = 0;
+    for (size_t i = 0; i < n; i++) lk_tok_stream_push(t, &st, ids[i], &out, &slen, &ocap);
+    lk_tok_stream_flush(t, &st, &out, &slen, &ocap);
+    CHECKF(slen == len && !memcmp(out, text, len), "%s: stream decode differs (%zu vs %zu bytes)", what,
+           slen, len);
+    free(out);
+}
+
+/* llama.cpp test-tokenizer-0 vectors: strings separated by
+ * "\n__ggml_vocab_test__\n", one line of ids (no BOS) per string. The shared
+ * copies have CRLF line ends: CRLF -> LF first (no string contains CR). */
+static char *read_lf(const char *p, size_t *len) {
+    char *d;
+    lk_err err = {0};
+    if (lk_read_file(p, &d, len, &err)) {
+        CHECKF(0, "%s", err.msg);
+        return NULL;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < *len; i++)
+        if (!(d[i] == '\r' && i + 1 < *len && d[i + 1] == '\n')) d[j++] = d[i];
+    d[j] = 0;
+    *len = j;
+    return d;
+}
+
+static void check_vectors(const char *shared, const char *tokjson, const char *name) {
+    char inp[4096], outp[4096];
+    snprintf(inp, sizeof inp, "%s/data/tokenizers/vectors/%s.inp", shared, name);
+    snprintf(outp, sizeof outp, "%s/data/tokenizers/vectors/%s.out", shared, name);
+    lk_tokenizer *t = load(P(shared, tokjson));
+    if (!t) return;
+    size_t il, ol;
+    char *in = read_lf(inp, &il), *out = read_lf(outp, &ol);
+    if (!in || !out) return;
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    char *s = in, *line = out;
+    int *ids = NULL, ncase = 0, nok = 0;
+    size_t n = 0, cap = 0;
+    while (*s) {
+        char *e = strstr(s, sep);
+        if (!e) break;
+        char *eol = strchr(line, '\n');
+        if (!eol) break;
+        *eol = 0;
+        lk_err err = {0};
+        int rc = lk_tok_encode(t, s, (size_t)(e - s), 0, &ids, &n, &cap, &err);
+        CHECKF(rc == 0, "%s", err.msg);
+        /* expected ids */
+        int want[4096], nw = 0;
+        for (char *q = line; *q;) {
+            char *end;
+            long v = strtol(q, &end, 10);
+            if (end == q) break;
+            want[nw++] = (int)v;
+            q = end;
+        }
+        int same = (int)n == nw && !memcmp(ids, want, n * sizeof(int));
+        CHECKF(same, "%s case %d '%.*s': got %zu ids, expected %d", name, ncase, (int)(e - s), s, n, nw);
+        if (!same) {
+            fprintf(stderr, "  got:");
+            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n  exp: %s\n", line);
+        }
+        nok += same;
+        check_roundtrip(t, ids, n, s, (size_t)(e - s), name);
+        ncase++;
+        s = e + strlen(sep);
+        line = eol + 1;
+    }
+    printf("%s: %d/%d vector strings match\n", name, nok, ncase);
+    CHECKF(ncase == 46, "%s: %d strings parsed, expected 46", name, ncase);
+    free(ids);
+    free(in);
+    free(out);
+    lk_tok_free(t);
+}
+
+static void check_excerpt(const char *shared, const char *tokjson, const char *idsfile) {
+    lk_tokenizer *t = load(P(shared, tokjson));
+    if (!t) return;
+    char *text, *raw;
+    size_t tl, rl;
+    lk_err err = {0};
+    CHECK(lk_read_file(P(shared, "data/tokenizers/vectors/pg-excerpt.txt"), &text, &tl, &err) == 0);
+    CHECK(lk_read_file(P(shared, idsfile), &raw, &rl, &err) == 0);
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    double t0 = lk_now();
+    CHECKF(lk_tok_encode(t, text, tl, 0, &ids, &n, &cap, &err) == 0, "%s", err.msg);
+    double dt = lk_now() - t0;
+    size_t nw = rl / 4, first = n < nw ? n : nw;
+    for (size_t i = 0; i < n && i < nw; i++) {
+        uint32_t v;
+        memcpy(&v, raw + 4 * i, 4);
+        if ((int)v != ids[i]) {
+            first = i;
+            break;
+        }
+    }
+    CHECKF(n == nw && first == n, "%s: %zu ids (expected %zu), first difference at %zu", idsfile, n, nw, first);
+    printf("%s: %zu ids, encode %.1f ms\n", idsfile, n, 1e3 * dt);
+    check_roundtrip(t, ids, n, text, tl, idsfile);
+    free(ids);
+    free(text);
+    free(raw);
+    lk_tok_free(t);
+}
+
+static void check_stories(const char *shared) {
+    lk_tokenizer *t = load(P(shared, "models/stories260K"));
+    if (!t) return;
+    CHECK(lk_tok_bos(t) == 1);
+    CHECK(lk_tok_eos(t) == 2);
+    json_error_t je;
+    json_t *root = json_load_file(P(shared, "models/stories260K/expected.json"), 0, &je), *c;
+    CHECKF(root != NULL, "expected.json: %s", je.text);
+    size_t i, ncase = 0;
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    json_array_foreach(json_object_get(root, "tokenizer"), i, c) {
+        const char *text = json_string_value(json_object_get(c, "text"));
+        json_t *want = json_object_get(c, "ids");
+        lk_err err = {0};
+        CHECKF(lk_tok_encode(t, text, strlen(text), 1, &ids, &n, &cap, &err) == 0, "%s", err.msg);
+        int same = n == json_array_size(want);
+        for (size_t k = 0; same && k < n; k++) same = ids[k] == json_integer_value(json_array_get(want, k));
+        CHECKF(same, "stories260K '%s': ids differ", text);
+        check_roundtrip(t, ids, n, text, strlen(text), "stories260K");
+        ncase++;
+    }
+    CHECK(ncase == 5);
+    /* byte fallback tokens and the leading space in streaming */
+    char *out = NULL;
+    size_t len = 0, ocap = 0;
+    lk_err err = {0};
+    int bytes[] = {1, lk_tok_id(t, "<0xF0>"), lk_tok_id(t, "<0x9F>"), lk_tok_id(t, "<0xA6>"), lk_tok_id(t, "<0x99>")};
+    CHECK(lk_tok_decode(t, bytes, 5, 1, &out, &len, &ocap, &err) == 0 && !strcmp(out, "\xF0\x9F\xA6\x99"));
+    len = 0; /* an invalid run: one U+FFFD per byte token, as HF's ByteFallback */
+    CHECK(lk_tok_decode(t, bytes + 1, 2, 1, &out, &len, &ocap, &err) == 0 &&
+          !strcmp(out, "\xEF\xBF\xBD\xEF\xBF\xBD"));
+    len = 0;
+    CHECK(lk_tok_decode(t, bytes, 1, 0, &out, &len, &ocap, &err) == 0 && !strcmp(out, "<s>"));
+    free(out);
+    free(ids);
+    json_decref(root);
+    lk_tok_free(t);
+}
+
+static void check_llama3_special(const char *shared) {
+    lk_tokenizer *t = load(P(shared, "data/tokenizers/llama3"));
+    if (!t) return;
+    CHECK(lk_tok_bos(t) == 128000);
+    CHECK(lk_tok_eos(t) == 128009); /* <|eot_id|>, from tokenizer_config.json */
+    CHECK(lk_tok_id(t, "<|end_of_text|>") == 128001);
+    CHECK(lk_tok_id(t, "Hello") == 9906);
+    CHECK(lk_tok_id(t, "no such token") == -1);
+    CHECK(lk_tok_is_special(t, 128000) && !lk_tok_is_special(t, 9906));
+    CHECK(lk_tok_fingerprint(t) != 0);
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    lk_err err = {0};
+    const char *s = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
+    CHECKF(lk_tok_encode(t, s, strlen(s), 1, &ids, &n, &cap, &err) == 0, "%s", err.msg);
+    int want[] = {128000, 128006, 882, 128007, 271, 13347, 128009};
+    CHECKF(n == 7 && !memcmp(ids, want, sizeof want), "chat template: %zu ids", n);
+    char *out = NULL;
+    size_t len = 0, ocap = 0;
+    CHECK(lk_tok_decode(t, ids, n, 0, &out, &len, &ocap, &err) == 0 && !strncmp(out, "<|begin_of_text|>", 17) &&
+          !strcmp(out + 17, s));
+    len = 0;
+    CHECK(lk_tok_decode(t, ids, n, 1, &out, &len, &ocap, &err) == 0 && !strcmp(out, "user\n\nHi"));
+    /* streaming holds back a split character: "🦙" is 2 tokens */
+    const char *llama = " \xF0\x9F\xA6\x99!";
+    CHECK(lk_tok_encode(t, llama, strlen(llama), 0, &ids, &n, &cap, &err) == 0 && n >= 3);
+    lk_tok_stream st;
+    lk_tok_stream_init(&st);
+    len = 0;
+    int got0 = lk_tok_stream_push(t, &st, ids[0], &out, &len, &ocap);
+    CHECKF(got0 >= 0 && len == strlen(out) && strspn(out, " ") == len, "partial character leaked: %zu bytes", len);
+    for (size_t i = 1; i < n; i++) lk_tok_stream_push(t, &st, ids[i], &out, &len, &ocap);
+    CHECK(lk_tok_stream_flush(t, &st, &out, &len, &ocap) == 0 && !strcmp(out, llama));
+    CHECK(lk_tok_stream_push(t, &st, -1, &out, &len, &ocap) == -1);
+    /* an unfinished character at the end becomes U+FFFD */
+    lk_tok_stream_init(&st);
+    len = 0;
+    lk_tok_stream_push(t, &st, ids[0], &out, &len, &ocap);
+    lk_tok_stream_flush(t, &st, &out, &len, &ocap);
+    CHECK(strstr(out, "\xEF\xBF\xBD") != NULL);
+    /* invalid UTF-8 in: refused with the byte offset */
+    const char *bad = "abc\xff" "def";
+    int rc = lk_tok_encode(t, bad, 7, 0, &ids, &n, &cap, &err);
+    CHECKF(rc == LK_EINPUT && strstr(err.msg, "offset 3"), "invalid UTF-8: rc %d: %s", rc, err.msg);
+    rc = lk_tok_encode(t, "\xe2\x82", 2, 0, &ids, &n, &cap, &err);
+    CHECKF(rc == LK_EINPUT && strstr(err.msg, "offset 0"), "truncated UTF-8: rc %d: %s", rc, err.msg);
+    int badid = 1 << 30;
+    CHECK(lk_tok_decode(t, &badid, 1, 1, &out, &len, &ocap, &err) == LK_EINPUT);
+    free(out);
+    free(ids);
+    lk_tok_free(t);
+}
+
+static void check_malformed(void) {
+    char dir[] = "/tmp/lk-tok-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    const char *cases[][2] = {
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [", "line"},
+        {"[1, 2]", "not an object"},
+        {"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "WordPiece"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "not in the vocabulary"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+         " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
+         "regex"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+        FILE *f = fopen(p, "w");
+        fputs(cases[i][0], f);
+        fclose(f);
+        lk_tokenizer *t = NULL;
+        lk_err err = {0};
+        int rc = lk_tok_load(&t, dir, &err);
+        CHECKF(rc == LK_EINPUT && t == NULL && strstr(err.msg, cases[i][1]) && strstr(err.msg, p),
+               "malformed case %zu: rc %d: %s", i, rc, err.msg);
+        unlink(p);
+    }
+    lk_tokenizer *t = NULL;
+    lk_err err = {0};
+    CHECK(lk_tok_load(&t, "/nonexistent/tokenizer.json", &err) == LK_EIO);
+    rmdir(dir);
+}
+
+int main(void) {
+    check_malformed();
+    const char *sh = t_shared();
+    if (!sh) {
+        t_done();
+        T_SKIP("shared data not found (set LEANK_SHARED)");
+    }
+    check_vectors(sh, "data/tokenizers/llama3/tokenizer.json", "llama-bpe");
+    check_vectors(sh, "data/tokenizers/qwen3/tokenizer.json", "qwen2");
+    check_excerpt(sh, "data/tokenizers/llama3/tokenizer.json", "data/tokenizers/vectors/llama3-pg-excerpt.ids");
+    check_excerpt(sh, "data/tokenizers/qwen3/tokenizer.json", "data/tokenizers/vectors/qwen3-pg-excerpt.ids");
+    check_stories(sh);
+    check_llama3_special(sh);
+    return t_done();
+}
