@@ -202,8 +202,8 @@ void lk_train_clamp(float *a, size_t n) {
     for (size_t i = 0; i < n; i++) a[i] = a[i] < 0.0f ? 0.0f : a[i] > 1.0f ? 1.0f : a[i];
 }
 
-int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o,
-                  lk_train_stats *st, lk_err *err) {
+int lk_train_objective(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o,
+                       lk_train_stats *st, lk_err *err) {
     size_t n = s->n;
     memset(st, 0, sizeof *st);
     lk_train_clamp(s->alpha, n);
@@ -223,7 +223,8 @@ int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o
     int rc = b->loss_grad(b->ctx, s->alpha_eff, &st->loss, s->grad, err);
     if (rc) return rc;
     /* stage 1: lambda * mean|alpha|; d/dalpha = lambda * sign(alpha) / n
-     * (sign(0) = 0, as torch's abs backward) */
+     * (sign(0) = 0, as torch's abs backward). Stage 2: the gradient with
+     * respect to alpha*mask is passed straight through to alpha. */
     if (o->stage == 1 && o->lambda > 0) {
         double sum = 0;
         for (size_t i = 0; i < n; i++) {
@@ -232,6 +233,14 @@ int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o
         }
         st->reg = o->lambda * sum / n;
     }
+    return 0;
+}
+
+int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o,
+                  lk_train_stats *st, lk_err *err) {
+    size_t n = s->n;
+    int rc = lk_train_objective(s, b, o, st, err);
+    if (rc) return rc;
     /* AdamW (torch semantics; moments kept in float so that a checkpoint
      * holds the exact state) */
     long t = s->step + 1;

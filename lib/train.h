@@ -115,6 +115,11 @@ typedef struct {
 /* Clamp a to [0,1]. */
 void lk_train_clamp(float *a, size_t n);
 
+/* The objective on the prepared sample: clamp alpha, (stage 2) derive the
+ * mask into s->keep, alpha_eff = alpha (or alpha*mask), distillation loss and
+ * regulariser into st, the gradient with respect to alpha into s->grad. */
+int lk_train_objective(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o,
+                       lk_train_stats *st, lk_err *err);
 /* One step on the prepared sample: clamp alpha, (stage 2) derive the mask,
  * loss and gradient through the backend, regulariser, AdamW update, clamp. */
 int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o,

@@ -18,8 +18,7 @@
  *   z_ij = q_i . k_j                  if j < sink or p - j < recent ("full")
  *   z_ij = sum_c q_ic a_gc k_jc        otherwise ("middle"), j <= p
  *   P_i = softmax(scale * z_i), o_i = sum_j P_ij v_j.
- * Middle logits as (q*a) K^T, one gemm per head; the sink/recent ones are then
- * recomputed in full (at most sink + recent per row).
+ * Logits as two gemms per head, q K^T and (q*a) K^T, selected per key.
  * Backward, with dO, dZ_ij = scale * P_ij (dP_ij - sum_j' P_ij' dP_ij'),
  * dP = dO V^T:
  *   full keys:   dq_i += dZ_ij k_j,   dk_j += dZ_ij q_i (answer keys only)
@@ -83,8 +82,8 @@ typedef struct {
     /* scratch, sized for max(CHUNK, A) rows and cap_T keys */
     int cap_R;
     double *x, *xn, *q, *att, *tmp, *hmid, *gate, *up; /* rows x (D | qdim | F) */
-    double *S, *dP;  /* (R, cap_T) */
-    double *qa;      /* (R, hd) */
+    double *S, *Sa, *dP; /* (R, cap_T) */
+    double *qf, *qa;     /* (R, hd) one head's queries, and times alpha */
     double *r;       /* (R) */
     /* backward scratch (A rows) */
     double *dx, *dxm, *dxn, *dq, *dk, *dv, *datt, *dh, *dgate, *dup; /* rows x (D | qdim | kvdim | F) */
@@ -160,32 +159,24 @@ static inline int full_key(const cpu_ctx *c, int j, int p) {
 
 /* Scaled, causally masked logits S (n, T) of head h for rows at positions
  * r0..r0+n-1 (queries q, row stride qdim) over keys 0..T-1 of layer l.
- * alpha (hd) of the head's group or NULL (dense). */
+ * alpha (hd) of the head's group or NULL (dense). Full logits come from the
+ * same gemm in both cases, so that alpha = 1 reproduces the dense model
+ * exactly; middle logits from a second gemm with q*alpha (left in c->qa). */
 static void logits(cpu_ctx *c, int l, int h, const double *q, int n, int r0, const double *alpha,
                    double *S) {
     int hd = c->hd, T = r0 + n, g = h / (c->H / c->KV);
     const double *K = c->kcache + (size_t)l * c->cap_T * c->kvdim + (size_t)g * hd;
-    const double *qh = q + (size_t)h * hd;
-    if (!alpha) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, c->scale, qh, c->qdim, K,
-                    c->kvdim, 0.0, S, T);
-    } else {
+    for (int i = 0; i < n; i++)
+        memcpy(c->qf + (size_t)i * hd, q + (size_t)i * c->qdim + (size_t)h * hd, hd * sizeof(double));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, c->scale, c->qf, hd, K,
+                c->kvdim, 0.0, S, T);
+    if (alpha) {
         for (int i = 0; i < n; i++)
-            for (int k = 0; k < hd; k++) c->qa[(size_t)i * hd + k] = qh[(size_t)i * c->qdim + k] * alpha[k];
+            for (int k = 0; k < hd; k++) c->qa[(size_t)i * hd + k] = c->qf[(size_t)i * hd + k] * alpha[k];
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, c->scale, c->qa, hd, K,
-                    c->kvdim, 0.0, S, T);
-        for (int i = 0; i < n; i++) {
-            int p = r0 + i;
-            for (int j = 0; j <= p; j++) {
-                if (!full_key(c, j, p)) {
-                    if (j >= c->sink) j = p - c->recent; /* jump to the recent window */
-                    continue;
-                }
-                double z = 0;
-                for (int k = 0; k < hd; k++) z += qh[(size_t)i * c->qdim + k] * K[(size_t)j * c->kvdim + k];
-                S[(size_t)i * T + j] = c->scale * z;
-            }
-        }
+                    c->kvdim, 0.0, c->Sa, T);
+        for (int i = 0; i < n; i++) /* middle keys: sink <= j <= p - recent */
+            for (int j = c->sink; j <= r0 + i - c->recent; j++) S[(size_t)i * T + j] = c->Sa[(size_t)i * T + j];
     }
     for (int i = 0; i < n; i++)
         for (int j = r0 + i + 1; j < T; j++) S[(size_t)i * T + j] = -INFINITY;
@@ -354,7 +345,7 @@ static void buffers_free(cpu_ctx *c) {
     acts_free(c);
     double **p[] = {&c->kcache, &c->vcache, &c->cos, &c->sin, &c->x0, &c->h_full, &c->x_final,
                     &c->r_final, &c->h_p, &c->x, &c->xn, &c->q, &c->att, &c->tmp, &c->hmid,
-                    &c->gate, &c->up, &c->S, &c->dP, &c->qa, &c->r, &c->dx, &c->dxm, &c->dxn,
+                    &c->gate, &c->up, &c->S, &c->Sa, &c->dP, &c->qf, &c->qa, &c->r, &c->dx, &c->dxm, &c->dxn,
                     &c->dq, &c->dk, &c->dv, &c->datt, &c->dh, &c->dgate, &c->dup};
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) {
         free(*p[i]);
@@ -400,6 +391,8 @@ static void buffers_fit(cpu_ctx *c, int n, int A) {
     c->S = lk_malloc((size_t)R * T * sizeof(double));
     c->dP = lk_malloc((size_t)A * T * sizeof(double));
     c->qa = lk_malloc((size_t)R * c->hd * sizeof(double));
+    c->qf = lk_malloc((size_t)R * c->hd * sizeof(double));
+    c->Sa = lk_malloc((size_t)R * T * sizeof(double));
     c->r = lk_malloc((size_t)R * sizeof(double));
     c->dx = lk_malloc((size_t)A * D * sizeof(double));
     c->dxm = lk_malloc((size_t)A * D * sizeof(double));
