@@ -525,17 +525,13 @@ static void byte_level_table(lk_tokenizer *t) {
         t->bl_chrlen[b] = (uint8_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)t->bl_chr[b]);
     }
 }
-/* byte of a byte-level code point, -1 if cp is not one */
+/* byte of a byte-level code point, -1 if cp is not one. The bytes that are
+ * not printable (0-32, 127-160, 173) map to 256, 257, ... in order. */
 static int bl_byte(int32_t cp) {
     if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) return cp;
-    if (cp < 256 || cp > 323) return -1;
-    int n = 0;
-    for (int b = 0; b < 256; b++)
-        if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174))) {
-            if (256 + n == cp) return b;
-            n++;
-        }
-    return -1;
+    if (cp >= 256 && cp <= 288) return cp - 256;
+    if (cp >= 289 && cp <= 322) return cp - 289 + 127;
+    return cp == 323 ? 173 : -1;
 }
 
 static int hexval(int c) {
@@ -1451,7 +1447,7 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
     *n = 0;
     size_t bad = utf8_check((const unsigned char *)text, len);
     if (bad < len)
-        return lk_seterr(err, LK_EINPUT, "input text: invalid UTF-8 at byte offset %zu (byte 0x%02x; "
+        return lk_seterr(err, LK_EINPUT, "invalid UTF-8 at byte offset %zu (byte 0x%02x; "
                          "expected UTF-8 text)", bad, (unsigned char)text[bad]);
     /* the tokenizer's own scratch and word cache if free, else a private one */
     lk_tokenizer *tm = (lk_tokenizer *)t;

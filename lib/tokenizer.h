@@ -23,9 +23,11 @@ int lk_tok_id(const lk_tokenizer *t, const char *token);
 
 /* Encode UTF-8 text. add_special: apply the post-processor's BOS (as HF
  * encode(add_special_tokens=True) does). Added/special tokens appearing in
- * the text are matched before BPE. Returns the number of ids written to
- * *ids (allocated / grown with lk_realloc; *cap holds its capacity). Invalid
- * UTF-8 is an error. */
+ * the text are matched before BPE. On success returns 0 with the number of
+ * ids in *n (the ids replace *ids' contents; *ids is allocated / grown with
+ * lk_realloc, *cap holds its capacity). Invalid UTF-8 is an error (LK_EINPUT,
+ * the message gives the byte offset). Thread-safe: concurrent calls on one
+ * tokenizer work (one of them uses the shared word cache). */
 int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_special,
                   int **ids, size_t *n, size_t *cap, lk_err *err);
 
