@@ -17,22 +17,79 @@ static inline uint8_t *lk_mask_head(const lk_mask *m, int layer, int kv_head) {
 }
 /* Kept channel indices of one head, ascending; returns their count. */
 int lk_mask_channels(const lk_mask *m, int layer, int kv_head, int *idx);
+/* Kept channels of one head (its width), and of the whole mask. */
+int lk_mask_width(const lk_mask *m, int layer, int kv_head);
+size_t lk_mask_count(const lk_mask *m);
 
 /* The LeanK mask rule, shared by leank-train stage 2 and leank-binarize:
- * alpha (n_layers, n_kv_heads, head_dim) -> mask. Exact global top-k: the
- * K = round((1 - ratio) * total) largest alpha values over every channel are
- * "kept" (ties broken by lower flat index); per head the kept count is rounded
- * to the nearest multiple of align (halves up, 0 and head_dim allowed), and
- * that head keeps its top channels by alpha (ties by lower channel index). */
+ * alpha (n_layers, n_kv_heads, head_dim) -> mask. With N = every channel and
+ * K = floor((1 - ratio) * N + 0.5):
+ *   1. global top-k: order all N channels by alpha descending, ties by lower
+ *      flat index ((layer * n_kv_heads + head) * head_dim + channel); the first
+ *      K are "selected" (exactly K, whatever the ties: all-zero alpha selects
+ *      the K lowest flat indices, never everything);
+ *   2. per head, the selected count c is rounded to the nearest multiple of
+ *      align, halves up: w = floor((c + floor(align / 2)) / align) * align
+ *      (0 and head_dim included);
+ *   3. the head keeps its first w channels in the same order (alpha
+ *      descending, ties by lower channel index).
+ * The achieved kept fraction (sum of w / N) differs from 1 - ratio by at most
+ * align / (2 * head_dim) (exactly 1 - ratio up to K's rounding when align = 1).
+ * m is allocated here (lk_mask_free it); on error it is left empty
+ * (keep NULL). Errors: ratio outside [0, 1) or align not dividing head_dim
+ * (LK_EUSAGE), a NaN alpha (LK_EINPUT). */
 int lk_mask_from_alpha(lk_mask *m, const float *alpha, int n_layers, int n_kv_heads,
                        int head_dim, double ratio, int align, lk_err *err);
 
-/* Files: safetensors (one U8 tensor "layers.{i}" of shape [kv_heads, head_dim]
- * per layer, metadata format=leank-mask) and the TSV text form of
- * ../shared/data/masks (layer, kv_head, kept, comma-separated channels). */
-int lk_mask_load(lk_mask *m, const char *path, lk_err *err); /* either format, by content */
+/* Files.
+ * Safetensors mask: one U8 tensor "layers.{i}" of shape [n_kv_heads,
+ * head_dim] per layer i (values 0/1; BOOL accepted on input), metadata
+ * format=leank-mask, version=1, n_layers, n_kv_heads, head_dim, kept (the kept
+ * fraction, %.6f), and when derived from alpha: ratio (target, %g), align.
+ * TSV (the form of ../shared/data/masks): lines starting with '#' are comments;
+ * every other line is layer<TAB>kv_head<TAB>kept<TAB>c1,c2,... (0-based
+ * channels, ascending on output, any order on input; the fourth field is
+ * empty when kept is 0); exactly one line per (layer, kv_head). Our writer adds
+ * the comment "# leank-mask n_layers=L n_kv_heads=H head_dim=D", which the
+ * reader uses for head_dim. */
+int lk_mask_load(lk_mask *m, const char *path, lk_err *err); /* either format, by content; "-" = stdin */
 int lk_mask_save(const lk_mask *m, const char *path, lk_err *err);
 int lk_mask_load_tsv(lk_mask *m, const char *path, lk_err *err);
 int lk_mask_save_tsv(const lk_mask *m, const char *path, lk_err *err);
+
+/* lk_mask_load / lk_mask_load_tsv with a known head_dim (0 = unknown). A TSV
+ * gets its head_dim from, in order: this argument, our "# leank-mask" comment,
+ * else the smallest power of two > the largest channel listed. */
+int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err);
+int lk_mask_load_tsv_dim(lk_mask *m, const char *path, int head_dim, lk_err *err);
+/* Parse TSV text (name for messages). */
+int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name, int head_dim,
+                      lk_err *err);
+/* lk_mask_save with the derivation recorded in the metadata (ratio < 0:
+ * not recorded; align 0: not recorded; source NULL: not recorded). */
+int lk_mask_save_meta(const lk_mask *m, const char *path, double ratio, int align,
+                      const char *source, lk_err *err);
+
+/* Error (LK_EINPUT) unless the mask has shape (n_layers, n_kv_heads,
+ * head_dim); the message names the mask file and the model. */
+int lk_mask_check_shape(const lk_mask *m, const char *mask_name, int n_layers, int n_kv_heads,
+                        int head_dim, const char *model_name, lk_err *err);
+
+/* Summary figures of a mask (leank-binarize --report, leank-pack). RoPE
+ * bands: channel pair i is channels i and i + head_dim/2 (HF rotate_half), pair
+ * 0 rotating fastest; the head_dim/2 pairs are split into n_bands equal bands
+ * (band 0 = highest frequency), n_bands = min(8, head_dim/2). */
+#define LK_MASK_MAX_BANDS 8
+typedef struct {
+    size_t total, kept;         /* channels */
+    int heads, heads_zero;      /* (layer, kv head) pairs; those of width 0 (middle V dropped) */
+    int *width_hist;            /* (head_dim + 1) heads of each width */
+    int n_bands, band_pairs;    /* bands, pairs per band */
+    double band_kept[LK_MASK_MAX_BANDS]; /* kept fraction of the band's channels */
+    double *layer_kept;         /* (n_layers) kept fraction of the layer's channels */
+    int *layer_zero;            /* (n_layers) width-0 heads of the layer */
+} lk_mask_stats;
+void lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s);
+void lk_mask_stats_free(lk_mask_stats *s);
 
 #endif

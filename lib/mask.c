@@ -1,0 +1,538 @@
+/* mask.c - binary K-channel masks: the LeanK rule (alpha -> mask), the
+ * safetensors and TSV files, summary figures. */
+#include "mask.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+
+void lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value) {
+    m->n_layers = n_layers;
+    m->n_kv_heads = n_kv_heads;
+    m->head_dim = head_dim;
+    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
+    m->keep = lk_malloc(n);
+    memset(m->keep, value ? 1 : 0, n);
+}
+
+void lk_mask_free(lk_mask *m) {
+    if (!m) return;
+    free(m->keep);
+    memset(m, 0, sizeof *m);
+}
+
+int lk_mask_channels(const lk_mask *m, int layer, int kv_head, int *idx) {
+    const uint8_t *k = lk_mask_head(m, layer, kv_head);
+    int n = 0;
+    for (int c = 0; c < m->head_dim; c++)
+        if (k[c]) idx[n++] = c;
+    return n;
+}
+
+int lk_mask_width(const lk_mask *m, int layer, int kv_head) {
+    const uint8_t *k = lk_mask_head(m, layer, kv_head);
+    int n = 0;
+    for (int c = 0; c < m->head_dim; c++) n += k[c] != 0;
+    return n;
+}
+
+size_t lk_mask_count(const lk_mask *m) {
+    size_t n = (size_t)m->n_layers * m->n_kv_heads * m->head_dim, kept = 0;
+    for (size_t i = 0; i < n; i++) kept += m->keep[i] != 0;
+    return kept;
+}
+
+/* ---- the rule ---- */
+
+/* Sort key: ascending order of the key = alpha descending, then flat index
+ * ascending. The float's bits are mapped to an unsigned integer that orders
+ * like the float (negatives flipped), then complemented for "descending". */
+static uint64_t rank_key(float a, uint32_t idx) {
+    if (a == 0.0f) a = 0.0f; /* -0 ranks as +0 */
+    uint32_t u;
+    memcpy(&u, &a, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((uint64_t)~u << 32) | idx;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int lk_mask_from_alpha(lk_mask *m, const float *alpha, int n_layers, int n_kv_heads,
+                       int head_dim, double ratio, int align, lk_err *err) {
+    memset(m, 0, sizeof *m);
+    if (!(ratio >= 0.0 && ratio < 1.0))
+        return lk_seterr(err, LK_EUSAGE, "ratio %g is outside [0, 1) (expected the fraction of channels to prune)", ratio);
+    if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0)
+        return lk_seterr(err, LK_EINPUT, "alpha shape [%d, %d, %d] is empty (expected positive sizes)",
+                         n_layers, n_kv_heads, head_dim);
+    if (align < 1 || head_dim % align)
+        return lk_seterr(err, LK_EUSAGE, "align %d does not divide head_dim %d (expected a divisor such as 1, 8, 32)",
+                         align, head_dim);
+    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
+    if (n > UINT32_MAX) return lk_seterr(err, LK_EINPUT, "alpha has %zu values (too many)", n);
+    for (size_t i = 0; i < n; i++)
+        if (isnan(alpha[i]))
+            return lk_seterr(err, LK_EINPUT, "alpha[%zu, %zu, %zu] is NaN (expected finite scales)",
+                             i / ((size_t)n_kv_heads * head_dim), i / head_dim % n_kv_heads,
+                             i % head_dim);
+
+    uint64_t *order = lk_malloc(n * sizeof *order);
+    for (size_t i = 0; i < n; i++) order[i] = rank_key(alpha[i], (uint32_t)i);
+    qsort(order, n, sizeof *order, cmp_u64);
+
+    size_t k = (size_t)floor((1.0 - ratio) * (double)n + 0.5);
+    if (k > n) k = n;
+    size_t n_heads = (size_t)n_layers * n_kv_heads;
+    int *cnt = lk_calloc(n_heads, sizeof *cnt);
+    for (size_t r = 0; r < k; r++) cnt[(uint32_t)order[r] / head_dim]++;
+    for (size_t h = 0; h < n_heads; h++) cnt[h] = (cnt[h] + align / 2) / align * align;
+
+    /* Walking the whole order, each head takes its first w channels: that is
+     * the head's own top-w by (alpha desc, channel asc), since the flat index
+     * order within one head is the channel order. */
+    lk_mask_init(m, n_layers, n_kv_heads, head_dim, 0);
+    for (size_t r = 0; r < n; r++) {
+        uint32_t i = (uint32_t)order[r];
+        if (cnt[i / head_dim] > 0) {
+            cnt[i / head_dim]--;
+            m->keep[i] = 1;
+        }
+    }
+    free(cnt);
+    free(order);
+    return 0;
+}
+
+int lk_mask_check_shape(const lk_mask *m, const char *mask_name, int n_layers, int n_kv_heads,
+                        int head_dim, const char *model_name, lk_err *err) {
+    if (m->n_layers == n_layers && m->n_kv_heads == n_kv_heads && m->head_dim == head_dim) return 0;
+    return lk_seterr(err, LK_EINPUT,
+                     "%s: mask has shape [%d layers, %d kv heads, %d head_dim] but %s has "
+                     "[%d, %d, %d] (expected a mask made for this model)",
+                     mask_name, m->n_layers, m->n_kv_heads, m->head_dim, model_name, n_layers,
+                     n_kv_heads, head_dim);
+}
+
+/* ---- TSV ---- */
+
+typedef struct {
+    int layer, head, line;
+    size_t first, n; /* range in the channel array */
+} tsv_row;
+
+/* Parse a non-negative decimal integer of s[0..len); -1 if not one. */
+static long parse_uint(const char *s, size_t len) {
+    if (len == 0 || len > 9) return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* "# leank-mask n_layers=L n_kv_heads=H head_dim=D": our header comment. */
+static int tsv_comment_head_dim(const char *s, size_t len) {
+    const char *tag = "leank-mask ";
+    const char *p = s + 1;
+    while (p < s + len && *p == ' ') p++;
+    if ((size_t)(s + len - p) < strlen(tag) || memcmp(p, tag, strlen(tag))) return 0;
+    char buf[256];
+    size_t n = (size_t)(s + len - p) < sizeof buf - 1 ? (size_t)(s + len - p) : sizeof buf - 1;
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    const char *q = strstr(buf, "head_dim=");
+    return q ? atoi(q + 9) : 0;
+}
+
+int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name, int head_dim,
+                      lk_err *err) {
+    memset(m, 0, sizeof *m);
+    tsv_row *rows = NULL;
+    int *chan = NULL;
+    size_t n_rows = 0, cap_rows = 0, n_chan = 0, cap_chan = 0;
+    int max_layer = -1, max_head = -1, max_chan = -1, comment_dim = 0, rc = 0;
+    const int limit = 1 << 16; /* layers, heads, channels: sanity bound */
+    const char *p = text, *end = text + len;
+    for (int line = 1; p < end; line++) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        const char *e = eol;
+        if (e > p && e[-1] == '\r') e--;
+        const char *s = p;
+        p = eol < end ? eol + 1 : end;
+        const char *t = s;
+        while (t < e && (*t == ' ' || *t == '\t')) t++;
+        if (t == e) continue; /* blank */
+        if (*t == '#') {
+            int d = tsv_comment_head_dim(t, (size_t)(e - t));
+            if (d > 0) comment_dim = d;
+            continue;
+        }
+        /* split into tab-separated fields */
+        const char *f[5];
+        size_t fl[5];
+        int nf = 0;
+        for (const char *q = s;;) {
+            const char *tab = memchr(q, '\t', (size_t)(e - q));
+            const char *fe = tab ? tab : e;
+            if (nf < 5) {
+                f[nf] = q;
+                fl[nf] = (size_t)(fe - q);
+            }
+            nf++;
+            if (!tab) break;
+            q = tab + 1;
+        }
+        if (nf == 3) { /* kept 0 may come without the (empty) channel field */
+            f[3] = e;
+            fl[3] = 0;
+        } else if (nf != 4) {
+            rc = lk_seterr(err, LK_EINPUT,
+                           "%s:%d: %d tab-separated fields (expected 4: layer, kv_head, kept, "
+                           "comma-separated channels)", name, line, nf);
+            goto out;
+        }
+        long layer = parse_uint(f[0], fl[0]), head = parse_uint(f[1], fl[1]),
+             kept = parse_uint(f[2], fl[2]);
+        if (layer < 0 || layer >= limit || head < 0 || head >= limit || kept < 0 || kept > limit) {
+            const char *what = layer < 0 || layer >= limit ? "layer" : head < 0 || head >= limit ? "kv_head" : "kept";
+            int k = what[0] == 'l' ? 0 : what[1] == 'v' ? 1 : 2;
+            rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad %s '%.*s' (expected a non-negative integer)",
+                           name, line, what, (int)(fl[k] > 40 ? 40 : fl[k]), f[k]);
+            goto out;
+        }
+        if (n_rows == cap_rows) rows = lk_realloc(rows, (cap_rows = cap_rows ? 2 * cap_rows : 256) * sizeof *rows);
+        tsv_row *r = &rows[n_rows++];
+        r->layer = (int)layer;
+        r->head = (int)head;
+        r->line = line;
+        r->first = n_chan;
+        r->n = 0;
+        for (const char *q = f[3], *qe = f[3] + fl[3]; q < qe;) {
+            const char *comma = memchr(q, ',', (size_t)(qe - q));
+            const char *ce = comma ? comma : qe;
+            long c = parse_uint(q, (size_t)(ce - q));
+            if (c < 0 || c >= limit || (head_dim > 0 && c >= head_dim)) {
+                int w = (int)(ce - q);
+                if (head_dim > 0)
+                    rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad channel '%.*s' (expected integers in [0, %d))",
+                                   name, line, w > 40 ? 40 : w, q, head_dim);
+                else
+                    rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad channel '%.*s' (expected non-negative integers separated by commas)",
+                                   name, line, w > 40 ? 40 : w, q);
+                goto out;
+            }
+            if (n_chan == cap_chan) chan = lk_realloc(chan, (cap_chan = cap_chan ? 2 * cap_chan : 4096) * sizeof *chan);
+            chan[n_chan++] = (int)c;
+            r->n++;
+            if (c > max_chan) max_chan = (int)c;
+            if (!comma) break;
+            q = comma + 1;
+            if (q == qe) { /* trailing comma */
+                rc = lk_seterr(err, LK_EINPUT, "%s:%d: empty channel after ',' (expected integers separated by commas)", name, line);
+                goto out;
+            }
+        }
+        if ((long)r->n != kept) {
+            rc = lk_seterr(err, LK_EINPUT, "%s:%d: kept is %ld but %zu channels are listed (expected equal)",
+                           name, line, kept, r->n);
+            goto out;
+        }
+        if (layer > max_layer) max_layer = (int)layer;
+        if (head > max_head) max_head = (int)head;
+    }
+    if (n_rows == 0) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: no mask lines (expected layer<TAB>kv_head<TAB>kept<TAB>channels lines)", name);
+        goto out;
+    }
+    if (head_dim <= 0) head_dim = comment_dim;
+    if (head_dim <= 0) { /* infer: smallest power of two above the largest channel */
+        head_dim = 1;
+        while (head_dim <= max_chan) head_dim *= 2;
+    } else if (max_chan >= head_dim) {
+        for (size_t i = 0; i < n_rows; i++)
+            for (size_t j = 0; j < rows[i].n; j++)
+                if (chan[rows[i].first + j] >= head_dim) {
+                    rc = lk_seterr(err, LK_EINPUT, "%s:%d: channel %d is out of range (expected integers in [0, %d))",
+                                   name, rows[i].line, chan[rows[i].first + j], head_dim);
+                    goto out;
+                }
+    }
+    int nl = max_layer + 1, nh = max_head + 1;
+    int *seen = lk_calloc((size_t)nl * nh, sizeof *seen); /* line of each (layer, head) */
+    lk_mask_init(m, nl, nh, head_dim, 0);
+    for (size_t i = 0; i < n_rows && !rc; i++) {
+        tsv_row *r = &rows[i];
+        int *sl = &seen[(size_t)r->layer * nh + r->head];
+        if (*sl) {
+            rc = lk_seterr(err, LK_EINPUT, "%s:%d: second line for layer %d kv_head %d (first at line %d; expected one line per head)",
+                           name, r->line, r->layer, r->head, *sl);
+            break;
+        }
+        *sl = r->line;
+        uint8_t *k = lk_mask_head(m, r->layer, r->head);
+        for (size_t j = 0; j < r->n; j++) {
+            int c = chan[r->first + j];
+            if (k[c]) {
+                rc = lk_seterr(err, LK_EINPUT, "%s:%d: channel %d listed twice (expected distinct channels)",
+                               name, r->line, c);
+                break;
+            }
+            k[c] = 1;
+        }
+    }
+    for (int l = 0; l < nl && !rc; l++)
+        for (int h = 0; h < nh && !rc; h++)
+            if (!seen[(size_t)l * nh + h])
+                rc = lk_seterr(err, LK_EINPUT, "%s: no line for layer %d kv_head %d (expected one line per (layer, kv_head) of a %d x %d mask)",
+                               name, l, h, nl, nh);
+    free(seen);
+    if (rc) lk_mask_free(m);
+out:
+    free(rows);
+    free(chan);
+    return rc;
+}
+
+int lk_mask_load_tsv_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
+    char *text;
+    size_t len;
+    memset(m, 0, sizeof *m);
+    if (lk_read_file(path, &text, &len, err)) return err ? err->code : LK_EIO;
+    int rc = lk_mask_parse_tsv(m, text, len, strcmp(path, "-") ? path : "<stdin>", head_dim, err);
+    free(text);
+    return rc;
+}
+
+int lk_mask_load_tsv(lk_mask *m, const char *path, lk_err *err) {
+    return lk_mask_load_tsv_dim(m, path, 0, err);
+}
+
+int lk_mask_save_tsv(const lk_mask *m, const char *path, lk_err *err) {
+    lk_out o;
+    if (lk_out_open(&o, path, err)) return err ? err->code : LK_EIO;
+    fprintf(o.f, "# layer\tkv_head\tkept\tchannels (0-based, post-RoPE, rotate_half layout)\n");
+    fprintf(o.f, "# leank-mask n_layers=%d n_kv_heads=%d head_dim=%d\n", m->n_layers, m->n_kv_heads,
+            m->head_dim);
+    int *idx = lk_malloc((size_t)m->head_dim * sizeof *idx);
+    for (int l = 0; l < m->n_layers; l++)
+        for (int h = 0; h < m->n_kv_heads; h++) {
+            int w = lk_mask_channels(m, l, h, idx);
+            fprintf(o.f, "%d\t%d\t%d\t", l, h, w);
+            for (int j = 0; j < w; j++) fprintf(o.f, j ? ",%d" : "%d", idx[j]);
+            fputc('\n', o.f);
+        }
+    free(idx);
+    return lk_out_commit(&o, err);
+}
+
+/* ---- safetensors ---- */
+
+int lk_mask_save_meta(const lk_mask *m, const char *path, double ratio, int align,
+                      const char *source, lk_err *err) {
+    lk_stw *w = lk_stw_new();
+    int64_t shape[2] = {m->n_kv_heads, m->head_dim};
+    size_t per = (size_t)m->n_kv_heads * m->head_dim;
+    for (int l = 0; l < m->n_layers; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "layers.%d", l);
+        lk_stw_add(w, name, LK_DT_U8, 2, shape, m->keep + (size_t)l * per);
+    }
+    char buf[64];
+    lk_stw_meta(w, "format", "leank-mask");
+    lk_stw_meta(w, "version", "1");
+    snprintf(buf, sizeof buf, "%d", m->n_layers);
+    lk_stw_meta(w, "n_layers", buf);
+    snprintf(buf, sizeof buf, "%d", m->n_kv_heads);
+    lk_stw_meta(w, "n_kv_heads", buf);
+    snprintf(buf, sizeof buf, "%d", m->head_dim);
+    lk_stw_meta(w, "head_dim", buf);
+    size_t total = (size_t)m->n_layers * per;
+    snprintf(buf, sizeof buf, "%.6f", total ? (double)lk_mask_count(m) / (double)total : 0.0);
+    lk_stw_meta(w, "kept", buf);
+    if (ratio >= 0) {
+        snprintf(buf, sizeof buf, "%g", ratio);
+        lk_stw_meta(w, "ratio", buf);
+    }
+    if (align > 0) {
+        snprintf(buf, sizeof buf, "%d", align);
+        lk_stw_meta(w, "align", buf);
+    }
+    if (source) lk_stw_meta(w, "source", source);
+    int rc = lk_stw_write(w, path, err);
+    lk_stw_free(w);
+    return rc;
+}
+
+int lk_mask_save(const lk_mask *m, const char *path, lk_err *err) {
+    return lk_mask_save_meta(m, path, -1, 0, NULL, err);
+}
+
+static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) {
+    lk_st *st;
+    if (lk_st_open(&st, path, err)) return err ? err->code : LK_EINPUT;
+    int rc = 0;
+    const char *fmt = lk_st_meta(st, "format");
+    if (fmt && strcmp(fmt, "leank-mask")) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: format is '%s' (expected a leank-mask file%s)", name, fmt,
+                       strcmp(fmt, "leank-alpha") ? "" : "; binarize alpha with leank-binarize --ratio");
+        goto out;
+    }
+    const lk_tensor *t0 = lk_st_find(st, "layers.0");
+    if (!t0) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: no tensor 'layers.0' (expected a leank-mask file: U8 tensors layers.{i} [kv_heads, head_dim])", name);
+        goto out;
+    }
+    if (t0->ndim != 2 || t0->shape[0] <= 0 || t0->shape[1] <= 0 || t0->shape[0] > 65536 ||
+        t0->shape[1] > 65536) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: tensor layers.0 is not a non-empty 2-d tensor (expected [kv_heads, head_dim])", name);
+        goto out;
+    }
+    int nl = 0;
+    char tn[32];
+    for (;; nl++) {
+        snprintf(tn, sizeof tn, "layers.%d", nl);
+        if (!lk_st_find(st, tn)) break;
+    }
+    lk_mask_init(m, nl, (int)t0->shape[0], (int)t0->shape[1], 0);
+    size_t per = (size_t)m->n_kv_heads * m->head_dim;
+    for (int l = 0; l < nl && !rc; l++) {
+        snprintf(tn, sizeof tn, "layers.%d", l);
+        const lk_tensor *t = lk_st_find(st, tn);
+        if (t->dtype != LK_DT_U8 && t->dtype != LK_DT_BOOL) {
+            rc = lk_seterr(err, LK_EINPUT, "%s: tensor %s has dtype %s (expected U8)", name, tn, lk_dtype_name(t->dtype));
+            break;
+        }
+        if (t->ndim != 2 || t->shape[0] != m->n_kv_heads || t->shape[1] != m->head_dim) {
+            rc = lk_seterr(err, LK_EINPUT, "%s: tensor %s does not have the shape of layers.0 (expected [%d, %d])",
+                           name, tn, m->n_kv_heads, m->head_dim);
+            break;
+        }
+        const uint8_t *d = t->data;
+        for (size_t i = 0; i < per; i++) {
+            if (d[i] > 1) {
+                rc = lk_seterr(err, LK_EINPUT, "%s: tensor %s holds %d at [%zu, %zu] (expected 0 or 1)",
+                               name, tn, d[i], i / m->head_dim, i % m->head_dim);
+                break;
+            }
+            m->keep[(size_t)l * per + i] = d[i];
+        }
+    }
+    if (rc) lk_mask_free(m);
+out:
+    lk_st_close(st);
+    return rc;
+}
+
+/* A safetensors file starts with its u64 header length then '{'. */
+static int looks_safetensors(const uint8_t *b, size_t n) {
+    return n >= 9 && b[8] == '{' && b[5] == 0 && b[6] == 0 && b[7] == 0;
+}
+
+int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
+    memset(m, 0, sizeof *m);
+    if (strcmp(path, "-") == 0) {
+        /* stdin: TSV parsed from memory; a safetensors mask goes through a
+         * temporary file because the reader maps files. */
+        char *data;
+        size_t len;
+        if (lk_read_file("-", &data, &len, err)) return err ? err->code : LK_EIO;
+        int rc;
+        if (!looks_safetensors((const uint8_t *)data, len)) {
+            rc = lk_mask_parse_tsv(m, data, len, "<stdin>", head_dim, err);
+        } else {
+            const char *dir = getenv("TMPDIR");
+            char *tmp = lk_asprintf("%s/leank-mask.XXXXXX", dir && *dir ? dir : "/tmp");
+            int fd = mkstemp(tmp);
+            if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+                rc = lk_seterr(err, LK_EIO, "%s: cannot write a temporary copy of <stdin>: %s", tmp, strerror(errno));
+            } else {
+                rc = load_st(m, tmp, "<stdin>", err);
+            }
+            if (fd >= 0) {
+                close(fd);
+                unlink(tmp);
+            }
+            free(tmp);
+        }
+        free(data);
+        return rc;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t head[16];
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (looks_safetensors(head, n)) {
+        int rc = load_st(m, path, path, err);
+        if (!rc && head_dim > 0 && m->head_dim != head_dim) {
+            rc = lk_seterr(err, LK_EINPUT, "%s: mask head_dim is %d (expected %d)", path, m->head_dim, head_dim);
+            lk_mask_free(m);
+        }
+        return rc;
+    }
+    return lk_mask_load_tsv_dim(m, path, head_dim, err);
+}
+
+int lk_mask_load(lk_mask *m, const char *path, lk_err *err) {
+    return lk_mask_load_dim(m, path, 0, err);
+}
+
+/* ---- summary ---- */
+
+void lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s) {
+    memset(s, 0, sizeof *s);
+    int D = m->head_dim, half = D / 2;
+    s->total = (size_t)m->n_layers * m->n_kv_heads * D;
+    s->heads = m->n_layers * m->n_kv_heads;
+    s->width_hist = lk_calloc((size_t)D + 1, sizeof *s->width_hist);
+    s->layer_kept = lk_calloc((size_t)m->n_layers + 1, sizeof *s->layer_kept);
+    s->layer_zero = lk_calloc((size_t)m->n_layers + 1, sizeof *s->layer_zero);
+    s->n_bands = half < LK_MASK_MAX_BANDS ? half : LK_MASK_MAX_BANDS;
+    s->band_pairs = s->n_bands ? half / s->n_bands : 0;
+    size_t band_kept[LK_MASK_MAX_BANDS] = {0};
+    for (int l = 0; l < m->n_layers; l++) {
+        size_t lk = 0;
+        for (int h = 0; h < m->n_kv_heads; h++) {
+            const uint8_t *k = lk_mask_head(m, l, h);
+            int w = 0;
+            for (int c = 0; c < D; c++) {
+                if (!k[c]) continue;
+                w++;
+                /* pairs beyond n_bands * band_pairs (head_dim/2 not a multiple
+                 * of the band count) fall into the last band */
+                if (s->n_bands) {
+                    int b = (c % half) / s->band_pairs;
+                    band_kept[b < s->n_bands ? b : s->n_bands - 1]++;
+                }
+            }
+            s->width_hist[w]++;
+            if (w == 0) {
+                s->heads_zero++;
+                s->layer_zero[l]++;
+            }
+            lk += (size_t)w;
+        }
+        s->kept += lk;
+        s->layer_kept[l] = (double)lk / ((double)m->n_kv_heads * D);
+    }
+    for (int b = 0; b < s->n_bands; b++) {
+        int pairs = b == s->n_bands - 1 ? half - b * s->band_pairs : s->band_pairs;
+        s->band_kept[b] = (double)band_kept[b] / (2.0 * pairs * s->heads);
+    }
+}
+
+void lk_mask_stats_free(lk_mask_stats *s) {
+    free(s->width_hist);
+    free(s->layer_kept);
+    free(s->layer_zero);
+    memset(s, 0, sizeof *s);
+}
