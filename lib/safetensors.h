@@ -22,6 +22,8 @@ typedef enum {
 
 const char *lk_dtype_name(lk_dtype t); /* "F32", ... as in safetensors */
 size_t lk_dtype_size(lk_dtype t);
+/* "BF16" -> LK_DT_BF16; 0 on success, -1 for an unknown name. */
+int lk_dtype_parse(const char *s, lk_dtype *t);
 
 #define LK_MAX_DIMS 8
 
@@ -65,8 +67,11 @@ void lk_stw_free(lk_stw *w);
 void lk_stw_add(lk_stw *w, const char *name, lk_dtype dtype, int ndim, const int64_t *shape,
                 const void *data);
 void lk_stw_meta(lk_stw *w, const char *key, const char *value);
-/* path "-" writes to stdout. Tensors are written in insertion order, each
- * aligned to 8 bytes (header padded with spaces, as the reference does). */
+/* path "-" writes to stdout. Header keys: "__metadata__" first (if any
+ * lk_stw_meta), then tensors in insertion order; header padded with spaces to a
+ * multiple of 8. Data is contiguous (no holes, as the reference reader
+ * requires), larger element sizes first, so every tensor is aligned to its
+ * element size. Duplicate names are refused. */
 int lk_stw_write(const lk_stw *w, const char *path, lk_err *err);
 
 #endif
