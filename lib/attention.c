@@ -180,8 +180,9 @@ static void cache_logits(const lk_kvcache *c, size_t head, const float *q, float
     }
 }
 
-/* out (head_dim) += sum_j pr[j] v_j over cached positions 0 .. len-1. */
-static void cache_values(const lk_kvcache *c, size_t head, const float *pr, float *out) {
+/* out (head_dim) += sum_j pr[j] v_j over cached positions 0 .. len-1 that take
+ * part for the query at position p. */
+static void cache_values(const lk_kvcache *c, size_t head, const float *pr, int p, float *out) {
     int len = c->len, hd = c->head_dim, w = c->width[head];
     int ns = len < c->sink ? len : c->sink;
     int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
@@ -191,7 +192,7 @@ static void cache_values(const lk_kvcache *c, size_t head, const float *pr, floa
         for (int j = c->sink; j < rs; j++)
             axpy(out, pr[j], c->v_mid[head] + (size_t)(j - c->sink) * hd, hd);
     for (int j = rs; j < len; j++)
-        if (pr[j] != 0.0f) axpy(out, pr[j], c->v_full + full_slot(c, head, j), hd);
+        if (w || p - j < c->recent) axpy(out, pr[j], c->v_full + full_slot(c, head, j), hd);
 }
 
 void lk_attention(const lk_model *m, lk_state *s, int layer, int n) {
@@ -221,7 +222,7 @@ void lk_attention(const lk_model *m, lk_state *s, int layer, int n) {
                 cache_logits(c, head, q, s->qk, p, scale, sr);
                 lk_softmax(sr, p + 1);
                 memset(out, 0, hd * sizeof(float));
-                cache_values(c, head, sr, out);
+                cache_values(c, head, sr, p, out);
                 if (n == 1)
                     axpy(out, sr[pos0], vb, hd);
                 else
