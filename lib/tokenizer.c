@@ -1135,6 +1135,29 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
     return 0;
 }
 
+/* Is s already in every normal form (so NFC etc. may be skipped)? True when
+ * each character is a starter (combining class 0) without a canonical
+ * (compat: any) decomposition that cannot compose with what precedes it
+ * (not the second of a composition pair, not a Hangul jamo). Prose passes;
+ * e.g. an em dash does not require a utf8proc_map call. */
+static int nf_inert(const char *s, size_t n, int compat) {
+    for (size_t i = 0; i < n;) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, n - i, &cp);
+        if (l <= 0) return 0;
+        const utf8proc_property_t *p = utf8proc_get_property(cp);
+        if (p->combining_class || (p->decomp_seqindex != UINT16_MAX && (compat || p->decomp_type == 0)) ||
+            (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) || (cp >= 0x1100 && cp <= 0x11FF))
+            return 0;
+        i += (size_t)l;
+    }
+    return 1;
+}
+
 /* Normalize s into w->norm. */
 static void normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
     buf *b = &w->norm;
@@ -1143,11 +1166,9 @@ static void normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
     buf tmp = {0};
     for (int k = 0; k < t->nnorm; k++) {
         const norm_op *op = &t->norm[k];
-        int ascii = 1;
-        for (size_t i = 0; i < b->n && ascii; i++) ascii = (unsigned char)b->p[i] < 0x80;
         switch (op->kind) {
         case NORM_NFC: case NORM_NFD: case NORM_NFKC: case NORM_NFKD: {
-            if (ascii) break; /* ASCII is its own normal form */
+            if (nf_inert(b->p, b->n, op->kind == NORM_NFKC || op->kind == NORM_NFKD)) break;
             int opt = UTF8PROC_STABLE | (op->kind == NORM_NFC || op->kind == NORM_NFKC ? UTF8PROC_COMPOSE
                                                                                         : UTF8PROC_DECOMPOSE);
             if (op->kind == NORM_NFKC || op->kind == NORM_NFKD) opt |= UTF8PROC_COMPAT;
