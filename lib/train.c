@@ -27,6 +27,7 @@ void lk_train_opts_default(lk_train_opts *o, int stage) {
     o->recent = 1024;
     o->checkpoint_every = 50;
     o->seed = 0;
+    o->shuffle = 16;
     o->beta1 = 0.9;
     o->beta2 = 0.999;
     o->eps = 1e-8;
@@ -87,6 +88,7 @@ static int y_key(const char *path, yaml_document_t *doc, const char *section, in
         INT("recent", 1, 1e9, o->recent)
         INT("seed", 0, 9.007199254740992e15, o->seed)
         INT("checkpoint_every", 0, 1e12, o->checkpoint_every)
+        INT("shuffle", 1, 1 << 16, o->shuffle)
         if (strcmp(key, "stage1") == 0 || strcmp(key, "stage2") == 0 || strcmp(key, "adam") == 0) {
             if (v->type != YAML_MAPPING_NODE)
                 return lk_seterr(err, LK_EINPUT, "%s:%lu: %s: expected a mapping", path, line, key);
@@ -327,9 +329,9 @@ int lk_alpha_load(const char *path, float *alpha, int n_layers, int n_kv_heads, 
 uint64_t lk_train_opts_fingerprint(const lk_train_opts *o) {
     char buf[512];
     int n = snprintf(buf, sizeof buf, "stage=%d method=%d steps=%ld lr=%.17g lambda=%.17g "
-                     "ratio=%.17g align=%d sink=%d recent=%d seed=%" PRIu64
+                     "ratio=%.17g align=%d sink=%d recent=%d seed=%" PRIu64 " shuffle=%d"
                      " b1=%.17g b2=%.17g eps=%.17g wd=%.17g", o->stage, (int)o->method, o->steps,
-                     o->lr, o->lambda, o->ratio, o->align, o->sink, o->recent, o->seed, o->beta1,
+                     o->lr, o->lambda, o->ratio, o->align, o->sink, o->recent, o->seed, o->shuffle, o->beta1,
                      o->beta2, o->eps, o->weight_decay);
     return lk_fnv1a64(buf, (size_t)n, LK_FNV_OFFSET);
 }
@@ -394,8 +396,8 @@ int lk_train_checkpoint_load(const char *path, lk_train_state *s, const lk_train
                        "(fingerprint %016" PRIx64 ", this model %016" PRIx64 ")", path, mfp, model_fp);
     if (!rc && run != lk_train_opts_fingerprint(o))
         rc = lk_seterr(err, LK_EINPUT, "%s: checkpoint was made with other training options "
-                       "(stage, steps, lr, lambda, ratio, align, sink, recent, seed or AdamW "
-                       "settings differ): resume with the same config and options", path);
+                       "(stage, steps, lr, lambda, ratio, align, sink, recent, seed, shuffle "
+                       "or AdamW settings differ): resume with the same config and options", path);
     if (!rc && (long)step > o->steps)
         rc = lk_seterr(err, LK_EINPUT, "%s: checkpoint step %" PRIu64 " is beyond --steps %ld",
                        path, step, o->steps);

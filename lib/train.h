@@ -34,17 +34,19 @@ typedef struct {
     int align;                 /* stage 2: per-head kept count multiple */
     int sink, recent;          /* full-key windows */
     long checkpoint_every;     /* steps between checkpoints (0: only at the end / on SIGINT) */
-    uint64_t seed;             /* sample order (shuffle within each pass) */
+    uint64_t seed;             /* sample order */
+    int shuffle;               /* shuffle buffer: pick at random among this many samples (1 = file order) */
     double beta1, beta2, eps, weight_decay; /* AdamW */
 } lk_train_opts;
 
 /* The reference defaults for a stage (1 or 2): stage 1 lr 0.02, lambda 0.06;
  * stage 2 lr 0.01, ratio 0.7, align 32; sink 128, recent 1024; AdamW betas
- * 0.9/0.999, eps 1e-8, weight decay 0. */
+ * 0.9/0.999, eps 1e-8, weight decay 0; shuffle 16, seed 0, checkpoints
+ * every 50 steps, 1000 steps. */
 void lk_train_opts_default(lk_train_opts *o, int stage);
 
 /* Read a YAML config into o (keys absent keep o's values). Layout:
- *   sink: 128            recent: 1024        seed: 0
+ *   sink: 128            recent: 1024        seed: 0        shuffle: 16
  *   checkpoint_every: 50
  *   stage1: {lr: 0.02, lambda: 0.06, steps: 1000}
  *   stage2: {lr: 0.01, ratio: 0.7, align: 32, steps: 500}
