@@ -1,27 +1,436 @@
-/* leank-decode - (being written; see man/leank-decode.1) */
+/* leank-decode - generate text with the CPU reference engine, dense or with a
+ * LeanK mask (pruned K cache). One prompt (streamed text) or a JSON-lines
+ * batch. See leank-decode(1). */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "chat.h"     /* chat templates (llama3, qwen, none) */
+#include "mask.h"     /* the K-channel mask file */
+#include "model.h"    /* weights, forward pass, LeanK KV cache */
+#include "sampler.h"  /* greedy / temperature / top-k / top-p */
+#include "tokenizer.h"/* encode the prompt, stream-decode the output */
 #include "util.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: leank-decode [OPTION]...\n"
-               "  -h, --help     show this help and exit\n"
-               "  -V, --version  show the version and exit\n");
+    fprintf(f,
+            "usage: leank-decode -m MODEL_DIR [OPTION]... [--prompt TEXT | --prompt-file FILE]\n"
+            "       leank-decode -m MODEL_DIR --batch FILE|- [OPTION]...\n"
+            "Generate text on the CPU; the prompt is read from stdin when neither\n"
+            "--prompt nor --prompt-file is given.\n\n"
+            "  -m, --model DIR        model directory (config.json, safetensors, tokenizer.json)\n"
+            "  -p, --prompt TEXT      the prompt\n"
+            "  -f, --prompt-file FILE read the prompt from FILE ('-' = stdin)\n"
+            "  -t, --template NAME    chat template: %s (default none)\n"
+            "      --system TEXT      system message for the template\n"
+            "  -n, --max-tokens N     generate at most N tokens (default 256)\n"
+            "      --temperature T    0 = greedy (default 0)\n"
+            "      --top-k K          sample among the K most likely tokens (0 = off)\n"
+            "      --top-p P          nucleus sampling, 0 < P <= 1 (1 = off)\n"
+            "      --seed N           sampler seed (default 0)\n"
+            "      --mask FILE        LeanK K-channel mask (safetensors or TSV): pruned cache\n"
+            "      --sink N           with --mask: first N tokens keep full keys (default 128)\n"
+            "      --recent N         with --mask: last N tokens keep full keys (default 1024)\n"
+            "      --ids              print token ids (space separated) instead of text\n"
+            "      --echo             print the prompt before the generated text\n"
+            "      --json             print one JSON summary on stdout instead of streaming\n"
+            "      --batch FILE|-     JSON-lines requests in, one JSON result a line out\n"
+            "  -q, --quiet            no statistics on stderr\n"
+            "  -h, --help             show this help and exit\n"
+            "  -V, --version          show the version and exit\n",
+            lk_chat_names);
+}
+
+/* Everything loaded once. */
+typedef struct {
+    lk_model model;
+    lk_tokenizer *tok;
+    lk_mask mask;
+    int has_mask, sink, recent;
+    lk_state state;
+    int built; /* state allocated */
+    int *eos;  /* stop ids */
+    int n_eos;
+} engine;
+
+/* One request. */
+typedef struct {
+    int *prompt; /* ids */
+    int n_prompt;
+    int max_tokens;
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+} request;
+
+typedef struct {
+    int *ids; /* generated ids (EOS included when it stopped there) */
+    int n;
+    char *text; /* generated text (special tokens skipped) */
+    size_t len, cap;
+    int stopped_eos;
+    double prefill_s, decode_s;
+    int n_decode; /* single-token forward calls */
+    size_t kv_bytes, kv_dense;
+} result;
+
+/* Output while generating. */
+typedef struct {
+    FILE *f; /* NULL: nothing streamed */
+    int ids; /* print ids rather than text */
+    int echo;
+} stream;
+
+static int is_eos(const engine *e, int id) {
+    for (int i = 0; i < e->n_eos; i++)
+        if (e->eos[i] == id) return 1;
+    return 0;
+}
+
+/* The state is rebuilt only when a request needs more rows or positions. */
+static int ensure_state(engine *e, int rows, int seq, lk_err *err) {
+    if (e->built && e->state.max_rows >= rows && e->state.max_seq >= seq) {
+        lk_kv_reset(&e->state.kv);
+        return 0;
+    }
+    if (e->built) lk_state_free(&e->state);
+    e->built = 0;
+    int rc = lk_state_build(&e->state, &e->model, rows, seq, e->has_mask ? &e->mask : NULL,
+                            e->sink, e->recent, err);
+    if (rc == 0) e->built = 1;
+    return rc;
+}
+
+static int generate(engine *e, const request *q, const stream *out, result *r, lk_err *err) {
+    lk_model *m = &e->model;
+    int V = m->cfg.vocab_size;
+    r->n = 0;
+    r->len = 0;
+    r->stopped_eos = 0;
+    r->n_decode = 0;
+    r->prefill_s = r->decode_s = 0;
+    if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
+    int seq = q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
+    int rc = ensure_state(e, q->n_prompt, seq, err);
+    if (rc) return rc;
+    lk_state *s = &e->state;
+    r->ids = lk_realloc(r->ids, sizeof(int) * (q->max_tokens + 1));
+    lk_sampler smp;
+    lk_sampler_build(&smp, V, q->temperature, q->top_k, q->top_p, q->seed);
+    lk_tok_stream ts;
+    lk_tok_stream_init(&ts);
+    /* prompt text goes through the stream first, so that the generated text is
+     * exactly the continuation of decode(prompt + generated) */
+    for (int i = 0; i < q->n_prompt; i++)
+        if (lk_tok_stream_push(e->tok, &ts, q->prompt[i], &r->text, &r->len, &r->cap) < 0) {
+            lk_sampler_free(&smp);
+            return lk_seterr(err, LK_EINPUT, "prompt: token id %d out of range", q->prompt[i]);
+        }
+    if (out->f && out->echo) {
+        if (out->ids)
+            for (int i = 0; i < q->n_prompt; i++) fprintf(out->f, "%d ", q->prompt[i]);
+        else
+            fwrite(r->text, 1, r->len, out->f);
+        fflush(out->f);
+    }
+    r->len = 0;
+    if (r->text) r->text[0] = 0;
+
+    double t0 = lk_now();
+    rc = lk_forward(m, s, q->prompt, q->n_prompt, NULL, err);
+    r->prefill_s = lk_now() - t0;
+    t0 = lk_now();
+    for (int t = 0; rc == 0 && t < q->max_tokens; t++) {
+        int next = lk_sample(&smp, s->logits);
+        r->ids[r->n++] = next;
+        if (is_eos(e, next)) {
+            r->stopped_eos = 1;
+            break;
+        }
+        size_t before = r->len;
+        lk_tok_stream_push(e->tok, &ts, next, &r->text, &r->len, &r->cap);
+        if (out->f) {
+            if (out->ids)
+                fprintf(out->f, "%d ", next);
+            else
+                fwrite(r->text + before, 1, r->len - before, out->f);
+            fflush(out->f);
+        }
+        if (t + 1 < q->max_tokens) {
+            rc = lk_forward(m, s, &next, 1, NULL, err);
+            r->n_decode++;
+        }
+    }
+    r->decode_s = lk_now() - t0;
+    size_t before = r->len;
+    lk_tok_stream_flush(e->tok, &ts, &r->text, &r->len, &r->cap);
+    if (out->f) {
+        if (out->ids)
+            fputc('\n', out->f);
+        else
+            fwrite(r->text + before, 1, r->len - before, out->f);
+        fflush(out->f);
+    }
+    if (!r->text) r->text = lk_strdup("");
+    r->kv_bytes = lk_kv_bytes(&s->kv, s->kv.len);
+    r->kv_dense = lk_kv_dense_bytes(&s->kv, s->kv.len);
+    lk_sampler_free(&smp);
+    return rc;
+}
+
+static double rate(int n, double s) { return s > 0 ? n / s : 0.0; }
+
+static json_t *result_json(const request *q, const result *r) {
+    json_t *ids = json_array();
+    for (int i = 0; i < r->n; i++) json_array_append_new(ids, json_integer(r->ids[i]));
+    json_t *o = json_object();
+    json_object_set_new(o, "text", json_stringn(r->text, r->len));
+    json_object_set_new(o, "ids", ids);
+    json_object_set_new(o, "prompt_tokens", json_integer(q->n_prompt));
+    json_object_set_new(o, "generated_tokens", json_integer(r->n));
+    json_object_set_new(o, "stop", json_string(r->stopped_eos ? "eos" : "length"));
+    json_object_set_new(o, "prefill_tok_s", json_real(rate(q->n_prompt, r->prefill_s)));
+    json_object_set_new(o, "decode_tok_s", json_real(rate(r->n_decode, r->decode_s)));
+    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)r->kv_bytes));
+    json_object_set_new(o, "kv_dense_bytes", json_integer((json_int_t)r->kv_dense));
+    return o;
+}
+
+static void print_stats(const engine *e, const request *q, const result *r) {
+    fprintf(stderr,
+            "leank-decode: prompt %d tokens, generated %d (%s); prefill %.1f tok/s, decode %.1f "
+            "tok/s; KV cache %zu bytes",
+            q->n_prompt, r->n, r->stopped_eos ? "eos" : "length", rate(q->n_prompt, r->prefill_s),
+            rate(r->n_decode, r->decode_s), r->kv_bytes);
+    if (e->has_mask)
+        fprintf(stderr, " (dense %zu, %.1f%%)", r->kv_dense,
+                r->kv_dense ? 100.0 * r->kv_bytes / r->kv_dense : 100.0);
+    fputc('\n', stderr);
+}
+
+/* Prompt text -> ids through the template. */
+static int encode_prompt(engine *e, const char *template, const char *system, const char *text,
+                         request *q, lk_err *err) {
+    char *formatted = lk_chat_format(template, system, text, err);
+    if (!formatted) return err->code ? err->code : LK_EUSAGE;
+    size_t n = 0, cap = 0;
+    int *ids = NULL;
+    int rc = lk_tok_encode(e->tok, formatted, strlen(formatted), !strcmp(template, "none"), &ids,
+                           &n, &cap, err);
+    free(formatted);
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    q->prompt = ids;
+    q->n_prompt = (int)n;
+    return 0;
+}
+
+/* --batch: one JSON request a line, one JSON result a line. */
+static int run_batch(engine *e, const char *path, const request *defaults, const char *template,
+                     const char *system, lk_err *err) {
+    FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!in) return lk_seterr(err, LK_EIO, "%s: cannot open", path);
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t ll;
+    long lineno = 0;
+    int rc = 0;
+    result r = {0};
+    int progress = lk_progress_enabled(0);
+    while (rc == 0 && (ll = getline(&line, &lcap, in)) > 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)ll) continue;
+        json_error_t je;
+        json_t *o = json_loadb(line, ll, 0, &je);
+        if (!o || !json_is_object(o)) {
+            rc = lk_seterr(err, LK_EINPUT, "%s:%ld: not a JSON object (%s)", path, lineno,
+                           o ? "other JSON value" : je.text);
+            json_decref(o);
+            break;
+        }
+        request q = *defaults;
+        q.prompt = NULL;
+        json_t *v;
+        const char *tmpl = template, *sys = system;
+        if ((v = json_object_get(o, "template")) && json_is_string(v)) tmpl = json_string_value(v);
+        if ((v = json_object_get(o, "system")) && json_is_string(v)) sys = json_string_value(v);
+        if ((v = json_object_get(o, "max_tokens"))) q.max_tokens = (int)json_integer_value(v);
+        if ((v = json_object_get(o, "temperature"))) q.temperature = (float)json_number_value(v);
+        if ((v = json_object_get(o, "top_k"))) q.top_k = (int)json_integer_value(v);
+        if ((v = json_object_get(o, "top_p"))) q.top_p = (float)json_number_value(v);
+        if ((v = json_object_get(o, "seed"))) q.seed = (uint64_t)json_integer_value(v);
+        json_t *ids = json_object_get(o, "ids"), *prompt = json_object_get(o, "prompt");
+        if (q.max_tokens < 0 || q.max_tokens > 1000000 || q.temperature < 0 || q.top_k < 0 ||
+            q.top_p < 0 || q.top_p > 1) {
+            rc = lk_seterr(err, LK_EINPUT,
+                           "%s:%ld: bad sampling field (expected max_tokens 0..1000000, "
+                           "temperature >= 0, top_k >= 0, 0 <= top_p <= 1)",
+                           path, lineno);
+        } else if (json_is_array(ids)) {
+            q.n_prompt = (int)json_array_size(ids);
+            q.prompt = lk_malloc(sizeof(int) * (q.n_prompt + 1));
+            size_t i;
+            json_t *x;
+            json_array_foreach(ids, i, x) {
+                json_int_t id = json_integer_value(x);
+                if (!json_is_integer(x) || id < 0 || id >= e->model.cfg.vocab_size) {
+                    rc = lk_seterr(err, LK_EINPUT, "%s:%ld: ids[%zu] is not a token id in [0, %d)",
+                                   path, lineno, i, e->model.cfg.vocab_size);
+                    break;
+                }
+                q.prompt[i] = (int)id;
+            }
+        } else if (json_is_string(prompt)) {
+            if (encode_prompt(e, tmpl, sys, json_string_value(prompt), &q, err)) {
+                char m[sizeof err->msg];
+                snprintf(m, sizeof m, "%s", err->msg);
+                rc = lk_seterr(err, err->code ? err->code : LK_EINPUT, "%s:%ld: %s", path, lineno, m);
+            }
+        } else {
+            rc = lk_seterr(err, LK_EINPUT, "%s:%ld: request needs \"prompt\" (string) or \"ids\" (array)",
+                           path, lineno);
+        }
+        json_decref(o);
+        if (rc == 0) {
+            stream none = {0};
+            if (progress) fprintf(stderr, "\rleank-decode: request %ld", lineno);
+            if ((rc = generate(e, &q, &none, &r, err)) == 0) {
+                json_t *res = result_json(&q, &r);
+                char *s = json_dumps(res, JSON_COMPACT);
+                puts(s);
+                fflush(stdout);
+                free(s);
+                json_decref(res);
+            } else {
+                char m[sizeof err->msg];
+                snprintf(m, sizeof m, "%s", err->msg);
+                rc = lk_seterr(err, err->code, "%s:%ld: %s", path, lineno, m);
+            }
+        }
+        free(q.prompt);
+    }
+    if (progress) fputc('\n', stderr);
+    free(line);
+    free(r.ids);
+    free(r.text);
+    if (in != stdin) fclose(in);
+    if (rc == 0 && ferror(stdout)) rc = lk_seterr(err, LK_EIO, "<stdout>: write error");
+    return rc;
 }
 
 int main(int argc, char **argv) {
     lk_progname = "leank-decode";
+    enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_MASK, O_SINK, O_RECENT, O_IDS, O_ECHO,
+           O_JSON, O_BATCH, O_SYSTEM };
     static const struct option opts[] = {
-        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+        {"model", required_argument, 0, 'm'},     {"prompt", required_argument, 0, 'p'},
+        {"prompt-file", required_argument, 0, 'f'}, {"template", required_argument, 0, 't'},
+        {"system", required_argument, 0, O_SYSTEM}, {"max-tokens", required_argument, 0, 'n'},
+        {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
+        {"top-p", required_argument, 0, O_TOPP},  {"seed", required_argument, 0, O_SEED},
+        {"mask", required_argument, 0, O_MASK},   {"sink", required_argument, 0, O_SINK},
+        {"recent", required_argument, 0, O_RECENT}, {"ids", no_argument, 0, O_IDS},
+        {"echo", no_argument, 0, O_ECHO},         {"json", no_argument, 0, O_JSON},
+        {"batch", required_argument, 0, O_BATCH}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    const char *model_dir = NULL, *prompt = NULL, *prompt_file = NULL, *template = "none",
+               *system = NULL, *mask_path = NULL, *batch = NULL;
+    request def = {.max_tokens = 256, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    int sink = 128, recent = 1024, sink_set = 0, ids_mode = 0, echo = 0, json = 0, quiet = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:f:t:n:qhV", opts, NULL)) != -1) {
         switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'f': prompt_file = optarg; break;
+        case 't': template = optarg; break;
+        case O_SYSTEM: system = optarg; break;
+        case 'n': def.max_tokens = (int)lk_parse_long("--max-tokens", optarg, 0, 1000000); break;
+        case O_TEMP: def.temperature = (float)lk_parse_double("--temperature", optarg, 0, 100); break;
+        case O_TOPK: def.top_k = (int)lk_parse_long("--top-k", optarg, 0, 1 << 30); break;
+        case O_TOPP: def.top_p = (float)lk_parse_double("--top-p", optarg, 0, 1); break;
+        case O_SEED: def.seed = (uint64_t)lk_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case O_MASK: mask_path = optarg; break;
+        case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); sink_set = 1; break;
+        case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 0, 1 << 30); sink_set = 1; break;
+        case O_IDS: ids_mode = 1; break;
+        case O_ECHO: echo = 1; break;
+        case O_JSON: json = 1; break;
+        case O_BATCH: batch = optarg; break;
+        case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': lk_print_version(stdout); return 0;
         default: usage(stderr); return LK_EUSAGE;
         }
     }
-    lk_die(LK_EUSAGE, "nothing to do (see --help)");
+    if (optind < argc) lk_die(LK_EUSAGE, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!model_dir) lk_die(LK_EUSAGE, "no model: give -m MODEL_DIR (see --help)");
+    if (prompt && prompt_file) lk_die(LK_EUSAGE, "--prompt and --prompt-file are exclusive");
+    if (batch && (prompt || prompt_file)) lk_die(LK_EUSAGE, "--batch takes no --prompt/--prompt-file");
+    if (sink_set && !mask_path) lk_die(LK_EUSAGE, "--sink/--recent need --mask");
+    if (!lk_chat_known(template))
+        lk_die(LK_EUSAGE, "unknown template '%s' (expected one of: %s)", template, lk_chat_names);
+
+    lk_err err = {0};
+    engine e = {0};
+    e.sink = sink;
+    e.recent = recent;
+    if (lk_model_load(&e.model, model_dir, &err)) lk_fail(&err);
+    if (lk_tok_load(&e.tok, model_dir, &err)) lk_fail(&err);
+    if (mask_path) {
+        if (lk_mask_load(&e.mask, mask_path, &err)) lk_fail(&err);
+        e.has_mask = 1;
+    }
+    /* stop ids: the config's eos list and the tokenizer's eos */
+    e.eos = lk_malloc(sizeof(int) * 9);
+    for (int i = 0; i < e.model.cfg.n_eos && i < 8; i++) e.eos[e.n_eos++] = e.model.cfg.eos_ids[i];
+    if (e.n_eos == 0 && e.model.cfg.eos_token_id >= 0) e.eos[e.n_eos++] = e.model.cfg.eos_token_id;
+    if (lk_tok_eos(e.tok) >= 0) e.eos[e.n_eos++] = lk_tok_eos(e.tok);
+
+    int rc;
+    if (batch) {
+        rc = run_batch(&e, batch, &def, template, system, &err);
+    } else {
+        char *text;
+        size_t len;
+        if (prompt) {
+            text = lk_strdup(prompt);
+        } else if (lk_read_file(prompt_file ? prompt_file : "-", &text, &len, &err)) {
+            lk_fail(&err);
+        }
+        request q = def;
+        if (encode_prompt(&e, template, system, text, &q, &err)) lk_fail(&err);
+        free(text);
+        result r = {0};
+        stream out = {json ? NULL : stdout, ids_mode, echo};
+        rc = generate(&e, &q, &out, &r, &err);
+        if (rc == 0 && json) {
+            json_t *o = result_json(&q, &r);
+            char *s = json_dumps(o, JSON_COMPACT);
+            puts(s);
+            free(s);
+            json_decref(o);
+        } else if (rc == 0 && !ids_mode && r.len && r.text[r.len - 1] != '\n') {
+            if (isatty(fileno(stdout))) fputc('\n', stdout);
+        }
+        if (rc == 0 && !quiet) print_stats(&e, &q, &r);
+        free(q.prompt);
+        free(r.ids);
+        free(r.text);
+        if (rc == 0 && (fflush(stdout) || ferror(stdout)))
+            rc = lk_seterr(&err, LK_EIO, "<stdout>: write error");
+    }
+    if (e.built) lk_state_free(&e.state);
+    if (e.has_mask) lk_mask_free(&e.mask);
+    lk_tok_free(e.tok);
+    lk_model_free(&e.model);
+    free(e.eos);
+    if (rc) lk_fail(&err);
+    return 0;
 }
