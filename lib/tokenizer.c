@@ -228,6 +228,7 @@ struct lk_tokenizer {
     int16_t *dec_byte;         /* ByteFallback byte value of id, -1 if not <0xNN> */
     int dec_strip_start;       /* strip this many leading spaces of the text */
     int dec_join_space;        /* no decoder: pieces joined with " " */
+    int byte_fallback_dec;     /* decoder has ByteFallback */
     uint64_t fingerprint;
     pthread_mutex_t lock;
     work w;
@@ -567,6 +568,7 @@ static void build_pieces(lk_tokenizer *t, dec_cfg *d) {
     t->dec_byte = lk_malloc(t->nvocab * sizeof(int16_t));
     t->dec_join_space = !d->ok;
     t->dec_strip_start = d->strip_start;
+    t->byte_fallback_dec = d->byte_fallback;
     for (int id = 0; id < t->nvocab; id++) {
         size_t n;
         const char *s = tok_str(t, id, &n);
@@ -1560,6 +1562,26 @@ void lk_tok_stream_init(lk_tok_stream *s) {
     s->skip_special = 1;
 }
 
+/* append text to the stream's output, applying the leading-space strip */
+static void stream_emit(const lk_tokenizer *t, lk_tok_stream *s, buf *b, const unsigned char *p, size_t n) {
+    if (!n) return;
+    if (!s->started) {
+        for (int k = 0; k < t->dec_strip_start && n && *p == ' '; k++) p++, n--;
+        s->started = 1;
+    }
+    buf_put(b, p, n);
+}
+
+/* end of a run of byte tokens: its UTF-8 if valid, else U+FFFD per token */
+static void stream_end_run(const lk_tokenizer *t, lk_tok_stream *s, buf *b) {
+    if (s->npend && utf8_check(s->pend, (size_t)s->npend) == (size_t)s->npend)
+        stream_emit(t, s, b, s->pend, (size_t)s->npend);
+    else
+        for (int k = 0; k < s->npend; k++) stream_emit(t, s, b, (const unsigned char *)"\xEF\xBF\xBD", 3);
+    s->npend = 0;
+    s->run_bad = 0;
+}
+
 int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **out, size_t *len,
                        size_t *cap) {
     if (id < 0 || id >= t->nvocab || t->tok_off[id] == UINT32_MAX) return -1;
@@ -1568,25 +1590,43 @@ int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **o
     size_t before = b.n;
     const unsigned char *p = (const unsigned char *)t->dec + t->dec_off[id];
     size_t n = t->dec_len[id];
-    unsigned char tmp[16 + 8], *all;
-    size_t m = s->npend + n;
-    if (t->dec_join_space && s->started) {
-        buf_put(&b, " ", 1);
+    if (t->dec_byte[id] >= 0) {
+        /* ByteFallback: hold the run until it ends, unless already invalid */
+        if (s->run_bad) stream_emit(t, s, &b, (const unsigned char *)"\xEF\xBF\xBD", 3);
+        else {
+            s->pend[s->npend++] = *p;
+            size_t m = (size_t)s->npend, i = 0, k;
+            while (i < m && (k = utf8_len(s->pend + i, m - i))) i += k;
+            if (i < m && i + utf8_valid_prefix(s->pend + i, m - i) < m) { /* can never be valid */
+                for (size_t q = 0; q < m; q++) stream_emit(t, s, &b, (const unsigned char *)"\xEF\xBF\xBD", 3);
+                s->npend = 0;
+                s->run_bad = 1;
+            } else if (m == sizeof s->pend) { /* very long valid run: let it out */
+                stream_emit(t, s, &b, s->pend, i);
+                memmove(s->pend, s->pend + i, m - i);
+                s->npend = (int)(m - i);
+            }
+        }
+    } else if (t->byte_fallback_dec) {
+        stream_end_run(t, s, &b);
+        if (t->dec_join_space && s->started) buf_put(&b, " ", 1);
+        stream_emit(t, s, &b, p, n);
+    } else {
+        /* byte-level: held-back bytes + this piece, lossy, holding back an
+         * unfinished character at the end */
+        if (t->dec_join_space && s->started) buf_put(&b, " ", 1);
+        unsigned char tmp[256], *all = s->npend + n <= sizeof tmp ? tmp : lk_malloc(s->npend + n);
+        size_t m = (size_t)s->npend + n, hold;
+        memcpy(all, s->pend, (size_t)s->npend);
+        memcpy(all + s->npend, p, n);
+        buf lossy = {0};
+        put_lossy(&lossy, all, m, &hold);
+        stream_emit(t, s, &b, (const unsigned char *)lossy.p, lossy.n);
+        free(lossy.p);
+        memcpy(s->pend, all + m - hold, hold);
+        s->npend = (int)hold;
+        if (all != tmp) free(all);
     }
-    /* held-back bytes + this piece */
-    all = m <= sizeof tmp ? tmp : lk_malloc(m);
-    memcpy(all, s->pend, s->npend);
-    memcpy(all + s->npend, p, n);
-    size_t off = 0;
-    if (!s->started && m) {
-        for (int k = 0; k < t->dec_strip_start && off < m && all[off] == ' '; k++) off++;
-        s->started = 1;
-    }
-    size_t hold;
-    put_lossy(&b, all + off, m - off, &hold);
-    memcpy(s->pend, all + m - hold, hold);
-    s->npend = (int)hold;
-    if (all != tmp) free(all);
     buf_grow(&b, 0);
     b.p[b.n] = 0;
     *out = b.p, *len = b.n, *cap = b.cap;
@@ -1596,7 +1636,13 @@ int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **o
 int lk_tok_stream_flush(const lk_tokenizer *t, lk_tok_stream *s, char **out, size_t *len, size_t *cap) {
     buf b = {*out, *len, *cap};
     size_t before = b.n;
-    if (s->npend) put_lossy(&b, s->pend, (size_t)s->npend, NULL);
+    if (t->byte_fallback_dec) stream_end_run(t, s, &b);
+    else if (s->npend) {
+        buf lossy = {0};
+        put_lossy(&lossy, s->pend, (size_t)s->npend, NULL);
+        stream_emit(t, s, &b, (const unsigned char *)lossy.p, lossy.n);
+        free(lossy.p);
+    }
     s->npend = 0;
     buf_grow(&b, 0);
     b.p[b.n] = 0;

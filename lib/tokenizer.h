@@ -44,13 +44,15 @@ const char *lk_tok_piece(const lk_tokenizer *t, int id); /* raw vocabulary strin
  * complete, invalid bytes become U+FFFD (as HF's lossy decode does). The
  * SentencePiece leading-space strip applies to the first text of the stream.
  * The concatenation of all pushes and the final flush equals
- * lk_tok_decode(all ids, skip_special). Fields are private except
+ * lk_tok_decode(all ids, skip_special) (byte-fallback runs longer than 64
+ * bytes excepted: they are let out as they come). Fields are private except
  * skip_special (default 1 after init: special tokens produce no text). */
 typedef struct {
     int skip_special;       /* set after lk_tok_stream_init to change */
     int started;            /* some text was produced (leading-space strip done) */
-    int npend;              /* bytes held back (incomplete UTF-8 character) */
-    unsigned char pend[8];
+    int npend;              /* bytes held back: an unfinished character, or a */
+    int run_bad;            /* run of <0xNN> byte tokens (HF turns an invalid run */
+    unsigned char pend[64]; /* into one U+FFFD per token, so it waits for its end) */
 } lk_tok_stream;
 void lk_tok_stream_init(lk_tok_stream *s);
 /* Returns the number of bytes appended (0 is normal: special token or an
