@@ -384,7 +384,7 @@ int main(int argc, char **argv) {
     if (lk_model_load(&e.model, model_dir, &err)) lk_fail(&err);
     if (lk_tok_load(&e.tok, model_dir, &err)) lk_fail(&err);
     if (mask_path) {
-        if (lk_mask_load(&e.mask, mask_path, &err)) lk_fail(&err);
+        if (lk_mask_load_dim(&e.mask, mask_path, e.model.cfg.head_dim, &err)) lk_fail(&err);
         e.has_mask = 1;
     }
     /* stop ids: the config's eos list and the tokenizer's eos */
