@@ -11,7 +11,7 @@
 #include "tokenizer.h"
 #include "util.h"
 
-static char path[4096];
+static char path[8192];
 static const char *P(const char *shared, const char *rel) {
     snprintf(path, sizeof path, "%s/%s", shared, rel);
     return path;
@@ -63,12 +63,10 @@ static char *read_lf(const char *p, size_t *len) {
     return d;
 }
 
-static void check_vectors(const char *shared, const char *tokjson, const char *name) {
-    char inp[4096], outp[4096];
+static void check_vectors(const char *shared, lk_tokenizer *t, const char *name) {
+    char inp[8192], outp[8192];
     snprintf(inp, sizeof inp, "%s/data/tokenizers/vectors/%s.inp", shared, name);
     snprintf(outp, sizeof outp, "%s/data/tokenizers/vectors/%s.out", shared, name);
-    lk_tokenizer *t = load(P(shared, tokjson));
-    if (!t) return;
     size_t il, ol;
     char *in = read_lf(inp, &il), *out = read_lf(outp, &ol);
     if (!in || !out) return;
@@ -112,12 +110,9 @@ static void check_vectors(const char *shared, const char *tokjson, const char *n
     free(ids);
     free(in);
     free(out);
-    lk_tok_free(t);
 }
 
-static void check_excerpt(const char *shared, const char *tokjson, const char *idsfile) {
-    lk_tokenizer *t = load(P(shared, tokjson));
-    if (!t) return;
+static void check_excerpt(const char *shared, lk_tokenizer *t, const char *idsfile) {
     char *text, *raw;
     size_t tl, rl;
     lk_err err = {0};
@@ -143,12 +138,39 @@ static void check_excerpt(const char *shared, const char *tokjson, const char *i
     free(ids);
     free(text);
     free(raw);
-    lk_tok_free(t);
+}
+
+/* random id sequences (mostly single-byte tokens, to split characters):
+ * streaming equals whole decode */
+static void check_stream_random(lk_tokenizer *t, const char *name) {
+    uint64_t x = 88172645463325252ULL;
+    int ids[40], nbad = 0, V = lk_tok_vocab_size(t);
+    char *a = NULL, *b = NULL;
+    size_t al = 0, ac = 0, bl = 0, bc = 0;
+    for (int r = 0; r < 500; r++) {
+        int n = r % 40;
+        for (int i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            ids[i] = (int)(x % 10 < 7 ? (x >> 8) % 300 % V : (x >> 8) % V);
+        }
+        lk_err err = {0};
+        al = bl = 0;
+        CHECK(lk_tok_decode(t, ids, n, 1, &a, &al, &ac, &err) == 0);
+        lk_tok_stream st;
+        lk_tok_stream_init(&st);
+        for (int i = 0; i < n; i++) lk_tok_stream_push(t, &st, ids[i], &b, &bl, &bc);
+        lk_tok_stream_flush(t, &st, &b, &bl, &bc);
+        nbad += !(al == bl && !memcmp(a, b, al));
+    }
+    CHECKF(nbad == 0, "%s: %d of 500 random id sequences stream-decode differently", name, nbad);
+    free(a);
+    free(b);
 }
 
 static void check_stories(const char *shared) {
     lk_tokenizer *t = load(P(shared, "models/stories260K"));
     if (!t) return;
+    check_stream_random(t, "stories260K");
     CHECK(lk_tok_bos(t) == 1);
     CHECK(lk_tok_eos(t) == 2);
     json_error_t je;
@@ -186,9 +208,7 @@ static void check_stories(const char *shared) {
     lk_tok_free(t);
 }
 
-static void check_llama3_special(const char *shared) {
-    lk_tokenizer *t = load(P(shared, "data/tokenizers/llama3"));
-    if (!t) return;
+static void check_llama3_special(lk_tokenizer *t) {
     CHECK(lk_tok_bos(t) == 128000);
     CHECK(lk_tok_eos(t) == 128009); /* <|eot_id|>, from tokenizer_config.json */
     CHECK(lk_tok_id(t, "<|end_of_text|>") == 128001);
@@ -236,7 +256,6 @@ static void check_llama3_special(const char *shared) {
     CHECK(lk_tok_decode(t, &badid, 1, 1, &out, &len, &ocap, &err) == LK_EINPUT);
     free(out);
     free(ids);
-    lk_tok_free(t);
 }
 
 static void check_malformed(void) {
@@ -277,11 +296,29 @@ int main(void) {
         t_done();
         T_SKIP("shared data not found (set LEANK_SHARED)");
     }
-    check_vectors(sh, "data/tokenizers/llama3/tokenizer.json", "llama-bpe");
-    check_vectors(sh, "data/tokenizers/qwen3/tokenizer.json", "qwen2");
-    check_excerpt(sh, "data/tokenizers/llama3/tokenizer.json", "data/tokenizers/vectors/llama3-pg-excerpt.ids");
-    check_excerpt(sh, "data/tokenizers/qwen3/tokenizer.json", "data/tokenizers/vectors/qwen3-pg-excerpt.ids");
+    lk_tokenizer *llama = load(P(sh, "data/tokenizers/llama3")); /* the directory form */
+    uint64_t fp_llama = 0;
+    if (llama) {
+        fp_llama = lk_tok_fingerprint(llama);
+        /* samples files record it: it must not change with the code */
+        CHECKF(fp_llama == 0x37e230966e97a9b9ULL, "llama3 fingerprint %016llx changed", (unsigned long long)fp_llama);
+        check_vectors(sh, llama, "llama-bpe");
+        check_excerpt(sh, llama, "data/tokenizers/vectors/llama3-pg-excerpt.ids");
+        check_llama3_special(llama);
+        check_stream_random(llama, "llama3");
+        lk_tok_free(llama);
+    }
+    lk_tokenizer *qwen = load(P(sh, "data/tokenizers/qwen3/tokenizer.json"));
+    if (qwen) {
+        check_vectors(sh, qwen, "qwen2");
+        check_excerpt(sh, qwen, "data/tokenizers/vectors/qwen3-pg-excerpt.ids");
+        CHECK(lk_tok_bos(qwen) == -1); /* no BOS: Qwen adds none */
+        CHECK(lk_tok_eos(qwen) == lk_tok_id(qwen, "<|im_end|>"));
+        CHECK(lk_tok_fingerprint(qwen) != fp_llama);
+        printf("fingerprints: llama3 %016llx qwen3 %016llx\n", (unsigned long long)fp_llama,
+               (unsigned long long)lk_tok_fingerprint(qwen));
+        lk_tok_free(qwen);
+    }
     check_stories(sh);
-    check_llama3_special(sh);
     return t_done();
 }
