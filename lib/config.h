@@ -21,6 +21,7 @@ typedef struct {
     double beta_fast, beta_slow;               /* yarn (defaults 32, 1) */
     double attention_factor;                   /* yarn mscale (derived if absent: 0.1*ln(factor)+1) */
     double partial_rotary_factor;              /* 1.0 unless given */
+    int truncate;                              /* yarn: floor/ceil the correction range (default 1) */
 } lk_rope;
 
 typedef struct {
@@ -51,8 +52,10 @@ int lk_config_load(lk_config *c, const char *path, lk_err *err);
 int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name, lk_err *err);
 
 /* Inverse frequencies for RoPE (head_dim/2 values), with rope_scaling applied,
- * exactly as HF transformers computes them; *attn_scale receives the factor
- * applied to cos/sin (1 except yarn). */
+ * exactly as HF transformers computes them (in double, rounded to float);
+ * *attn_scale receives the factor applied to cos/sin (1 except yarn). With
+ * partial_rotary_factor < 1 only the first int(head_dim*prf)/2 are set, the
+ * rest are 0. */
 void lk_rope_inv_freq(const lk_config *c, float *inv_freq, float *attn_scale);
 
 #endif
