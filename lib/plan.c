@@ -1,0 +1,274 @@
+/* plan.c - the decode plan: layout tables from a mask, bytes, the file. */
+#include "plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+int lk_plan_dtype_bytes(const char *dtype) {
+    if (!strcmp(dtype, "bf16") || !strcmp(dtype, "f16")) return 2;
+    if (!strcmp(dtype, "f32")) return 4;
+    return 0;
+}
+
+/* Fill every table from the mask (p's sizes already set). */
+static void layout(lk_plan *p, const lk_mask *m) {
+    int L = p->n_layers, H = p->n_kv_heads, D = p->head_dim;
+    p->width = lk_calloc((size_t)L * H, sizeof *p->width);
+    p->chan = lk_malloc((size_t)L * H * D * sizeof *p->chan);
+    p->k_col = lk_calloc((size_t)L * H, sizeof *p->k_col);
+    p->v_col = lk_calloc((size_t)L * H, sizeof *p->v_col);
+    p->k_row = lk_calloc((size_t)L, sizeof *p->k_row);
+    p->v_row = lk_calloc((size_t)L, sizeof *p->v_row);
+    p->k_off = lk_calloc((size_t)L + 1, sizeof *p->k_off);
+    p->v_off = lk_calloc((size_t)L + 1, sizeof *p->v_off);
+    int align = D;
+    for (int l = 0; l < L; l++) {
+        int kc = 0, vc = 0;
+        for (int h = 0; h < H; h++) {
+            size_t lh = (size_t)l * H + h;
+            int *ch = p->chan + lh * D;
+            int w = lk_mask_channels(m, l, h, ch);
+            for (int j = w; j < D; j++) ch[j] = -1;
+            p->width[lh] = w;
+            p->k_col[lh] = kc;
+            p->v_col[lh] = w ? vc : -1;
+            kc += w;
+            vc += w ? D : 0;
+            while (w % align) align /= 2;
+        }
+        p->k_row[l] = kc;
+        p->v_row[l] = vc;
+        p->k_off[l + 1] = p->k_off[l] + kc;
+        p->v_off[l + 1] = p->v_off[l] + vc;
+    }
+    p->align = align;
+}
+
+int lk_plan_build(lk_plan *p, const lk_mask *m, const char *mask_name, const lk_config *c,
+                  const char *model_name, int sink, int recent, long context, const char *dtype,
+                  lk_err *err) {
+    memset(p, 0, sizeof *p);
+    if (lk_mask_check_shape(m, mask_name, c->n_layers, c->n_kv_heads, c->head_dim, model_name, err))
+        return err ? err->code : LK_EINPUT;
+    int eb = lk_plan_dtype_bytes(dtype);
+    if (!eb) return lk_seterr(err, LK_EUSAGE, "unknown cache dtype '%s' (expected bf16, f16 or f32)", dtype);
+    if (sink < 0 || recent < 0 || context < 0)
+        return lk_seterr(err, LK_EUSAGE, "sink, recent and context must be >= 0");
+    p->n_layers = c->n_layers;
+    p->n_kv_heads = c->n_kv_heads;
+    p->head_dim = c->head_dim;
+    p->n_heads = c->n_heads;
+    p->sink = sink;
+    p->recent = recent;
+    p->context = context;
+    snprintf(p->dtype, sizeof p->dtype, "%s", dtype);
+    p->elem_bytes = eb;
+    layout(p, m);
+    return 0;
+}
+
+void lk_plan_free(lk_plan *p) {
+    if (!p) return;
+    free(p->width);
+    free(p->chan);
+    free(p->k_col);
+    free(p->v_col);
+    free(p->k_row);
+    free(p->v_row);
+    free(p->k_off);
+    free(p->v_off);
+    memset(p, 0, sizeof *p);
+}
+
+void lk_plan_mask(const lk_plan *p, lk_mask *m) {
+    int D = p->head_dim;
+    lk_mask_init(m, p->n_layers, p->n_kv_heads, D, 0);
+    for (size_t lh = 0; lh < (size_t)p->n_layers * p->n_kv_heads; lh++)
+        for (int j = 0; j < p->width[lh]; j++) m->keep[lh * D + p->chan[lh * D + j]] = 1;
+}
+
+void lk_plan_bytes_at(const lk_plan *p, long context, lk_plan_bytes *b) {
+    int64_t E = p->elem_bytes, L = p->n_layers;
+    b->k_dense = b->v_dense = L * p->n_kv_heads * p->head_dim * E;
+    b->k_middle = p->k_off[L] * E;
+    b->v_middle = p->v_off[L] * E;
+    int64_t full = (int64_t)p->sink + p->recent;
+    b->n_full = context < full ? context : full;
+    b->n_middle = context - b->n_full;
+    b->total_dense = (int64_t)context * (b->k_dense + b->v_dense);
+    b->k_total = b->n_full * b->k_dense + b->n_middle * b->k_middle;
+    b->v_total = b->n_full * b->v_dense + b->n_middle * b->v_middle;
+    b->total = b->k_total + b->v_total;
+}
+
+/* ---- file ---- */
+
+static void meta_int(lk_stw *w, const char *k, long v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", v);
+    lk_stw_meta(w, k, buf);
+}
+
+int lk_plan_save(const lk_plan *p, const char *path, const char *const *extra, lk_err *err) {
+    int64_t L = p->n_layers, H = p->n_kv_heads, D = p->head_dim;
+    int64_t s_lh[2] = {L, H}, s_lhd[3] = {L, H, D}, s_l[1] = {L}, s_l1[1] = {L + 1};
+    lk_stw *w = lk_stw_new();
+    lk_stw_add(w, "width", LK_DT_I32, 2, s_lh, p->width);
+    lk_stw_add(w, "channels", LK_DT_I32, 3, s_lhd, p->chan);
+    lk_stw_add(w, "k_col", LK_DT_I32, 2, s_lh, p->k_col);
+    lk_stw_add(w, "v_col", LK_DT_I32, 2, s_lh, p->v_col);
+    lk_stw_add(w, "k_row", LK_DT_I32, 1, s_l, p->k_row);
+    lk_stw_add(w, "v_row", LK_DT_I32, 1, s_l, p->v_row);
+    lk_stw_add(w, "k_off", LK_DT_I64, 1, s_l1, p->k_off);
+    lk_stw_add(w, "v_off", LK_DT_I64, 1, s_l1, p->v_off);
+    lk_stw_meta(w, "format", "leank-plan");
+    meta_int(w, "version", LK_PLAN_VERSION);
+    meta_int(w, "n_layers", p->n_layers);
+    meta_int(w, "n_kv_heads", p->n_kv_heads);
+    meta_int(w, "head_dim", p->head_dim);
+    meta_int(w, "n_heads", p->n_heads);
+    meta_int(w, "sink", p->sink);
+    meta_int(w, "recent", p->recent);
+    meta_int(w, "context", p->context);
+    lk_stw_meta(w, "dtype", p->dtype);
+    meta_int(w, "align", p->align);
+    for (const char *const *e = extra; e && e[0] && e[1]; e += 2) lk_stw_meta(w, e[0], e[1]);
+    int rc = lk_stw_write(w, path, err);
+    lk_stw_free(w);
+    return rc;
+}
+
+/* Metadata integer in [lo, hi]. */
+static int meta_get(const lk_st *st, const char *path, const char *key, long lo, long hi, long *out,
+                    lk_err *err) {
+    const char *s = lk_st_meta(st, key);
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || end == s || *end || v < lo || v > hi)
+        return lk_seterr(err, LK_EINPUT, "%s: metadata '%s' is %s%s%s (expected an integer in [%ld, %ld])",
+                         path, key, s ? "'" : "missing", s ? s : "", s ? "'" : "", lo, hi);
+    *out = v;
+    return 0;
+}
+
+/* Copy an integer tensor of the expected shape into dst (int32 or int64). */
+static int get_table(const lk_st *st, const char *path, const char *name, int ndim,
+                     const int64_t *shape, int is64, void *dst, lk_err *err) {
+    const lk_tensor *t;
+    if (lk_st_expect(st, name, ndim, shape, &t, err)) return err ? err->code : LK_EINPUT;
+    if (t->dtype != (is64 ? LK_DT_I64 : LK_DT_I32))
+        return lk_seterr(err, LK_EINPUT, "%s: tensor %s has dtype %s (expected %s)", path, name,
+                         lk_dtype_name(t->dtype), is64 ? "I64" : "I32");
+    memcpy(dst, t->data, t->nbytes);
+    return 0;
+}
+
+int lk_plan_load(lk_plan *p, const char *path, lk_err *err) {
+    memset(p, 0, sizeof *p);
+    lk_st *st;
+    if (lk_st_open(&st, path, err)) return err ? err->code : LK_EINPUT;
+    int rc = 0;
+    lk_plan q = {0};
+    const char *fmt = lk_st_meta(st, "format");
+    if (!fmt || strcmp(fmt, "leank-plan")) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: format is '%s' (expected a leank-plan file: make one with leank-pack)",
+                       path, fmt ? fmt : "(none)");
+        goto out;
+    }
+    long ver, L, H, D, nh, sink, recent, ctx, align;
+    if ((rc = meta_get(st, path, "version", 0, 1L << 30, &ver, err))) goto out;
+    if (ver != LK_PLAN_VERSION) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: plan version %ld (expected %d: remake it with this leank-pack)",
+                       path, ver, LK_PLAN_VERSION);
+        goto out;
+    }
+    if ((rc = meta_get(st, path, "n_layers", 1, 65536, &L, err)) ||
+        (rc = meta_get(st, path, "n_kv_heads", 1, 65536, &H, err)) ||
+        (rc = meta_get(st, path, "head_dim", 1, 65536, &D, err)) ||
+        (rc = meta_get(st, path, "n_heads", 1, 1L << 20, &nh, err)) ||
+        (rc = meta_get(st, path, "sink", 0, 1L << 30, &sink, err)) ||
+        (rc = meta_get(st, path, "recent", 0, 1L << 30, &recent, err)) ||
+        (rc = meta_get(st, path, "context", 0, 1L << 40, &ctx, err)) ||
+        (rc = meta_get(st, path, "align", 1, 65536, &align, err)))
+        goto out;
+    const char *dt = lk_st_meta(st, "dtype");
+    if (!dt || !lk_plan_dtype_bytes(dt)) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: metadata 'dtype' is '%s' (expected bf16, f16 or f32)", path, dt ? dt : "(none)");
+        goto out;
+    }
+    /* width and channels define the plan; every other table must agree with
+     * the layout recomputed from them */
+    int64_t s_lh[2] = {L, H}, s_lhd[3] = {L, H, D};
+    int *width = lk_malloc((size_t)L * H * sizeof *width);
+    int *chan = lk_malloc((size_t)L * H * D * sizeof *chan);
+    if ((rc = get_table(st, path, "width", 2, s_lh, 0, width, err)) ||
+        (rc = get_table(st, path, "channels", 3, s_lhd, 0, chan, err))) {
+        free(width);
+        free(chan);
+        goto out;
+    }
+    lk_mask m;
+    lk_mask_init(&m, (int)L, (int)H, (int)D, 0);
+    for (size_t lh = 0; lh < (size_t)L * H && !rc; lh++) {
+        const int *ch = chan + lh * D;
+        if (width[lh] < 0 || width[lh] > D) {
+            rc = lk_seterr(err, LK_EINPUT, "%s: width[%zu, %zu] is %d (expected 0..%ld)", path,
+                           lh / H, lh % H, width[lh], D);
+            break;
+        }
+        for (int j = 0; j < D; j++) {
+            int ok = j < width[lh] ? ch[j] >= 0 && ch[j] < D && (j == 0 || ch[j] > ch[j - 1]) : ch[j] == -1;
+            if (!ok) {
+                rc = lk_seterr(err, LK_EINPUT, "%s: channels[%zu, %zu, %d] is %d (expected ascending channels "
+                               "in [0, %ld) for the first width entries, then -1)", path, lh / H, lh % H, j, ch[j], D);
+                break;
+            }
+            if (j < width[lh]) m.keep[lh * D + ch[j]] = 1;
+        }
+    }
+    free(width);
+    free(chan);
+    if (!rc) {
+        p->n_layers = (int)L;
+        p->n_kv_heads = (int)H;
+        p->head_dim = (int)D;
+        p->n_heads = (int)nh;
+        p->sink = (int)sink;
+        p->recent = (int)recent;
+        p->context = ctx;
+        snprintf(p->dtype, sizeof p->dtype, "%s", dt);
+        p->elem_bytes = lk_plan_dtype_bytes(dt);
+        layout(p, &m);
+        q.k_col = lk_malloc((size_t)L * H * sizeof(int));
+        q.v_col = lk_malloc((size_t)L * H * sizeof(int));
+        q.k_row = lk_malloc((size_t)L * sizeof(int));
+        q.v_row = lk_malloc((size_t)L * sizeof(int));
+        q.k_off = lk_malloc((size_t)(L + 1) * sizeof(int64_t));
+        q.v_off = lk_malloc((size_t)(L + 1) * sizeof(int64_t));
+        int64_t s_l[1] = {L}, s_l1[1] = {L + 1};
+        struct { const char *name; int ndim; const int64_t *shape; int is64; void *got, *want; size_t n; } tabs[] = {
+            {"k_col", 2, s_lh, 0, q.k_col, p->k_col, (size_t)L * H * 4},
+            {"v_col", 2, s_lh, 0, q.v_col, p->v_col, (size_t)L * H * 4},
+            {"k_row", 1, s_l, 0, q.k_row, p->k_row, (size_t)L * 4},
+            {"v_row", 1, s_l, 0, q.v_row, p->v_row, (size_t)L * 4},
+            {"k_off", 1, s_l1, 1, q.k_off, p->k_off, (size_t)(L + 1) * 8},
+            {"v_off", 1, s_l1, 1, q.v_off, p->v_off, (size_t)(L + 1) * 8},
+        };
+        for (size_t i = 0; i < sizeof tabs / sizeof *tabs && !rc; i++) {
+            rc = get_table(st, path, tabs[i].name, tabs[i].ndim, tabs[i].shape, tabs[i].is64, tabs[i].got, err);
+            if (!rc && memcmp(tabs[i].got, tabs[i].want, tabs[i].n))
+                rc = lk_seterr(err, LK_EINPUT, "%s: table %s disagrees with width/channels (expected the layout of plan.h; remake the plan with leank-pack)",
+                               path, tabs[i].name);
+        }
+        if (!rc && align != p->align)
+            rc = lk_seterr(err, LK_EINPUT, "%s: metadata align %ld disagrees with the widths (expected %d)", path, align, p->align);
+    }
+    lk_mask_free(&m);
+    lk_plan_free(&q);
+    if (rc) lk_plan_free(p);
+out:
+    lk_st_close(st);
+    return rc;
+}
