@@ -9,7 +9,6 @@
 
 /* weak until each benchmark lands (a weak reference does not pull the
  * archive member in: drop the pragma when lib/bench_X.c lands) */
-#pragma weak lk_bench_decode
 #pragma weak lk_bench_prep
 
 static const struct {

@@ -1,0 +1,220 @@
+/* bench_decode.c - leank-bench decode: CPU engine speed.
+ *   1. greedy decode of stories260K from BOS (tokens/s of single-token steps);
+ *   2. prefill of a long prompt on a random model of the Llama-3 head shape
+ *      (head_dim 128, GQA 4:1; dim 1024, 8 heads, 2 kv heads, 4 layers,
+ *      vocab 32000, MLP 3584, tied head), built in memory; then a few decode
+ *      steps after that prompt. */
+#include <cblas.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "model.h"
+#include "sampler.h"
+#include "util.h"
+
+typedef struct {
+    char name[96];
+    long tokens;
+    double seconds;
+} bench_row;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: leank-bench decode [OPTION]...\n"
+            "CPU engine speed: greedy decode of stories260K, prefill of a long prompt on a\n"
+            "random Llama-3-head-shaped model (head_dim 128, GQA 4:1, 4 layers of dim 1024).\n\n"
+            "  -m, --model DIR     stories260K directory (default $LEANK_SHARED/models/stories260K)\n"
+            "  -n, --tokens N      decode steps on stories260K (default 511; context 512)\n"
+            "      --prompt-len N  prefill length on the random model (default 2048; 0 = skip)\n"
+            "      --decode-steps N  decode steps after that prompt (default 32)\n"
+            "  -r, --repeat N      runs of each measurement, best kept (default 3)\n"
+            "  -t, --threads N     OpenBLAS threads (default 1)\n"
+            "      --json          JSON instead of the table\n"
+            "  -h, --help          show this help and exit\n");
+}
+
+static uint64_t brng = 0x853c49e6748fea9bULL;
+static float *rand_floats(size_t n, float scale, float base) {
+    float *x = lk_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        brng ^= brng >> 12;
+        brng ^= brng << 25;
+        brng ^= brng >> 27;
+        float u = (float)((brng * 0x2545f4914f6cdd1dULL) >> 40) / 8388608.0f - 1.0f;
+        x[i] = base + scale * u;
+    }
+    return x;
+}
+
+static void random_llama3_head_model(lk_model *m) {
+    memset(m, 0, sizeof *m);
+    lk_config *c = &m->cfg;
+    snprintf(c->arch, sizeof c->arch, "LlamaForCausalLM");
+    snprintf(c->model_type, sizeof c->model_type, "llama");
+    c->vocab_size = 32000;
+    c->hidden_size = 1024;
+    c->intermediate_size = 3584;
+    c->n_layers = 4;
+    c->n_heads = 8;
+    c->n_kv_heads = 2;
+    c->head_dim = 128;
+    c->max_position_embeddings = 8192;
+    c->rms_eps = 1e-5;
+    c->tie_word_embeddings = 1;
+    c->bos_token_id = c->eos_token_id = -1;
+    c->rope.type = LK_ROPE_DEFAULT;
+    c->rope.theta = 500000.0;
+    c->rope.factor = 1.0;
+    c->rope.partial_rotary_factor = 1.0;
+    size_t L = 4, D = m->dim = 1024, H = m->hidden = 3584, QD = m->q_dim = 1024,
+           KD = m->kv_dim = 256, V = 32000;
+    float s = 0.03f;
+    lk_weights *w = &m->w;
+    w->embed = rand_floats(V * D, 1.0f, 0.0f);
+    w->attn_norm = rand_floats(L * D, 0.1f, 1.0f);
+    w->wq = rand_floats(L * QD * D, s, 0.0f);
+    w->wk = rand_floats(L * KD * D, s, 0.0f);
+    w->wv = rand_floats(L * KD * D, s, 0.0f);
+    w->wo = rand_floats(L * D * QD, s, 0.0f);
+    w->ffn_norm = rand_floats(L * D, 0.1f, 1.0f);
+    w->w_gate = rand_floats(L * H * D, s, 0.0f);
+    w->w_up = rand_floats(L * H * D, s, 0.0f);
+    w->w_down = rand_floats(L * D * H, s, 0.0f);
+    w->final_norm = rand_floats(D, 0.1f, 1.0f);
+    w->lm_head = w->embed;
+    m->n_params = V * D + L * (2 * D + 2 * QD * D + 2 * KD * D + 3 * H * D) + D;
+}
+
+int lk_bench_decode(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},  {"tokens", required_argument, 0, 'n'},
+        {"prompt-len", required_argument, 0, 'P'}, {"decode-steps", required_argument, 0, 'D'},
+        {"repeat", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model_dir = NULL;
+    int n_tokens = 511, prompt_len = 2048, decode_steps = 32, repeat = 3, threads = 1, json = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:n:r:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'n': n_tokens = (int)lk_parse_long("--tokens", optarg, 1, 1 << 20); break;
+        case 'P': prompt_len = (int)lk_parse_long("--prompt-len", optarg, 0, 1 << 20); break;
+        case 'D': decode_steps = (int)lk_parse_long("--decode-steps", optarg, 0, 1 << 20); break;
+        case 'r': repeat = (int)lk_parse_long("--repeat", optarg, 1, 1000); break;
+        case 't': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return LK_EUSAGE;
+        }
+    }
+    if (optind < argc) lk_die(LK_EUSAGE, "decode: unexpected argument '%s'", argv[optind]);
+    openblas_set_num_threads(threads);
+    char dirbuf[4096];
+    if (!model_dir) {
+        const char *sh = getenv("LEANK_SHARED");
+        snprintf(dirbuf, sizeof dirbuf, "%s/models/stories260K", sh ? sh : "../shared");
+        model_dir = dirbuf;
+    }
+    bench_row rows[3];
+    int nrows = 0;
+    lk_err err;
+
+    /* 1. stories260K greedy decode */
+    lk_model m;
+    if (lk_model_load(&m, model_dir, &err) == 0) {
+        int bos = m.cfg.bos_token_id >= 0 ? m.cfg.bos_token_id : 1;
+        lk_state s;
+        if (lk_state_build(&s, &m, 1, n_tokens + 1, NULL, 0, 0, &err)) lk_fail(&err);
+        double best = 1e30;
+        for (int r = 0; r < repeat; r++) {
+            lk_kv_reset(&s.kv);
+            if (lk_forward(&m, &s, &bos, 1, NULL, &err)) lk_fail(&err);
+            double t0 = lk_now();
+            for (int t = 0; t < n_tokens; t++) {
+                int next = lk_argmax(s.logits, m.cfg.vocab_size);
+                if (lk_forward(&m, &s, &next, 1, NULL, &err)) lk_fail(&err);
+            }
+            double dt = lk_now() - t0;
+            if (dt < best) best = dt;
+        }
+        bench_row *b = &rows[nrows++];
+        snprintf(b->name, sizeof b->name, "decode stories260K greedy");
+        b->tokens = n_tokens;
+        b->seconds = best;
+        lk_state_free(&s);
+        lk_model_free(&m);
+    } else {
+        lk_warn("decode: stories260K skipped: %s", err.msg);
+    }
+
+    /* 2. prefill (and decode after it) on a random Llama-3-head-shaped model */
+    if (prompt_len > 0) {
+        random_llama3_head_model(&m);
+        lk_state s;
+        if (lk_state_build(&s, &m, prompt_len, prompt_len + decode_steps, NULL, 0, 0, &err))
+            lk_fail(&err);
+        int *tok = lk_malloc(sizeof(int) * prompt_len);
+        for (int i = 0; i < prompt_len; i++) tok[i] = (int)((i * 7919L + 13) % m.cfg.vocab_size);
+        double best = 1e30, best_dec = 1e30;
+        int prefill_repeat = repeat < 2 ? repeat : 2; /* seconds each on one core */
+        for (int r = 0; r < prefill_repeat; r++) {
+            lk_kv_reset(&s.kv);
+            double t0 = lk_now();
+            if (lk_forward(&m, &s, tok, prompt_len, NULL, &err)) lk_fail(&err);
+            double dt = lk_now() - t0;
+            if (dt < best) best = dt;
+            t0 = lk_now();
+            for (int t = 0; t < decode_steps; t++) {
+                int next = lk_argmax(s.logits, m.cfg.vocab_size);
+                if (lk_forward(&m, &s, &next, 1, NULL, &err)) lk_fail(&err);
+            }
+            dt = lk_now() - t0;
+            if (dt < best_dec) best_dec = dt;
+        }
+        bench_row *b = &rows[nrows++];
+        snprintf(b->name, sizeof b->name, "prefill random d1024 L4 hd128 GQA4:1");
+        b->tokens = prompt_len;
+        b->seconds = best;
+        if (decode_steps > 0) {
+            b = &rows[nrows++];
+            snprintf(b->name, sizeof b->name, "decode same model after %d tokens", prompt_len);
+            b->tokens = decode_steps;
+            b->seconds = best_dec;
+        }
+        free(tok);
+        lk_state_free(&s);
+        lk_model_free(&m);
+    }
+
+    if (json) {
+        json_t *o = json_object(), *a = json_array();
+        json_object_set_new(o, "bench", json_string("decode"));
+        json_object_set_new(o, "threads", json_integer(threads));
+        for (int i = 0; i < nrows; i++) {
+            json_t *r = json_object();
+            json_object_set_new(r, "name", json_string(rows[i].name));
+            json_object_set_new(r, "tokens", json_integer(rows[i].tokens));
+            json_object_set_new(r, "seconds", json_real(rows[i].seconds));
+            json_object_set_new(r, "tok_s", json_real(rows[i].tokens / rows[i].seconds));
+            json_array_append_new(a, r);
+        }
+        json_object_set_new(o, "results", a);
+        char *s = json_dumps(o, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("%-44s %8s %10s %10s\n", "benchmark", "tokens", "seconds", "tok/s");
+        for (int i = 0; i < nrows; i++)
+            printf("%-44s %8ld %10.4f %10.1f\n", rows[i].name, rows[i].tokens, rows[i].seconds,
+                   rows[i].tokens / rows[i].seconds);
+        printf("(threads %d, best of %d)\n", threads, repeat);
+    }
+    return fflush(stdout) ? LK_EIO : 0;
+}
