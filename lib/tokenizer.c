@@ -1229,7 +1229,8 @@ static void add_span(buf *p, size_t off, size_t len) {
 }
 
 /* Split one span of text by a pre-tokenizer regex into out. */
-static void split_span(const pre_op *op, work *w, const char *text, span in, buf *out) {
+static int split_span(const lk_tokenizer *t, const pre_op *op, work *w, const char *text, span in,
+                      buf *out, lk_err *err) {
     const char *s = text + in.off;
     size_t n = in.len, pos = 0, last = 0;
     /* matches (or with invert, the gaps) are the "delimiters" */
@@ -1237,8 +1238,14 @@ static void split_span(const pre_op *op, work *w, const char *text, span in, buf
     int have_pend = 0, last_delim = 0; /* Contiguous: last piece was a delimiter */
     while (pos <= n) {
         int rc = pcre2_jit_match(op->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md, NULL);
-        if (rc == PCRE2_ERROR_JIT_BADOPTION)
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) /* no JIT, or its stack ran out: interpret */
             rc = pcre2_match(op->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md, NULL);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return lk_seterr(err, LK_EFAIL, "%s: pre_tokenizer regex failed at byte %zu of a %zu-byte "
+                             "segment: %s", t->path, pos, n, (char *)msg);
+        }
         size_t ms, me;
         if (rc < 0) ms = me = n;
         else {
@@ -1299,6 +1306,7 @@ static void split_span(const pre_op *op, work *w, const char *text, span in, buf
         last = pos = me;
     }
     if (have_pend) add_span(out, in.off + pend_off, pend_len);
+    return 0;
 }
 
 /* Encode one segment without added tokens: normalize, pre-tokenize, BPE. */
@@ -1341,7 +1349,14 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
         nxt.n = 0;
         span *sp = (span *)cur->p;
         size_t np = cur->n / sizeof(span);
-        for (size_t i = 0; i < np; i++) split_span(op, w, text, sp[i], &nxt);
+        for (size_t i = 0; i < np; i++) {
+            int rc = split_span(t, op, w, text, sp[i], &nxt, err);
+            if (rc) {
+                free(nxt.p);
+                free(own);
+                return rc;
+            }
+        }
         buf x = *cur;
         *cur = nxt;
         nxt = x;
