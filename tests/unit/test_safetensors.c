@@ -312,11 +312,40 @@ static void test_refusals(void) {
     free(empty);
 }
 
+/* The inline BF16/F16 conversions match util.h's on every bit pattern,
+ * read from an odd (unaligned) address. */
+static void test_convert_all(void) {
+    uint8_t *buf = lk_malloc(2 * 65536 + 1);
+    for (uint32_t h = 0; h < 65536; h++) memcpy(buf + 1 + 2 * h, &(uint16_t){(uint16_t)h}, 2);
+    float *out = lk_malloc(65536 * sizeof *out);
+    lk_err err = {0};
+    lk_tensor t = {.name = "all", .ndim = 1, .shape = {65536}, .numel = 65536, .data = buf + 1,
+                   .nbytes = 2 * 65536, .file = "mem"};
+    int bad_bf = 0, bad_h = 0;
+    t.dtype = LK_DT_BF16;
+    CHECK(lk_tensor_to_f32(&t, out, &err) == 0);
+    for (uint32_t h = 0; h < 65536; h++) {
+        float want = lk_bf16_to_f32((uint16_t)h);
+        bad_bf += memcmp(&out[h], &want, 4) != 0;
+    }
+    t.dtype = LK_DT_F16;
+    CHECK(lk_tensor_to_f32(&t, out, &err) == 0);
+    for (uint32_t h = 0; h < 65536; h++) {
+        float want = lk_f16_to_f32((uint16_t)h);
+        if (memcmp(&out[h], &want, 4) != 0 && bad_h++ < 5)
+            fprintf(stderr, "f16 %04x: %a vs %a\n", h, out[h], want);
+    }
+    CHECKF(bad_bf == 0 && bad_h == 0, "%d bf16, %d f16 mismatches", bad_bf, bad_h);
+    free(out);
+    free(buf);
+}
+
 int main(void) {
     CHECK(mkdtemp(dir) != NULL);
     CHECK(lk_dtype_size(LK_DT_BF16) == 2 && strcmp(lk_dtype_name(LK_DT_BOOL), "BOOL") == 0);
     lk_dtype t;
     CHECK(lk_dtype_parse("I16", &t) == 0 && t == LK_DT_I16 && lk_dtype_parse("F8", &t) == -1);
+    test_convert_all();
     test_real();
     test_roundtrip();
     test_sharded();
