@@ -172,6 +172,12 @@ typedef struct {
     int special, lstrip, rstrip, single_word, normalized;
 } added_tok;
 
+/* merges map slot: key (a << 32 | b) + 1, 0 = empty */
+typedef struct {
+    uint64_t key;
+    uint32_t rank, id;
+} merge_ent;
+
 /* word cache entry: a pre-token's raw bytes -> its ids (both in cache arena) */
 typedef struct {
     uint64_t h;
@@ -202,8 +208,7 @@ struct lk_tokenizer {
     uint32_t *vmap;
     size_t vmap_cap;
     /* merges: (left id, right id) -> rank, merged id */
-    uint64_t *mkey; /* (a << 32 | b) + 1, 0 = empty */
-    uint32_t *mrank, *mnew;
+    merge_ent *merges; /* one 16-byte slot per probe: one cache line */
     size_t mcap, nmerges;
     /* model options */
     int byte_level;             /* symbols are bytes mapped to printable chars */
@@ -275,16 +280,16 @@ static void vmap_insert(lk_tokenizer *t, int id) {
 static inline size_t merge_slot(const lk_tokenizer *t, uint64_t key) {
     size_t mask = t->mcap - 1;
     size_t i = hash_u64(key) & mask;
-    while (t->mkey[i] && t->mkey[i] != key + 1) i = (i + 1) & mask;
+    while (t->merges[i].key && t->merges[i].key != key + 1) i = (i + 1) & mask;
     return i;
 }
 /* rank of merging (a, b), or UINT32_MAX; merged id in *id */
 static inline uint32_t merge_rank(const lk_tokenizer *t, int a, int b, int *id) {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     size_t i = merge_slot(t, key);
-    if (!t->mkey[i]) return UINT32_MAX;
-    *id = (int)t->mnew[i];
-    return t->mrank[i];
+    if (!t->merges[i].key) return UINT32_MAX;
+    *id = (int)t->merges[i].id;
+    return t->merges[i].rank;
 }
 
 /* ------------------------------------------------------------------ */
@@ -742,9 +747,7 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
     /* merges: "a b" strings or ["a", "b"] arrays */
     t->nmerges = json_array_size(merges);
     t->mcap = pow2_at_least(2 * t->nmerges);
-    t->mkey = lk_calloc(t->mcap, sizeof(uint64_t));
-    t->mrank = lk_malloc(t->mcap * sizeof(uint32_t));
-    t->mnew = lk_malloc(t->mcap * sizeof(uint32_t));
+    t->merges = lk_calloc(t->mcap, sizeof *t->merges);
     buf cat = {0};
     json_array_foreach(merges, i, v) {
         const char *a, *b;
@@ -777,9 +780,8 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         }
         uint64_t k = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
         size_t s = merge_slot(t, k);
-        t->mkey[s] = k + 1;
-        t->mrank[s] = (uint32_t)i; /* a repeated pair: the later one wins, as in HF */
-        t->mnew[s] = (uint32_t)in;
+        /* a repeated pair: the later one wins, as in HF */
+        t->merges[s] = (merge_ent){k + 1, (uint32_t)i, (uint32_t)in};
     }
     free(cat.p);
 
@@ -823,9 +825,9 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
     uint32_t *byrank = lk_malloc((t->nmerges ? t->nmerges : 1) * 2 * sizeof(uint32_t));
     memset(byrank, 0xff, (t->nmerges ? t->nmerges : 1) * 2 * sizeof(uint32_t));
     for (size_t s = 0; s < t->mcap; s++)
-        if (t->mkey[s]) {
-            byrank[2 * t->mrank[s]] = (uint32_t)((t->mkey[s] - 1) >> 32);
-            byrank[2 * t->mrank[s] + 1] = (uint32_t)(t->mkey[s] - 1);
+        if (t->merges[s].key) {
+            byrank[2 * t->merges[s].rank] = (uint32_t)((t->merges[s].key - 1) >> 32);
+            byrank[2 * t->merges[s].rank + 1] = (uint32_t)(t->merges[s].key - 1);
         }
     h = lk_fnv1a64(byrank, t->nmerges * 2 * sizeof(uint32_t), h);
     free(byrank);
@@ -911,9 +913,7 @@ void lk_tok_free(lk_tokenizer *t) {
     free(t->tok_len);
     free(t->is_special);
     free(t->vmap);
-    free(t->mkey);
-    free(t->mrank);
-    free(t->mnew);
+    free(t->merges);
     free(t->dec);
     free(t->dec_off);
     free(t->dec_len);
