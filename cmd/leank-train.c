@@ -41,6 +41,7 @@ static void usage(FILE *f) {
             "      --checkpoint FILE    checkpoint path (default OUTPUT.ckpt)\n"
             "      --checkpoint-every N steps between checkpoints (0: only on SIGINT)\n"
             "      --resume             continue from the checkpoint\n"
+            "      --stop-after N       stop after N steps of this run: checkpoint, exit 130\n"
             "      --log FILE           TSV log of every step\n"
             "      --progress           progress on stderr even when it is not a terminal\n"
             "  -h, --help               show this help and exit\n"
@@ -220,7 +221,7 @@ static void run_norm(const lk_train_opts *o, lk_train_backend *b, source *src,
 int main(int argc, char **argv) {
     lk_progname = "leank-train";
     enum { O_STAGE2 = 256, O_INIT, O_METHOD, O_STEPS, O_LR, O_LAMBDA, O_RATIO, O_ALIGN, O_SINK,
-           O_RECENT, O_SEED, O_SHUFFLE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_LOG, O_PROGRESS };
+           O_RECENT, O_SEED, O_SHUFFLE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STOP, O_LOG, O_PROGRESS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'c'},
         {"output", required_argument, 0, 'o'}, {"stage2", no_argument, 0, O_STAGE2},
@@ -232,13 +233,15 @@ int main(int argc, char **argv) {
         {"shuffle", required_argument, 0, O_SHUFFLE},
         {"checkpoint", required_argument, 0, O_CKPT},
         {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
-        {"resume", no_argument, 0, O_RESUME}, {"log", required_argument, 0, O_LOG},
+        {"resume", no_argument, 0, O_RESUME}, {"stop-after", required_argument, 0, O_STOP},
+        {"log", required_argument, 0, O_LOG},
         {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     run_args a = {0};
     int stage = 1, method = LK_TRAIN_LEARN;
     /* overrides, applied after the config: NAN / -1 = not given */
     double lr = NAN, lambda = NAN, ratio = NAN;
+    long stop_after = 0; /* steps this run may take (0: all) */
     long steps = -1, align = -1, sink = -1, recent = -1, seed = -1, shuffle = -1, every = -1;
     int c;
     while ((c = getopt_long(argc, argv, "m:c:o:hV", opts, NULL)) != -1) {
@@ -265,6 +268,7 @@ int main(int argc, char **argv) {
         case O_CKPT: a.ckpt = optarg; break;
         case O_CKPT_EVERY: every = lk_parse_long("--checkpoint-every", optarg, 0, 1000000000L); break;
         case O_RESUME: a.resume = 1; break;
+        case O_STOP: stop_after = lk_parse_long("--stop-after", optarg, 1, 1000000000L); break;
         case O_LOG: a.log = optarg; break;
         case O_PROGRESS: a.progress = 1; break;
         case 'h': usage(stdout); return 0;
@@ -287,6 +291,7 @@ int main(int argc, char **argv) {
     char *ckpt_owned = NULL;
     if (!a.ckpt && strcmp(a.output, "-")) a.ckpt = ckpt_owned = lk_asprintf("%s.ckpt", a.output);
     if (a.resume && !a.ckpt) lk_die(LK_EUSAGE, "--resume with -o -: give --checkpoint FILE");
+    if (stop_after && !a.ckpt) lk_die(LK_EUSAGE, "--stop-after with -o -: give --checkpoint FILE");
     if (a.log && !strcmp(a.log, "-") && !strcmp(a.output, "-"))
         lk_die(LK_EUSAGE, "--log - and -o - would both write to stdout");
 
@@ -358,8 +363,12 @@ int main(int argc, char **argv) {
             if (a.resume) log_carry(log.f, a.log, st.step);
         }
         double t_start = lk_now();
-        long tokens_done = 0;
+        long tokens_done = 0, first = st.step;
         while (st.step < o.steps && !stop_requested) {
+            if (stop_after && st.step - first >= stop_after) {
+                stop_requested = 2;
+                break;
+            }
             double t0 = lk_now();
             lk_train_stats s;
             if (source_next(&src, o.shuffle, &st.rng, &err)) lk_fail(&err);
@@ -384,7 +393,8 @@ int main(int argc, char **argv) {
         if (stop_requested) {
             if (a.ckpt) save_checkpoint(&a, &st, &o, mfp);
             if (log.f && lk_out_commit(&log, &err)) lk_fail(&err);
-            lk_warn("interrupted at step %ld/%ld%s%s", st.step, o.steps,
+            lk_warn("%s at step %ld/%ld%s%s", stop_requested == 2 ? "stopped (--stop-after)" : "interrupted",
+                    st.step, o.steps,
                     a.ckpt ? "; checkpoint written to " : " (no checkpoint: -o -)",
                     a.ckpt ? a.ckpt : "");
             return LK_EINTR;
