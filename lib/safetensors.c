@@ -563,15 +563,28 @@ static int data_order(const lk_stw *w, int *order) {
     return k;
 }
 
+static int cmp_stw_name(const void *a, const void *b, void *ctx) {
+    const lk_stw *w = ctx;
+    return strcmp(w->t[*(const int *)a].name, w->t[*(const int *)b].name);
+}
+
 int lk_stw_write(const lk_stw *w, const char *path, lk_err *err) {
-    for (int i = 0; i < w->n; i++) {
-        if (strcmp(w->t[i].name, "__metadata__") == 0)
-            return lk_seterr(err, LK_EFAIL, "%s: \"__metadata__\" is not a valid tensor name", path);
-        for (int j = 0; j < i; j++)
-            if (strcmp(w->t[i].name, w->t[j].name) == 0)
-                return lk_seterr(err, LK_EFAIL, "%s: tensor \"%s\" added twice", path, w->t[i].name);
-    }
     int *order = lk_malloc((w->n ? w->n : 1) * sizeof *order);
+    /* names: sorted once to find duplicates */
+    for (int i = 0; i < w->n; i++) order[i] = i;
+    qsort_r(order, w->n, sizeof *order, cmp_stw_name, (void *)w);
+    for (int k = 0; k < w->n; k++) {
+        const char *name = w->t[order[k]].name;
+        int rc = 0;
+        if (strcmp(name, "__metadata__") == 0)
+            rc = lk_seterr(err, LK_EFAIL, "%s: \"__metadata__\" is not a valid tensor name", path);
+        else if (k && strcmp(name, w->t[order[k - 1]].name) == 0)
+            rc = lk_seterr(err, LK_EFAIL, "%s: tensor \"%s\" added twice", path, name);
+        if (rc) {
+            free(order);
+            return rc;
+        }
+    }
     uint64_t *begin = lk_malloc((w->n ? w->n : 1) * sizeof *begin);
     data_order(w, order);
     uint64_t off = 0;

@@ -1,5 +1,6 @@
 /* test_safetensors.c - reader on a real checkpoint, writer round trips,
  * sharded checkpoints, and every refusal on hand-made bad files. */
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "safetensors.h"
@@ -156,6 +157,35 @@ static void test_roundtrip(void) {
     CHECK(strncmp(text + 8, "{\"__metadata__\":", 16) == 0);
     CHECK(len == 8 + hl + 24 + 10 + 10 + 3 + 4 + 16 + 4);
     free(text);
+
+    /* "-" writes the same bytes to stdout */
+    w = lk_stw_new();
+    lk_stw_meta(w, "k", "v");
+    lk_stw_add(w, "u8", LK_DT_U8, 1, (int64_t[]){3}, u8);
+    lk_stw_add(w, "f", LK_DT_F32, 1, (int64_t[]){2}, f32);
+    char *pf = lk_asprintf("%s/file.safetensors", dir), *ps = lk_asprintf("%s/stdout.safetensors", dir);
+    CHECK(lk_stw_write(w, pf, &err) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(ps, "wb", stdout)) _exit(2);
+        _exit(lk_stw_write(w, "-", NULL) == 0 ? 0 : 1);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *a, *b;
+    size_t la, lb;
+    CHECK(lk_read_file(pf, &a, &la, &err) == 0 && lk_read_file(ps, &b, &lb, &err) == 0);
+    CHECK(la == lb && memcmp(a, b, la) == 0);
+    free(a);
+    free(b);
+    /* an unwritable path fails with LK_EIO and names the path */
+    CHECK(lk_stw_write(w, "/nonexistent/dir/x.safetensors", &err) == LK_EIO);
+    CHECK(strstr(err.msg, "/nonexistent/dir/x.safetensors") != NULL);
+    lk_stw_free(w);
+    free(pf);
+    free(ps);
 
     /* duplicate names are refused by the writer, nothing is written */
     w = lk_stw_new();
