@@ -70,9 +70,18 @@ static json_t *run_hf(const char *tok, const char *file, int repeat) {
     FILE *p = popen(cmd, "r");
     json_t *j = NULL;
     if (p) {
-        json_error_t je;
-        j = json_loadf(p, JSON_DISABLE_EOF_CHECK, &je);
+        /* read to EOF before closing, or python dies of EPIPE at exit */
+        char *out = NULL;
+        size_t n = 0, cap = 0, got;
+        do {
+            if (n + 4096 + 1 > cap) out = lk_realloc(out, cap = 2 * cap + 4096 + 1);
+            got = fread(out + n, 1, cap - n - 1, p);
+            n += got;
+        } while (got > 0);
+        out[n] = 0;
         int st = pclose(p);
+        j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+        free(out);
         if (st != 0 || !json_is_object(j)) {
             lk_warn("%s: HF benchmark failed (exit status %d; expected python3 with `tokenizers`)", script, st);
             json_decref(j);
