@@ -238,8 +238,9 @@ int main(int argc, char **argv) {
         case 'h': usage(stdout); return 0;
         case 'V': lk_print_version(stdout); return 0;
         case 'r':
-            ratio = lk_parse_double("--ratio", optarg, 0, 1);
-            if (ratio >= 1) lk_die(LK_EUSAGE, "--ratio: '%s' is not in [0, 1) (pruning every channel is not a mask)", optarg);
+            ratio = lk_parse_double("--ratio", optarg, -HUGE_VAL, HUGE_VAL);
+            if (!(ratio >= 0 && ratio < 1))
+                lk_die(LK_EUSAGE, "--ratio: '%s' is not in [0, 1) (expected the fraction of K channels to prune)", optarg);
             break;
         case 'a': align = (int)lk_parse_long("--align", optarg, 1, 65536); break;
         case 'o': out_path = optarg; break;

@@ -2,6 +2,7 @@
  * writing, safetensors round trip, summary figures; the official masks when
  * ../shared is present. */
 #include "mask.h"
+#include "plan.h"
 #include "t.h"
 
 #include <unistd.h>
@@ -260,7 +261,63 @@ static void test_official(void) {
     lk_mask_free(&m);
 }
 
+static void test_plan(void) {
+    lk_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.arch, sizeof c.arch, "LlamaForCausalLM");
+    c.n_layers = 2, c.n_kv_heads = 3, c.head_dim = 8, c.n_heads = 6;
+    lk_mask m;
+    lk_mask_init(&m, 2, 3, 8, 0);
+    /* widths: layer 0: 4, 0, 8; layer 1: 0, 0, 4 */
+    uint8_t *k = lk_mask_head(&m, 0, 0);
+    k[1] = k[2] = k[5] = k[7] = 1;
+    memset(lk_mask_head(&m, 0, 2), 1, 8);
+    k = lk_mask_head(&m, 1, 2);
+    k[0] = k[3] = k[4] = k[6] = 1;
+    lk_plan p, q;
+    lk_err err = {0};
+    CHECK(lk_plan_build(&p, &m, "m", &c, "cfg", 2, 3, 100, "bf16", &err) == 0);
+    CHECK(p.width[0] == 4 && p.width[1] == 0 && p.width[2] == 8 && p.width[5] == 4);
+    CHECK(p.k_col[0] == 0 && p.k_col[1] == 4 && p.k_col[2] == 4 && p.k_row[0] == 12 && p.k_row[1] == 4);
+    CHECK(p.v_col[0] == 0 && p.v_col[1] == -1 && p.v_col[2] == 8 && p.v_row[0] == 16);
+    CHECK(p.v_col[3] == -1 && p.v_col[5] == 0 && p.v_row[1] == 8);
+    CHECK(p.k_off[1] == 12 && p.k_off[2] == 16 && p.v_off[2] == 24 && p.align == 4);
+    CHECK(p.chan[0] == 1 && p.chan[3] == 7 && p.chan[4] == -1);
+    lk_plan_bytes b;
+    lk_plan_bytes_at(&p, 100, &b);
+    CHECK(b.k_dense == 2 * 3 * 8 * 2 && b.k_middle == 16 * 2 && b.v_middle == 24 * 2);
+    CHECK(b.n_full == 5 && b.n_middle == 95 && b.total_dense == 100 * 2 * 96);
+    CHECK(b.total == 5 * 2 * 96 + 95 * (32 + 48));
+    lk_plan_bytes_at(&p, 3, &b);
+    CHECK(b.n_full == 3 && b.n_middle == 0 && b.total == b.total_dense);
+    char path[] = "/tmp/test_plan.XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    const char *extra[] = {"model", "LlamaForCausalLM", NULL, NULL};
+    CHECK(lk_plan_save(&p, path, extra, &err) == 0);
+    CHECKF(lk_plan_load(&q, path, &err) == 0, "%s", err.msg);
+    CHECK(q.n_layers == 2 && q.sink == 2 && q.recent == 3 && q.context == 100 && q.elem_bytes == 2);
+    CHECK(q.k_off[2] == 16 && q.v_col[1] == -1 && !strcmp(q.dtype, "bf16"));
+    lk_mask r;
+    lk_plan_mask(&q, &r);
+    CHECK(memcmp(r.keep, m.keep, 48) == 0);
+    lk_mask_free(&r);
+    lk_plan_free(&q);
+    /* a mask file is not a plan */
+    CHECK(lk_mask_save(&m, path, &err) == 0);
+    CHECK(lk_plan_load(&q, path, &err) == LK_EINPUT && strstr(err.msg, "leank-plan"));
+    unlink(path);
+    /* shape must fit the model */
+    c.n_kv_heads = 4;
+    c.n_heads = 8;
+    CHECK(lk_plan_build(&q, &m, "m", &c, "cfg", 2, 3, 100, "bf16", &err) == LK_EINPUT);
+    CHECK(strstr(err.msg, "m: mask has shape [2 layers, 3 kv heads, 8 head_dim] but cfg has [2, 4, 8]") != NULL);
+    lk_plan_free(&p);
+    lk_mask_free(&m);
+}
+
 int main(void) {
+    test_plan();
     test_exact_ratio();
     test_ties_at_zero();
     test_alignment();
