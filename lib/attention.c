@@ -162,7 +162,8 @@ static void cache_logits(const lk_kvcache *c, size_t head, const float *q, float
     int rs = len - c->recent > c->sink ? len - c->recent : c->sink; /* first ring position */
     if (rs > len) rs = len;
     for (int i = 0; i < w; i++) qk[i] = q[ch[i]];
-    for (int j = 0; j < ns; j++) sc[j] = dot(q, c->k_full + full_slot(c, head, j), hd) * scale;
+    const float *ks = c->k_full + full_slot(c, head, 0); /* sink slots are consecutive */
+    for (int j = 0; j < ns; j++) sc[j] = dot(q, ks + (size_t)j * hd, hd) * scale;
     const float *km = c->k_mid[head];
     for (int j = c->sink; j < rs; j++)
         sc[j] = w ? dot(qk, km + (size_t)(j - c->sink) * w, w) * scale : -INFINITY;
@@ -187,7 +188,8 @@ static void cache_values(const lk_kvcache *c, size_t head, const float *pr, int 
     int ns = len < c->sink ? len : c->sink;
     int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
     if (rs > len) rs = len;
-    for (int j = 0; j < ns; j++) axpy(out, pr[j], c->v_full + full_slot(c, head, j), hd);
+    const float *vs = c->v_full + full_slot(c, head, 0);
+    for (int j = 0; j < ns; j++) axpy(out, pr[j], vs + (size_t)j * hd, hd);
     if (w)
         for (int j = c->sink; j < rs; j++)
             axpy(out, pr[j], c->v_mid[head] + (size_t)(j - c->sink) * hd, hd);
