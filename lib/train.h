@@ -79,7 +79,8 @@ typedef struct lk_train_backend {
     void (*free)(void *ctx);
 } lk_train_backend;
 
-/* The CPU reference backend over a loaded model (weights copied to double). */
+/* The CPU reference backend over a loaded model (weights copied to double;
+ * m must outlive the backend: embeddings and the RoPE config are read from it). */
 int lk_train_cpu_new(lk_train_backend *b, const struct lk_model *m, int sink, int recent,
                      lk_err *err);
 static inline void lk_train_backend_free(lk_train_backend *b) {
