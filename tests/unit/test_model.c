@@ -1,9 +1,10 @@
 /* test_model.c - the CPU reference forward pass.
  * 1. stories260K (../shared): prefill logits of each case in expected.json
  *    against HF's last_logits (1e-4 absolute), greedy 64 tokens = output_ids.
- * 2. Random Llama-shaped models written as safetensors by the test (GQA,
- *    head_dim 64 and 128, q/k/v bias on and off, every rope_scaling type):
- *    one prefill of N tokens and N single-token steps give the same logits. */
+ * 2. Random Llama/Qwen2/Mistral-shaped models written by the test as a model
+ *    directory (config.json + F32/BF16/F16 safetensors; GQA, head_dim 64 and
+ *    128, q/k/v bias on and off, every rope_scaling type): one prefill of N
+ *    tokens and N single-token steps give the same logits (1e-5 relative). */
 #include <jansson.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -85,17 +86,26 @@ static float frand(void) { /* uniform in [-1, 1) */
     return (float)((rng * 0x2545f4914f6cdd1dULL) >> 40) / 8388608.0f - 1.0f;
 }
 
+static lk_dtype wdtype = LK_DT_F32; /* dtype the weights are written in */
+
 static void add_rand(lk_stw *w, const char *name, int64_t d0, int64_t d1, float scale, float base) {
     int64_t shape[2] = {d0, d1};
     size_t n = (size_t)d0 * (d1 ? d1 : 1);
     float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = base + scale * frand();
-    lk_stw_add(w, name, LK_DT_F32, d1 ? 2 : 1, shape, x);
+    uint16_t *h = malloc(n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) {
+        x[i] = base + scale * frand();
+        h[i] = wdtype == LK_DT_BF16 ? lk_f32_to_bf16(x[i]) : lk_f32_to_f16(x[i]);
+    }
+    lk_stw_add(w, name, wdtype, d1 ? 2 : 1, shape, wdtype == LK_DT_F32 ? (void *)x : (void *)h);
     free(x);
+    free(h);
 }
 
 typedef struct {
     const char *what;
+    const char *arch, *model_type;
+    lk_dtype dtype;
     int head_dim, bias, tied;
     const char *rope_scaling; /* JSON value */
 } variant;
@@ -104,13 +114,13 @@ static void prefill_vs_decode(const char *tmp, const variant *v) {
     int dim = 128, n_heads = 4, n_kv = 2, hd = v->head_dim, hidden = 192, L = 2, V = 97, N = 48;
     char cfg[2048];
     snprintf(cfg, sizeof cfg,
-             "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+             "{\"architectures\": [\"%s\"], \"model_type\": \"%s\", "
              "\"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
              "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
              "\"head_dim\": %d, \"max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-5, "
              "\"rope_theta\": 10000.0, \"rope_scaling\": %s, \"attention_bias\": %s, "
              "\"tie_word_embeddings\": %s, \"bos_token_id\": 1, \"eos_token_id\": 2}",
-             V, dim, hidden, L, n_heads, n_kv, hd, v->rope_scaling, v->bias ? "true" : "false",
+             v->arch, v->model_type, V, dim, hidden, L, n_heads, n_kv, hd, v->rope_scaling, v->bias ? "true" : "false",
              v->tied ? "true" : "false");
     lk_config c;
     lk_err err;
@@ -119,6 +129,7 @@ static void prefill_vs_decode(const char *tmp, const variant *v) {
         CHECK(0);
         return;
     }
+    wdtype = v->dtype;
     lk_stw *w = lk_stw_new();
     int q_dim = n_heads * hd, kv_dim = n_kv * hd;
     add_rand(w, "model.embed_tokens.weight", V, dim, 1.0f, 0.0f);
@@ -148,14 +159,17 @@ static void prefill_vs_decode(const char *tmp, const variant *v) {
     CHECK(lk_stw_write(w, path, &err) == 0);
     lk_stw_free(w);
 
-    lk_st *st;
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/config.json", tmp);
+    FILE *cf = fopen(cpath, "w");
+    CHECK(cf && fputs(cfg, cf) >= 0 && fclose(cf) == 0);
     lk_model m;
-    if (lk_st_open(&st, path, &err) || lk_model_from_st(&m, &c, st, &err)) {
+    if (lk_model_load(&m, tmp, &err)) { /* the directory: config.json + model.safetensors */
         fprintf(stderr, "%s: %s\n", v->what, err.msg);
         CHECK(0);
         return;
     }
-    lk_st_close(st);
+    CHECK(m.cfg.rope.type == c.rope.type && m.cfg.head_dim == hd);
     CHECK(v->tied ? m.w.lm_head == m.w.embed : m.w.lm_head != m.w.embed);
     CHECK((m.w.bq != NULL) == v->bias);
 
@@ -201,17 +215,20 @@ int main(void) {
     char tmp[] = "/tmp/leank-test-model-XXXXXX";
     if (!mkdtemp(tmp)) T_SKIP("cannot create a temporary directory");
     const variant vs[] = {
-        {"hd64 no-bias default-rope tied", 64, 0, 1, "null"},
-        {"hd128 bias linear-rope", 128, 1, 0, "{\"rope_type\": \"linear\", \"factor\": 4.0}"},
-        {"hd64 bias llama3-rope", 64, 1, 0,
+        {"llama hd64 no-bias default tied", "LlamaForCausalLM", "llama", LK_DT_F32, 64, 0, 1, "null"},
+        {"qwen2 hd128 bias linear bf16", "Qwen2ForCausalLM", "qwen2", LK_DT_BF16, 128, 1, 0,
+         "{\"rope_type\": \"linear\", \"factor\": 4.0}"},
+        {"llama hd64 bias llama3 f16", "LlamaForCausalLM", "llama", LK_DT_F16, 64, 1, 0,
          "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
          "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 512}"},
-        {"hd128 no-bias yarn-rope tied", 128, 0, 1,
+        {"mistral hd128 no-bias yarn tied", "MistralForCausalLM", "mistral", LK_DT_F32, 128, 0, 1,
          "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 1024}"},
     };
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) prefill_vs_decode(tmp, &vs[i]);
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    remove(path);
+    snprintf(path, sizeof path, "%s/config.json", tmp);
     remove(path);
     rmdir(tmp);
     return t_done();
