@@ -14,7 +14,9 @@ if [ "${1:-}" = --gpu ]; then
 else
     tests=$(ls "$LEANK_BIN"/tests/test_* 2>/dev/null | grep -v "\.d$"; ls tests/sh/*.sh 2>/dev/null)
 fi
-[ -n "${LEANK_TESTS:-}" ] && tests=$(printf '%s\n' $tests | grep -E "$LEANK_TESTS")
+if [ -n "${LEANK_TESTS:-}" ]; then # filter on test names, not paths
+    tests=$(for t in $tests; do basename "$t" | grep -qE "$LEANK_TESTS" && echo "$t"; done)
+fi
 pass=0 fail=0 skip=0 n=0 failed=""
 log=$(mktemp -d)
 for t in $tests; do
