@@ -310,7 +310,8 @@ static int compile_re(lk_tokenizer *t, const char *pat, size_t len, int literal,
                       pcre2_code **out, lk_err *err) {
     int ec;
     PCRE2_SIZE off;
-    uint32_t opt = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL refuses PCRE2_UCP (nothing to classify) */
+    uint32_t opt = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &off, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -1284,9 +1285,10 @@ static int split_span(const lk_tokenizer *t, const pre_op *op, work *w, const ch
             switch (op->behavior) {
             case B_REMOVED: break;
             case B_ISOLATED: add_span(out, in.off + a, b - a); break;
-            case B_MERGED_PREV: /* delimiter joins the previous piece if adjacent */
+            case B_MERGED_PREV: /* delimiter joins the previous piece unless that is one too (HF) */
                 ps = out->n ? (span *)(out->p + out->n - sizeof(span)) : NULL;
-                if (ps && ps->off + ps->len == in.off + a && ps->off >= in.off) ps->len += (uint32_t)(b - a);
+                if (ps && ps->off + ps->len == in.off + a && ps->off >= in.off && !last_delim)
+                    ps->len += (uint32_t)(b - a);
                 else add_span(out, in.off + a, b - a);
                 break;
             case B_MERGED_NEXT:
