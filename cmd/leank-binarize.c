@@ -151,7 +151,7 @@ static void report_text(FILE *f, const input *in, const lk_mask *m, const lk_mas
             char pairs[32];
             snprintf(pairs, sizeof pairs, "%d-%d", p0, p1);
             fprintf(f, "  %4d  %-9s %6.2f", b, pairs, 100 * s->band_kept[b]);
-            if (cfg) fprintf(f, "   %.3g - %.3g", per[b][0], per[b][1]);
+            if (cfg) fprintf(f, "   %.0f - %.0f", per[b][0], per[b][1]);
             fputc('\n', f);
         }
     }

@@ -68,8 +68,7 @@ static void report_text(FILE *f, const lk_plan *p, const lk_config *c, const cha
             pct_saved(b->k_dense + b->v_dense, b->k_middle + b->v_middle));
     fprintf(f, "\nKV cache at %ld tokens (%lld full width + %lld middle), per sequence:\n", p->context,
             (long long)b->n_full, (long long)b->n_middle);
-    int64_t kd = b->n_full * b->k_dense + b->n_middle * b->k_dense,
-            vd = b->n_full * b->v_dense + b->n_middle * b->v_dense;
+    int64_t kd = (int64_t)p->context * b->k_dense, vd = (int64_t)p->context * b->v_dense;
     fprintf(f, "  K    dense %12s   pruned %12s   saved %6.2f %%\n", human(h1, sizeof h1, (double)kd),
             human(h2, sizeof h2, (double)b->k_total), pct_saved(kd, b->k_total));
     fprintf(f, "  V    dense %12s   pruned %12s   saved %6.2f %%\n", human(h1, sizeof h1, (double)vd),

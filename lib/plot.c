@@ -89,36 +89,51 @@ int lk_plot_heatmap_svg(const char *path, const float *v, int n_layers, int n_kv
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">kv head %d</text>\n",
                 x0 + D * cw / 2, top - 8, h);
     }
-    /* cells, one group per layer row (hover shows the layer) */
+    /* cells in a scaled group: one unit per channel and per layer, so each
+     * rectangle is a few small integers; a binary mask draws only its kept
+     * runs over a background of the pruned colour */
+    double gu = gap / cw; /* head gap in channel units */
+    fprintf(f, "<g transform=\"translate(%.2f,%.2f) scale(%.4f,%.4f)\" shape-rendering=\"crispEdges\">\n",
+            left, top, cw, rh);
+    if (o->binary)
+        for (int h = 0; h < H; h++)
+            fprintf(f, "<rect x=\"%g\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n",
+                    h * (D + gu), D, L, PRUNED);
     char col[8];
+    double *mean = lk_calloc((size_t)L, sizeof *mean);
     for (int l = 0; l < L; l++) {
-        double y = top + l * rh, sum = 0;
+        double sum = 0;
         for (size_t i = 0; i < (size_t)H * D; i++) {
             float x = v[(size_t)l * H * D + i];
             sum += o->binary ? (x != 0) : (isnan(x) ? 0 : x);
         }
-        double mean = sum / ((double)H * D);
-        fprintf(f, "<g><title>layer %d: %s %.1f%s</title>\n", l,
-                o->binary ? "kept" : "mean", o->binary ? 100 * mean : mean, o->binary ? " %" : "");
+        mean[l] = sum / ((double)H * D);
+        fprintf(f, "<g><title>layer %d: %s %.*f%s</title>\n", l, o->binary ? "kept" : "mean",
+                o->binary ? 1 : 3, o->binary ? 100 * mean[l] : mean[l], o->binary ? " %" : "");
         for (int h = 0; h < H; h++) {
             const float *row = v + ((size_t)l * H + h) * D;
-            double x0 = left + h * (D * cw + gap);
             for (int c = 0; c < D;) {
                 int lv = o->binary ? row[c] != 0 : level(row[c]), e = c + 1;
                 while (e < D && (o->binary ? row[e] != 0 : level(row[e])) == lv) e++;
-                colour(col, lv, o->binary);
-                fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
-                        x0 + c * cw, y, (e - c) * cw, rh, col);
+                if (!o->binary || lv) {
+                    colour(col, lv, o->binary);
+                    fprintf(f, "<rect x=\"%g\" y=\"%d\" width=\"%d\" height=\"1\" fill=\"%s\"/>\n",
+                            h * (D + gu) + c, l, e - c, col);
+                }
                 c = e;
             }
         }
         fputs("</g>\n", f);
-        /* right column: per-layer figure */
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" fill=\"#333\">",
-                left + grid_w + 8, y + rh / 2 + 4, rh < 12 ? rh : 11);
-        if (o->binary) fprintf(f, "%.1f %%</text>\n", 100 * mean);
-        else fprintf(f, "%.3f</text>\n", mean);
     }
+    fputs("</g>\n", f);
+    /* right column: per-layer figure */
+    for (int l = 0; l < L; l++) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" fill=\"#333\">",
+                left + grid_w + 8, top + l * rh + rh / 2 + 4, rh < 12 ? rh : 11);
+        if (o->binary) fprintf(f, "%.1f %%</text>\n", 100 * mean[l]);
+        else fprintf(f, "%.3f</text>\n", mean[l]);
+    }
+    free(mean);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\" fill=\"#333\">%s</text>\n",
             left + grid_w + 8, top - 8, o->binary ? "kept" : "mean");
     /* thin separators: head_dim/2 (rotate_half halves) and every 4th layer */
@@ -144,8 +159,9 @@ int lk_plot_heatmap_svg(const char *path, const float *v, int n_layers, int n_kv
             double x = x0 + (ticks[t] + 0.5) * cw;
             fprintf(f, "<line x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" stroke=\"#333\"/>\n",
                     x, top + grid_h, x, top + grid_h + 4);
-            fprintf(f, "<text x=\"%.2f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%d</text>\n",
-                    x, top + grid_h + 15, ticks[t]);
+            /* 0 and head_dim-1 anchored away from the neighbouring head's labels */
+            fprintf(f, "<text x=\"%.2f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"10\">%d</text>\n",
+                    x, top + grid_h + 15, t == 0 ? "start" : t == 1 ? "middle" : "end", ticks[t]);
         }
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">channel within kv head "
