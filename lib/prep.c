@@ -1051,6 +1051,12 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
         if (diff >= 0 && diff < best_diff) best_diff = diff, best_budget = budget;
         budget += diff > 0 ? (diff + 1) / 2 : diff; /* halve upward steps: no ping-pong */
     }
+    if (diff < 0 || diff > target / 100) {
+        if (g->kind == HK_CWE)
+            return lk_seterr(err, LK_EUSAGE, "task cwe: %d words in %s are too few for length %d (got %d tokens)",
+                             n_words, p->words_from, target, target - diff);
+        return lk_seterr(err, LK_EFAIL, "task %s: cannot fit length %d (got %d tokens)", task, target, target - diff);
+    }
     /* question position: the tokens after it counted alone */
     s_clear(&g->tmp);
     s_add(&g->tmp, g->Q.p ? g->Q.p : "", g->Q.n);
