@@ -138,8 +138,9 @@ static long parse_uint(const char *s, size_t len) {
     return v;
 }
 
-/* "# leank-mask n_layers=L n_kv_heads=H head_dim=D": our header comment. */
-static int tsv_comment_head_dim(const char *s, size_t len) {
+/* "# leank-mask n_layers=L n_kv_heads=H head_dim=D": our header comment.
+ * Fills dims[0..2] (0 where absent); returns 1 if the comment is ours. */
+static int tsv_comment_dims(const char *s, size_t len, int dims[3]) {
     const char *tag = "leank-mask ";
     const char *p = s + 1;
     while (p < s + len && *p == ' ') p++;
@@ -148,8 +149,12 @@ static int tsv_comment_head_dim(const char *s, size_t len) {
     size_t n = (size_t)(s + len - p) < sizeof buf - 1 ? (size_t)(s + len - p) : sizeof buf - 1;
     memcpy(buf, p, n);
     buf[n] = 0;
-    const char *q = strstr(buf, "head_dim=");
-    return q ? atoi(q + 9) : 0;
+    const char *keys[3] = {"n_layers=", "n_kv_heads=", "head_dim="};
+    for (int i = 0; i < 3; i++) {
+        const char *q = strstr(buf, keys[i]);
+        dims[i] = q ? atoi(q + strlen(keys[i])) : 0;
+    }
+    return 1;
 }
 
 int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name, int head_dim,
@@ -158,7 +163,8 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
     tsv_row *rows = NULL;
     int *chan = NULL;
     size_t n_rows = 0, cap_rows = 0, n_chan = 0, cap_chan = 0;
-    int max_layer = -1, max_head = -1, max_chan = -1, comment_dim = 0, rc = 0;
+    int max_layer = -1, max_head = -1, max_chan = -1, rc = 0;
+    int cdims[3] = {0, 0, 0}; /* from our header comment, if any */
     const int limit = 1 << 16; /* layers, heads, channels: sanity bound */
     const char *p = text, *end = text + len;
     for (int line = 1; p < end; line++) {
@@ -172,8 +178,7 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
         while (t < e && (*t == ' ' || *t == '\t')) t++;
         if (t == e) continue; /* blank */
         if (*t == '#') {
-            int d = tsv_comment_head_dim(t, (size_t)(e - t));
-            if (d > 0) comment_dim = d;
+            tsv_comment_dims(t, (size_t)(e - t), cdims);
             continue;
         }
         /* split into tab-separated fields */
@@ -253,7 +258,14 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
         rc = lk_seterr(err, LK_EINPUT, "%s: no mask lines (expected layer<TAB>kv_head<TAB>kept<TAB>channels lines)", name);
         goto out;
     }
-    if (head_dim <= 0) head_dim = comment_dim;
+    /* a file cut short at a line boundary still parses: our header says
+     * how many layers and heads there must be */
+    if ((cdims[0] > 0 && cdims[0] != max_layer + 1) || (cdims[1] > 0 && cdims[1] != max_head + 1)) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: lines cover %d layers x %d kv heads but the header says %d x %d (expected a complete mask; truncated file?)",
+                       name, max_layer + 1, max_head + 1, cdims[0], cdims[1]);
+        goto out;
+    }
+    if (head_dim <= 0) head_dim = cdims[2];
     if (head_dim <= 0) { /* infer: smallest power of two above the largest channel */
         head_dim = 1;
         while (head_dim <= max_chan) head_dim *= 2;

@@ -203,6 +203,7 @@ static void test_tsv(void) {
         {"# only comments\n", "g.tsv: no mask lines"},
         {"0\t-1\t1\t1\n", "g.tsv:1: bad kv_head '-1'"},
         {"0\t0\t2\t1,\n", "g.tsv:1: empty channel"},
+        {"# leank-mask n_layers=3 n_kv_heads=1 head_dim=8\n0\t0\t1\t1\n1\t0\t0\t\n", "header says 3 x 1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = lk_mask_parse_tsv(&m, bad[i].text, strlen(bad[i].text), "g.tsv", 0, &err);
