@@ -7,10 +7,6 @@
 #include "bench.h"
 #include "util.h"
 
-/* weak until each benchmark lands (a weak reference does not pull the
- * archive member in: drop the pragma when lib/bench_X.c lands) */
-#pragma weak lk_bench_prep
-
 static const struct {
     const char *name;
     int (*fn)(int, char **);
