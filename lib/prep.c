@@ -581,6 +581,23 @@ static int partial_unit(lk_prep_gen *g, const char *t, size_t n, int r, str *out
         if (c <= r) best = c, best_cut = cut[mid], lo = mid + 1;
         else hi = mid - 1;
     }
+    /* line units (distractors, noise) may end mid-word: refine by characters
+     * up to the next word cut when words are too coarse (uuids) */
+    if (!g->lead && best < r - 1) {
+        size_t next = lo < nc ? cut[lo] : n;
+        for (size_t i = best_cut + 1; i < next; i++) {
+            if ((unsigned char)t[i] >= 0x80) continue; /* ASCII boundaries only */
+            s_clear(&g->tmp);
+            with_sep(g, &g->tmp, t, i);
+            int c = ntok(g, g->tmp.p, g->tmp.n);
+            if (c < 0) {
+                free(cut);
+                return -1;
+            }
+            if (c <= r) best = c, best_cut = i;
+            else break;
+        }
+    }
     free(cut);
     if (best_cut) with_sep(g, out, t, best_cut);
     return best;
