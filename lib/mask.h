@@ -52,7 +52,9 @@ int lk_mask_from_alpha(lk_mask *m, const float *alpha, int n_layers, int n_kv_he
  * empty when kept is 0); exactly one line per (layer, kv_head). Our writer adds
  * the comment "# leank-mask n_layers=L n_kv_heads=H head_dim=D", which the
  * reader uses for head_dim. */
-int lk_mask_load(lk_mask *m, const char *path, lk_err *err); /* either format, by content; "-" = stdin */
+/* lk_mask_load: either format, by content ("-" = stdin); a decode plan
+ * (leank-pack, format=leank-plan) is accepted too and gives its mask. */
+int lk_mask_load(lk_mask *m, const char *path, lk_err *err);
 int lk_mask_save(const lk_mask *m, const char *path, lk_err *err);
 int lk_mask_load_tsv(lk_mask *m, const char *path, lk_err *err);
 int lk_mask_save_tsv(const lk_mask *m, const char *path, lk_err *err);

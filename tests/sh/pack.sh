@@ -61,6 +61,9 @@ w, koff, vcol = get("width", "i"), get("k_off", "q"), get("v_col", "i")
 assert h["channels"]["shape"] == [32, 8, 128] and sum(w) == 10240 and koff[-1] == 10240
 assert sum(1 for x in vcol if x == -1) == 47 and sum(1 for x in w if x == 0) == 47
 EOF
+# the plan carries its mask: leank-binarize reads it back
+"$B/leank-binarize" "$T/l.plan" --tsv | grep -v '^#' | cmp -s - <(grep -v '^#' "$L") &&
+    ok "plan -> mask -> TSV = official TSV" || fail "plan -> mask"
 # a safetensors mask gives the same figures as its TSV
 "$B/leank-binarize" --from-tsv "$L" -o "$T/l.st" -q || fail "binarize"
 "$PK" --mask "$T/l.st" -m "$T/llama" --json | grep -v '"mask"' >"$T/l2.json"
