@@ -301,7 +301,14 @@ int main(int argc, char **argv) {
             lk_die(LK_EINPUT, "%s: alpha head_dim is %d (expected %d from --head-dim)", in.name, in.D, head_dim);
         if (in.D % align)
             lk_die(LK_EUSAGE, "--align %d does not divide head_dim %d (expected a divisor, e.g. 1, 8, 32)", align, in.D);
-        if (lk_mask_from_alpha(&m, in.alpha, in.L, in.H, in.D, ratio, align, &err)) lk_fail(&err);
+        if (lk_mask_from_alpha(&m, in.alpha, in.L, in.H, in.D, ratio, align, &err)) {
+            if (err.code == LK_EINPUT) { /* the library does not know the file name */
+                char msg[sizeof err.msg];
+                snprintf(msg, sizeof msg, "%s", err.msg);
+                lk_seterr(&err, LK_EINPUT, "%s: %s", in.name, msg);
+            }
+            lk_fail(&err);
+        }
     } else {
         if (ratio >= 0 || align)
             lk_die(LK_EUSAGE, "--ratio and --align apply to alpha input; %s is a mask", in.name);
