@@ -209,8 +209,9 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
         long layer = parse_uint(f[0], fl[0]), head = parse_uint(f[1], fl[1]),
              kept = parse_uint(f[2], fl[2]);
         if (layer < 0 || layer >= limit || head < 0 || head >= limit || kept < 0 || kept > limit) {
-            const char *what = layer < 0 || layer >= limit ? "layer" : head < 0 || head >= limit ? "kv_head" : "kept";
-            int k = what[0] == 'l' ? 0 : what[1] == 'v' ? 1 : 2;
+            static const char *const names[3] = {"layer", "kv_head", "kept"};
+            int k = layer < 0 || layer >= limit ? 0 : head < 0 || head >= limit ? 1 : 2;
+            const char *what = names[k];
             rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad %s '%.*s' (expected a non-negative integer)",
                            name, line, what, (int)(fl[k] > 40 ? 40 : fl[k]), f[k]);
             goto out;
