@@ -156,13 +156,15 @@ typedef struct {
     char *a, *b; /* Prepend: a; Replace: a -> b */
 } norm_op;
 
-enum { PRE_SPLIT, PRE_BYTELEVEL };
+enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE };
 enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
 typedef struct {
     int kind;
     pcre2_code *re; /* Split pattern, or ByteLevel's GPT-2 regex when use_regex */
     int behavior, invert;
     int add_prefix_space;
+    char repl[8]; /* Metaspace: replacement for ' ' (and the prefix) */
+    int prepend;  /* Metaspace: 0 never, 1 first segment only, 2 always */
 } pre_op;
 
 typedef struct {
@@ -196,6 +198,7 @@ typedef struct {
     cache_ent *tab;
     size_t tabcap, tabn;
     buf arena;
+    int seg_first; /* the segment being encoded starts the text (Metaspace "first") */
 } work;
 
 struct lk_tokenizer {
@@ -408,9 +411,19 @@ static int load_pretok(lk_tokenizer *t, json_t *n, lk_err *err) {
             return rc;
         op.behavior = B_ISOLATED;
         t->byte_level = 1;
+    } else if (!strcmp(type, "Metaspace")) {
+        /* ' ' -> replacement, a replacement prepended (always / first
+         * segment of the text / never), split before each replacement */
+        const char *r = jstr(n, "replacement"), *scheme = jstr(n, "prepend_scheme");
+        op.kind = PRE_METASPACE;
+        snprintf(op.repl, sizeof op.repl, "%s", r ? r : "\xE2\x96\x81");
+        op.prepend = scheme ? (!strcmp(scheme, "always") ? 2 : !strcmp(scheme, "first") ? 1 : 0)
+                            : (jbool(n, "add_prefix_space", 1) ? 2 : 0);
+        op.behavior = B_MERGED_NEXT;
+        if (jbool(n, "split", 1) && (rc = compile_re(t, op.repl, strlen(op.repl), 1, &op.re, err))) return rc;
     } else
-        return BAD("%s: pre_tokenizer type '%s' is not supported (expected Split, ByteLevel "
-                   "or a Sequence of them)", t->path, type);
+        return BAD("%s: pre_tokenizer type '%s' is not supported (expected Split, ByteLevel, "
+                   "Metaspace or a Sequence of them)", t->path, type);
     t->pre = lk_realloc(t->pre, (t->npre + 1) * sizeof *t->pre);
     t->pre[t->npre++] = op;
     return 0;
@@ -1329,6 +1342,27 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
     char *own = NULL; /* text copy when ByteLevel add_prefix_space inserts bytes */
     for (int k = 0; k < t->npre; k++) {
         const pre_op *op = &t->pre[k];
+        if (op->kind == PRE_METASPACE) {
+            buf nt = {0};
+            size_t rl = strlen(op->repl);
+            nxt.n = 0;
+            span *sp = (span *)cur->p;
+            for (size_t i = 0; i < cur->n / sizeof(span); i++) {
+                size_t o = nt.n;
+                const char *ps = text + sp[i].off;
+                int starts = sp[i].len >= rl && !memcmp(ps, op->repl, rl);
+                if (!starts && *ps != ' ' && (op->prepend == 2 || (op->prepend == 1 && w->seg_first && sp[i].off == 0)))
+                    buf_put(&nt, op->repl, rl);
+                put_replaced(&nt, ps, sp[i].len, " ", op->repl);
+                add_span(&nxt, o, nt.n - o);
+            }
+            free(own);
+            own = nt.p;
+            text = own;
+            buf x = *cur;
+            *cur = nxt;
+            nxt = x;
+        }
         if (op->kind == PRE_BYTELEVEL && op->add_prefix_space) {
             /* a space before every piece not starting with one */
             buf nt = {0};
@@ -1420,6 +1454,7 @@ static int encode_plain(const lk_tokenizer *t, work *w, const char *s, size_t n,
 static int encode_added(const lk_tokenizer *t, work *w, const char *s, size_t n, int want_norm,
                         int **ids, size_t *nid, size_t *cap, lk_err *err) {
     size_t seg = 0, i = 0;
+    int base_first = w->seg_first;
     while (i < n) {
         if (!t->added_first[(unsigned char)s[i]]) {
             i++;
@@ -1451,11 +1486,13 @@ static int encode_added(const lk_tokenizer *t, work *w, const char *s, size_t n,
             size_t l;
             while (stop < n && is_ws(s + stop, n - stop, &l)) stop += l;
         }
+        w->seg_first = base_first && seg == 0;
         int rc = encode_plain(t, w, s + seg, start - seg, want_norm, ids, nid, cap, err);
         if (rc) return rc;
         push_id(ids, nid, cap, best->id);
         seg = i = stop;
     }
+    w->seg_first = base_first && seg == 0;
     return encode_plain(t, w, s + seg, n - seg, want_norm, ids, nid, cap, err);
 }
 
@@ -1500,6 +1537,7 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
     }
     if (add_special)
         for (int k = 0; k < t->nprefix; k++) push_id(ids, n, cap, t->prefix[k]);
+    w->seg_first = 1;
     int rc = encode_added(t, w, text, len, 0, ids, n, cap, err);
     if (add_special && !rc)
         for (int k = 0; k < t->nsuffix; k++) push_id(ids, n, cap, t->suffix[k]);
