@@ -208,6 +208,65 @@ static void check_stories(const char *shared) {
     lk_tok_free(t);
 }
 
+/* stories260K rewritten to a Metaspace pre-tokenizer (prepend "first",
+ * split) with lstrip/rstrip and single_word added tokens; ids and decodes
+ * from HF tokenizers 0.23.3 on the same JSON */
+static void check_metaspace_flags(const char *shared) {
+    json_error_t je;
+    json_t *j = json_load_file(P(shared, "models/stories260K/tokenizer.json"), 0, &je), *a;
+    if (!j) {
+        CHECKF(0, "stories260K tokenizer.json: %s", je.text);
+        return;
+    }
+    json_object_set_new(j, "normalizer", json_null());
+    json_object_set_new(j, "pre_tokenizer", json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                                      "\xE2\x96\x81", "prepend_scheme", "first", "split", 1));
+    size_t i;
+    json_array_foreach(json_object_get(j, "added_tokens"), i, a) {
+        const char *c = json_string_value(json_object_get(a, "content"));
+        if (!strcmp(c, "</s>")) {
+            json_object_set_new(a, "lstrip", json_true());
+            json_object_set_new(a, "rstrip", json_true());
+        }
+        if (!strcmp(c, "<unk>")) json_object_set_new(a, "single_word", json_true());
+    }
+    char dir[] = "/tmp/lk-tok-ms-XXXXXX", p[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    CHECK(json_dump_file(j, p, 0) == 0);
+    json_decref(j);
+    lk_tokenizer *t = load(dir);
+    unlink(p);
+    rmdir(dir);
+    if (!t) return;
+    static const struct {
+        const char *text, *dec;
+        int ids[12];
+    } cases[] = {
+        {"Hello  world</s>", "Hello  world", {1, 346, 306, 414, 410, 263, 304, 341, 2, -1}},
+        {"Hi   </s>   there", "Hithere", {1, 320, 417, 2, 413, 260, 276, -1}},
+        {"a<unk>b <unk> c", "a<unk>b  c", {1, 261, 504, 379, 433, 505, 430, 410, 0, 280, -1}},
+        {"<s>Once upon", "Once upon", {1, 1, 441, 416, 331, 407, -1}},
+    };
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    char *out = NULL;
+    size_t len = 0, ocap = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        lk_err err = {0};
+        CHECKF(lk_tok_encode(t, cases[c].text, strlen(cases[c].text), 1, &ids, &n, &cap, &err) == 0, "%s", err.msg);
+        size_t k = 0;
+        while (cases[c].ids[k] >= 0) k++;
+        CHECKF(n == k && !memcmp(ids, cases[c].ids, k * sizeof(int)), "metaspace case '%s': %zu ids", cases[c].text, n);
+        len = 0;
+        CHECK(lk_tok_decode(t, ids, n, 1, &out, &len, &ocap, &err) == 0);
+        CHECKF(!strcmp(out, cases[c].dec), "metaspace decode '%s': '%s'", cases[c].text, out);
+    }
+    free(ids);
+    free(out);
+    lk_tok_free(t);
+}
+
 static void check_llama3_special(lk_tokenizer *t) {
     CHECK(lk_tok_bos(t) == 128000);
     CHECK(lk_tok_eos(t) == 128009); /* <|eot_id|>, from tokenizer_config.json */
@@ -320,5 +379,6 @@ int main(void) {
         lk_tok_free(qwen);
     }
     check_stories(sh);
+    check_metaspace_flags(sh);
     return t_done();
 }
