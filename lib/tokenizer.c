@@ -190,7 +190,7 @@ typedef struct {
  * concurrent caller makes its own */
 typedef struct {
     pcre2_match_data *md;
-    buf norm, word, pieces; /* normalized segment, mapped word, piece list */
+    buf norm, word, pieces, pieces2, tmp; /* normalized segment, mapped word, piece lists */
     int *sym, *prev, *next; /* BPE symbols (linked list) */
     uint64_t *heap;         /* merge candidates: rank << 32 | position */
     size_t symcap, heapcap;
@@ -896,6 +896,8 @@ static void work_free(work *w) {
     free(w->norm.p);
     free(w->word.p);
     free(w->pieces.p);
+    free(w->pieces2.p);
+    free(w->tmp.p);
     free(w->sym);
     free(w->prev);
     free(w->next);
@@ -1179,7 +1181,7 @@ static void normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
     buf *b = &w->norm;
     b->n = 0;
     buf_put(b, s, n);
-    buf tmp = {0};
+    buf tmp = w->tmp; /* scratch kept in w between calls */
     for (int k = 0; k < t->nnorm; k++) {
         const norm_op *op = &t->norm[k];
         switch (op->kind) {
@@ -1228,7 +1230,7 @@ static void normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
             break;
         }
     }
-    free(tmp.p);
+    w->tmp = tmp;
 }
 
 /* Pre-token pieces as (offset, length) pairs into a text (w->pieces). */
@@ -1336,7 +1338,7 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
     }
     if (!tn) return 0;
     /* pieces: start with the whole segment, each pre-tokenizer refines them */
-    buf *cur = &w->pieces, nxt = {0};
+    buf *cur = &w->pieces, *nxt = &w->pieces2, *x; /* swapped after each step */
     cur->n = 0;
     add_span(cur, 0, tn);
     char *own = NULL; /* text copy when ByteLevel add_prefix_space inserts bytes */
@@ -1345,7 +1347,7 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
         if (op->kind == PRE_METASPACE) {
             buf nt = {0};
             size_t rl = strlen(op->repl);
-            nxt.n = 0;
+            nxt->n = 0;
             span *sp = (span *)cur->p;
             for (size_t i = 0; i < cur->n / sizeof(span); i++) {
                 size_t o = nt.n;
@@ -1354,50 +1356,42 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
                 if (!starts && *ps != ' ' && (op->prepend == 2 || (op->prepend == 1 && w->seg_first && sp[i].off == 0)))
                     buf_put(&nt, op->repl, rl);
                 put_replaced(&nt, ps, sp[i].len, " ", op->repl);
-                add_span(&nxt, o, nt.n - o);
+                add_span(nxt, o, nt.n - o);
             }
             free(own);
             own = nt.p;
             text = own;
-            buf x = *cur;
-            *cur = nxt;
-            nxt = x;
+            x = cur, cur = nxt, nxt = x;
         }
         if (op->kind == PRE_BYTELEVEL && op->add_prefix_space) {
             /* a space before every piece not starting with one */
             buf nt = {0};
-            nxt.n = 0;
+            nxt->n = 0;
             span *sp = (span *)cur->p;
             for (size_t i = 0; i < cur->n / sizeof(span); i++) {
                 size_t o = nt.n;
                 if (text[sp[i].off] != ' ') buf_put(&nt, " ", 1);
                 buf_put(&nt, text + sp[i].off, sp[i].len);
-                add_span(&nxt, o, nt.n - o);
+                add_span(nxt, o, nt.n - o);
             }
             free(own);
             own = nt.p;
             text = own;
-            buf x = *cur;
-            *cur = nxt;
-            nxt = x;
+            x = cur, cur = nxt, nxt = x;
         }
         if (!op->re) continue;
-        nxt.n = 0;
+        nxt->n = 0;
         span *sp = (span *)cur->p;
         size_t np = cur->n / sizeof(span);
         for (size_t i = 0; i < np; i++) {
-            int rc = split_span(t, op, w, text, sp[i], &nxt, err);
+            int rc = split_span(t, op, w, text, sp[i], nxt, err);
             if (rc) {
-                free(nxt.p);
                 free(own);
                 return rc;
             }
         }
-        buf x = *cur;
-        *cur = nxt;
-        nxt = x;
+        x = cur, cur = nxt, nxt = x;
     }
-    free(nxt.p);
     span *sp = (span *)cur->p;
     size_t np = cur->n / sizeof(span);
     int rc = 0;
