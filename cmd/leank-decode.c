@@ -113,7 +113,12 @@ static int generate(engine *e, const request *q, const stream *out, result *r, l
     r->n_decode = 0;
     r->prefill_s = r->decode_s = 0;
     if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
-    int seq = q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
+    /* positions: the prompt and the generated tokens, but no more than the
+     * model's context (generation then stops there, as for -n) */
+    int ctx = m->cfg.max_position_embeddings > q->n_prompt ? m->cfg.max_position_embeddings
+                                                           : q->n_prompt;
+    long want = (long)q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
+    int seq = want < ctx ? (int)want : ctx;
     int rc = ensure_state(e, q->n_prompt, seq, err);
     if (rc) return rc;
     lk_state *s = &e->state;
@@ -143,7 +148,8 @@ static int generate(engine *e, const request *q, const stream *out, result *r, l
     rc = lk_forward(m, s, q->prompt, q->n_prompt, NULL, err);
     r->prefill_s = lk_now() - t0;
     t0 = lk_now();
-    for (int t = 0; rc == 0 && t < q->max_tokens; t++) {
+    int fresh = 1; /* s->logits follow the last token (0: the context is full) */
+    for (int t = 0; rc == 0 && fresh && t < q->max_tokens; t++) {
         int next = lk_sample(&smp, s->logits);
         r->ids[r->n++] = next;
         if (is_eos(e, next)) {
@@ -159,9 +165,11 @@ static int generate(engine *e, const request *q, const stream *out, result *r, l
                 fwrite(r->text + before, 1, r->len - before, out->f);
             fflush(out->f);
         }
-        if (t + 1 < q->max_tokens) {
+        fresh = 0;
+        if (t + 1 < q->max_tokens && s->kv.len < s->max_seq) {
             rc = lk_forward(m, s, &next, 1, NULL, err);
             r->n_decode++;
+            fresh = 1;
         }
     }
     r->decode_s = lk_now() - t0;

@@ -54,6 +54,10 @@ done
 "$D" -m "$M" -p "Once" -n 20 --temperature 1 --top-p 0.9 --seed 11 -q >"$T/s2"
 cmp -s "$T/s1" "$T/s2" && ok "seeded sampling reproducible" || fail "seeded sampling differs"
 
+# generation stops at the model's context (512 positions: 5 prompt + 508 generated)
+"$D" -m "$M" -p "Once upon a time" -n 100000 --json >"$T/j" 2>/dev/null
+[ "$(jq .generated_tokens "$T/j")" = 508 ] && ok "stops at the context" || fail "context: $(jq -c '{generated_tokens,stop}' "$T/j")"
+
 # masks: every channel kept = dense, bit for bit; a pruned mask runs and saves memory
 { echo "# leank-mask n_layers=5 n_kv_heads=4 head_dim=8"
   for l in 0 1 2 3 4; do for h in 0 1 2 3; do printf '%d\t%d\t8\t0,1,2,3,4,5,6,7\n' $l $h; done; done; } >"$T/all.tsv"
