@@ -7,7 +7,14 @@
 
 typedef struct lk_tokenizer lk_tokenizer;
 
-/* path: a tokenizer.json or a model directory containing one. */
+/* path: a tokenizer.json or a model directory containing one. Supported:
+ * model BPE (byte_fallback, ignore_merges, unk/fuse_unk, merges as "a b" or
+ * ["a", "b"]); normalizers NFC/NFD/NFKC/NFKD, Lowercase, Prepend, Replace
+ * (string), Sequence; pre-tokenizers Split (regex or string, every
+ * behavior, invert), ByteLevel, Metaspace, Sequence; post-processors
+ * TemplateProcessing, ByteLevel, Bert/Roberta, Sequence; decoders ByteLevel,
+ * ByteFallback, Fuse, Replace, Strip, Metaspace, Sequence. Anything else is
+ * refused with a message (LK_EINPUT). Takes ~0.4 s for Llama-3's 9 MB file. */
 int lk_tok_load(lk_tokenizer **out, const char *path, lk_err *err);
 void lk_tok_free(lk_tokenizer *t);
 
@@ -16,8 +23,14 @@ int lk_tok_vocab_size(const lk_tokenizer *t); /* includes added tokens */
  * samples made with another tokenizer). */
 uint64_t lk_tok_fingerprint(const lk_tokenizer *t);
 
-int lk_tok_bos(const lk_tokenizer *t); /* -1 if none */
-int lk_tok_eos(const lk_tokenizer *t); /* -1 if none */
+/* BOS: what the post-processor puts first (TemplateProcessing), else the
+ * bos_token of a tokenizer_config.json beside the tokenizer.json; -1 if none
+ * (Qwen). EOS: tokenizer_config.json's eos_token (Llama-3 Instruct:
+ * <|eot_id|>, Qwen: <|im_end|>), else the first present of </s>,
+ * <|end_of_text|>, <|endoftext|>, <|im_end|>, <|eot_id|>; -1 if none. A
+ * generation loop may also stop on others: look them up with lk_tok_id. */
+int lk_tok_bos(const lk_tokenizer *t);
+int lk_tok_eos(const lk_tokenizer *t);
 /* Id of a token's exact string (added/special tokens included), -1 if none. */
 int lk_tok_id(const lk_tokenizer *t, const char *token);
 
@@ -32,7 +45,9 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
                   int **ids, size_t *n, size_t *cap, lk_err *err);
 
 /* Decode ids to UTF-8 text, as HF decode(skip_special_tokens=skip_special)
- * does. Result appended to *out (NUL-terminated; grown with lk_realloc). */
+ * does (lossy: invalid UTF-8 becomes U+FFFD). Result appended to *out at
+ * *len (NUL-terminated; grown with lk_realloc). An id outside the vocabulary
+ * is an error (LK_EINPUT). */
 int lk_tok_decode(const lk_tokenizer *t, const int *ids, size_t n, int skip_special,
                   char **out, size_t *len, size_t *cap, lk_err *err);
 
