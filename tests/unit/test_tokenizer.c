@@ -1,5 +1,6 @@
 /* test_tokenizer - lib/tokenizer against reference ids from HF tokenizers and
  * llama.cpp's test vectors (../shared), plus decode, streaming and errors. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,48 @@ static void check_metaspace_flags(const char *shared) {
     lk_tok_free(t);
 }
 
+/* two threads encoding at once (one gets the shared word cache, the other
+ * a private work area) give the same ids as one */
+typedef struct {
+    lk_tokenizer *t;
+    const char *text;
+    size_t len;
+    int *want;
+    size_t nwant;
+    int bad;
+} thr_arg;
+static void *thr_encode(void *p) {
+    thr_arg *a = p;
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    for (int r = 0; r < 20; r++) {
+        lk_err err = {0};
+        if (lk_tok_encode(a->t, a->text, a->len, 0, &ids, &n, &cap, &err) || n != a->nwant ||
+            memcmp(ids, a->want, n * sizeof(int)))
+            a->bad++;
+    }
+    free(ids);
+    return NULL;
+}
+static void check_threads(const char *shared, lk_tokenizer *t) {
+    char *text;
+    size_t len;
+    lk_err err = {0};
+    if (lk_read_file(P(shared, "data/tokenizers/vectors/pg-excerpt.txt"), &text, &len, &err)) return;
+    if (len > 30000) len = 30000;
+    while (len && ((unsigned char)text[len] & 0xC0) == 0x80) len--; /* whole characters */
+    int *want = NULL;
+    size_t nw = 0, cap = 0;
+    CHECK(lk_tok_encode(t, text, len, 0, &want, &nw, &cap, &err) == 0);
+    thr_arg a[2] = {{t, text, len, want, nw, 0}, {t, text, len, want, nw, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, thr_encode, &a[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    CHECKF(a[0].bad + a[1].bad == 0, "concurrent encodes differ: %d, %d", a[0].bad, a[1].bad);
+    free(want);
+    free(text);
+}
+
 static void check_llama3_special(lk_tokenizer *t) {
     CHECK(lk_tok_bos(t) == 128000);
     CHECK(lk_tok_eos(t) == 128009); /* <|eot_id|>, from tokenizer_config.json */
@@ -365,6 +408,7 @@ int main(void) {
         check_excerpt(sh, llama, "data/tokenizers/vectors/llama3-pg-excerpt.ids");
         check_llama3_special(llama);
         check_stream_random(llama, "llama3");
+        check_threads(sh, llama);
         lk_tok_free(llama);
     }
     lk_tokenizer *qwen = load(P(sh, "data/tokenizers/qwen3/tokenizer.json"));
