@@ -4,7 +4,8 @@
  * 2. Random Llama/Qwen2/Mistral-shaped models written by the test as a model
  *    directory (config.json + F32/BF16/F16 safetensors; GQA, head_dim 64 and
  *    128, q/k/v bias on and off, every rope_scaling type): one prefill of N
- *    tokens and N single-token steps give the same logits (1e-5 relative). */
+ *    tokens and N single-token steps give the same logits (1e-5 relative).
+ * 3. The sampler: greedy ties, top-k 1, the nucleus, seeded reproducibility. */
 #include <jansson.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -205,7 +206,46 @@ static void prefill_vs_decode(const char *tmp, const variant *v) {
     lk_model_free(&m);
 }
 
+/* ---- 3. sampler ---- */
+
+static void sampler(void) {
+    float base[6] = {0.5f, 2.0f, 2.0f, -1.0f, 1.9f, 0.0f}, x[6];
+    lk_sampler s;
+    lk_sampler_build(&s, 6, 0.0f, 0, 1.0f, 1);
+    memcpy(x, base, sizeof x);
+    CHECK(lk_sample(&s, x) == 1); /* greedy: lowest id among equal maxima */
+    lk_sampler_free(&s);
+    int kept_ok = 1, nucleus_ok = 1, seen[6] = {0};
+    lk_sampler_build(&s, 6, 1.0f, 1, 1.0f, 7); /* top-k 1 = greedy */
+    for (int i = 0; i < 50; i++) {
+        memcpy(x, base, sizeof x);
+        kept_ok &= lk_sample(&s, x) == 1;
+    }
+    lk_sampler_free(&s);
+    lk_sampler_build(&s, 6, 1.0f, 0, 0.8f, 7); /* p = .30 .30 .27 ...: nucleus 0.8 = ids 1, 2, 4 */
+    for (int i = 0; i < 300; i++) {
+        memcpy(x, base, sizeof x);
+        int id = lk_sample(&s, x);
+        seen[id]++;
+        nucleus_ok &= id == 1 || id == 2 || id == 4;
+    }
+    lk_sampler_free(&s);
+    CHECK(kept_ok);
+    CHECKF(nucleus_ok && seen[1] && seen[2] && seen[4], "top-p: %d %d %d", seen[1], seen[2], seen[4]);
+    int a[20], b[20];
+    for (int rep = 0; rep < 2; rep++) {
+        lk_sampler_build(&s, 6, 0.8f, 0, 1.0f, 42);
+        for (int i = 0; i < 20; i++) {
+            memcpy(x, base, sizeof x);
+            (rep ? b : a)[i] = lk_sample(&s, x);
+        }
+        lk_sampler_free(&s);
+    }
+    CHECK(memcmp(a, b, sizeof a) == 0); /* same seed, same draws */
+}
+
 int main(void) {
+    sampler();
     const char *shared = t_shared();
     if (shared)
         golden(shared);
