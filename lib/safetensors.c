@@ -357,6 +357,9 @@ static int load_index(lk_st *st, const char *path, lk_err *err) {
 
 int lk_st_open(lk_st **out, const char *path, lk_err *err) {
     *out = NULL;
+    if (strcmp(path, "-") == 0)
+        return lk_seterr(err, LK_EUSAGE, "-: a checkpoint cannot be read from stdin (it is mapped; "
+                         "expected a .safetensors file, an index.json or a model directory)");
     lk_st *st = lk_calloc(1, sizeof *st);
     st->path = lk_strdup(path);
     char *file = NULL;

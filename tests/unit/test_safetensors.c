@@ -336,6 +336,7 @@ static void test_refusals(void) {
     refuse(p = raw("entry.st", "{\"a\":3}", -1, 0), LK_EINPUT, "\"a\"");
     free(p);
     refuse("/nonexistent/leank.safetensors", LK_EIO, "/nonexistent/leank.safetensors");
+    refuse("-", LK_EUSAGE, "stdin");
     char *empty = lk_asprintf("%s/emptydir", dir);
     mkdir(empty, 0755);
     refuse(empty, LK_EINPUT, "no safetensors file");
