@@ -44,7 +44,14 @@ typedef struct lk_st lk_st; /* an opened checkpoint: one file or many shards */
  * directory (uses model.safetensors.index.json if present, else
  * model.safetensors, else the single *.safetensors file in it). Validates every
  * header completely; refuses malformed files with a message naming the file,
- * the byte position or tensor, and what was expected. */
+ * the byte position or tensor, and what was expected (LK_EINPUT; LK_EIO when a
+ * file cannot be opened; LK_EUSAGE for "-"). Checked: header length within
+ * the file, JSON object without duplicate keys, known dtype, shape of at most
+ * LK_MAX_DIMS non-negative ints, data_offsets [begin, end] inside the data
+ * region with end - begin == numel * dtype size, no two tensors overlapping
+ * (holes between tensors are accepted), __metadata__ string -> string, each
+ * tensor name once across shards, every weight_map entry present in its shard.
+ * lk_st_at order: header order, shard by shard. */
 int lk_st_open(lk_st **out, const char *path, lk_err *err);
 void lk_st_close(lk_st *st);
 
