@@ -17,9 +17,10 @@ typedef struct {
     double theta;          /* rope_theta */
     double factor;         /* linear, llama3, yarn */
     double low_freq_factor, high_freq_factor;  /* llama3 */
-    int original_max_position_embeddings;      /* llama3, yarn */
+    int original_max_position_embeddings;      /* llama3; yarn (max_position_embeddings if absent) */
     double beta_fast, beta_slow;               /* yarn (defaults 32, 1) */
-    double attention_factor;                   /* yarn mscale (derived if absent: 0.1*ln(factor)+1) */
+    double attention_factor;                   /* yarn mscale (derived if absent: 0.1*ln(factor)+1,
+                                                  or get_mscale(f, mscale)/get_mscale(f, mscale_all_dim)) */
     double partial_rotary_factor;              /* 1.0 unless given */
     int truncate;                              /* yarn: floor/ceil the correction range (default 1) */
 } lk_rope;
