@@ -174,6 +174,8 @@ typedef struct {
     int special, lstrip, rstrip, single_word, normalized;
 } added_tok;
 
+enum { WORK_SLOTS = 8 };
+
 /* merges map slot: key (a << 32 | b) + 1, 0 = empty */
 typedef struct {
     uint64_t key;
@@ -199,6 +201,7 @@ typedef struct {
     size_t tabcap, tabn;
     buf arena;
     int seg_first; /* the segment being encoded starts the text (Metaspace "first") */
+    int nocache;   /* a one-call work area: no word cache */
 } work;
 
 struct lk_tokenizer {
@@ -227,6 +230,7 @@ struct lk_tokenizer {
     added_tok *added;
     int nadded;
     uint8_t added_first[256]; /* some added token starts with this byte */
+    int any_norm_added;       /* some added token has normalized: true */
     int *prefix, *suffix;     /* post-processor ids for add_special */
     int nprefix, nsuffix;
     int bos, eos;
@@ -238,8 +242,11 @@ struct lk_tokenizer {
     int dec_join_space;        /* no decoder: pieces joined with " " */
     int byte_fallback_dec;     /* decoder has ByteFallback */
     uint64_t fingerprint;
-    pthread_mutex_t lock;
-    work w;
+    /* scratch + word cache for up to WORK_SLOTS concurrent encoders (each
+     * call takes a free slot with a trylock; a caller finding none works
+     * without a cache) */
+    pthread_mutex_t lock[WORK_SLOTS];
+    work w[WORK_SLOTS];
 };
 
 /* ---- vocabulary map ---- */
@@ -738,6 +745,7 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         a->normalized = jbool(v, "normalized", !a->special);
         if (!a->len) return BAD("%s: added_tokens[%zu] has empty content", t->path, i);
         t->added_first[(unsigned char)s[0]] = 1;
+        t->any_norm_added |= a->normalized;
         t->is_special[a->id] = (uint8_t)a->special;
         /* the arena is still being built: compare in ar */
         uint32_t o = t->tok_off[a->id];
@@ -879,7 +887,7 @@ int lk_tok_load(lk_tokenizer **out, const char *path, lk_err *err) {
     }
     lk_tokenizer *t = lk_calloc(1, sizeof *t);
     t->path = p;
-    pthread_mutex_init(&t->lock, NULL);
+    for (int i = 0; i < WORK_SLOTS; i++) pthread_mutex_init(&t->lock[i], NULL);
     rc = load_json(t, root, err);
     json_decref(root);
     if (rc) {
@@ -916,8 +924,10 @@ void lk_tok_free(lk_tokenizer *t) {
     for (int i = 0; i < t->npre; i++)
         if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
     for (int i = 0; i < t->nadded; i++) free(t->added[i].s);
-    work_free(&t->w);
-    pthread_mutex_destroy(&t->lock);
+    for (int i = 0; i < WORK_SLOTS; i++) {
+        work_free(&t->w[i]);
+        pthread_mutex_destroy(&t->lock[i]);
+    }
     free(t->norm);
     free(t->pre);
     free(t->added);
@@ -1049,7 +1059,7 @@ static const cache_ent *cache_get(work *w, const char *s, size_t n, uint64_t h) 
     }
 }
 static void cache_put(work *w, const char *s, size_t n, uint64_t h, const int *ids, size_t nids) {
-    if (n > 256) return; /* long runs rarely repeat */
+    if (n > 256 || w->nocache) return; /* long runs rarely repeat */
     if (!w->tabcap || w->tabn >= CACHE_MAX) {
         /* first use, or full: start over (prose keeps reusing a small set) */
         if (!w->tabcap) {
@@ -1434,9 +1444,7 @@ static int encode_added(const lk_tokenizer *t, work *w, const char *s, size_t n,
 static int encode_plain(const lk_tokenizer *t, work *w, const char *s, size_t n, int want_norm,
                         int **ids, size_t *nid, size_t *cap, lk_err *err) {
     if (want_norm || !n) return encode_segment(t, w, s, n, want_norm, ids, nid, cap, err);
-    int any = 0;
-    for (int k = 0; k < t->nadded && !any; k++) any = t->added[k].normalized;
-    if (!any) return encode_segment(t, w, s, n, 0, ids, nid, cap, err);
+    if (!t->any_norm_added) return encode_segment(t, w, s, n, 0, ids, nid, cap, err);
     normalize(t, w, s, n);
     char *copy = lk_malloc(w->norm.n + 1); /* w->norm is reused below */
     memcpy(copy, w->norm.p, w->norm.n);
@@ -1523,8 +1531,11 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
     /* the tokenizer's own scratch and word cache if free, else a private one */
     lk_tokenizer *tm = (lk_tokenizer *)t;
     work priv = {0}, *w = &priv;
-    int locked = pthread_mutex_trylock(&tm->lock) == 0;
-    if (locked) w = &tm->w;
+    int slot = -1;
+    for (int i = 0; i < WORK_SLOTS && slot < 0; i++)
+        if (pthread_mutex_trylock(&tm->lock[i]) == 0) slot = i;
+    if (slot >= 0) w = &tm->w[slot];
+    else priv.nocache = 1; /* a fresh 3 MB cache per call would cost more than it saves */
     if (!w->md) {
         w->md = pcre2_match_data_create(1, NULL);
         if (!w->md) lk_die(LK_ENOMEM, "out of memory (PCRE2 match data)");
@@ -1535,7 +1546,7 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
     int rc = encode_added(t, w, text, len, 0, ids, n, cap, err);
     if (add_special && !rc)
         for (int k = 0; k < t->nsuffix; k++) push_id(ids, n, cap, t->suffix[k]);
-    if (locked) pthread_mutex_unlock(&tm->lock);
+    if (slot >= 0) pthread_mutex_unlock(&tm->lock[slot]);
     else work_free(&priv);
     if (rc) *n = 0;
     return rc;
