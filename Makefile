@@ -1,6 +1,7 @@
 # leank - learned K-cache channel pruning for long-context decoding.
 #   make              library + programs into bin/ (CUDA kernels if nvcc is found)
 #   make CUDA=0       CPU only;  make CUDA=1  require nvcc
+#   make demo         the whole pipeline on data/models/leank-mini
 #   make test         every CPU test (unit tests in C, shell tests of the programs)
 #   make test-gpu     GPU tests (on a machine with an NVIDIA GPU)
 #   make install PREFIX=/usr/local
@@ -58,7 +59,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 MANS     := $(wildcard man/*.1 man/*.5 man/*.7)
 
 .SECONDARY:
-.PHONY: all lib test test-gpu check-deps install clean
+.PHONY: all lib test test-gpu check-deps install clean demo
 all: $(PROG_BIN)
 	@echo "leank: built $(words $(PROGS)) programs in $(BIN)/ (CUDA=$(CUDA_ON))"
 
@@ -88,6 +89,10 @@ $(BIN)/%: $(B)/cmd/%.o $(LIBA)
 $(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
 	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
+
+# The whole pipeline on the model the project ships (dev/demo.sh says how).
+demo: check-deps all
+	@BIN=$(abspath $(BIN)) dev/demo.sh
 
 check-deps:
 	@tests/check-deps.sh
