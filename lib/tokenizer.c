@@ -455,6 +455,13 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         t->tok_len[id] = (uint32_t)n;
         buf_put(&ar, key, n + 1);
     }
+    /* the map is the model's vocabulary only (merges, byte and character
+     * lookups use it, as HF's BPE does); lk_tok_id also searches added tokens */
+    t->arena = ar.p;
+    t->vmap_cap = pow2_at_least(2 * (size_t)t->nvocab);
+    t->vmap = lk_calloc(t->vmap_cap, sizeof(uint32_t));
+    for (int id = 0; id < t->nvocab; id++)
+        if (t->tok_off[id] != UINT32_MAX) vmap_insert(t, id);
     t->nadded = (int)json_array_size(added);
     t->added = lk_calloc(t->nadded ? t->nadded : 1, sizeof *t->added);
     json_array_foreach(added, i, v) {
@@ -472,24 +479,22 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         t->added_first[(unsigned char)s[0]] = 1;
         t->any_norm_added |= a->normalized;
         t->is_special[a->id] = (uint8_t)a->special;
-        /* the arena is still being built: compare in ar */
         uint32_t o = t->tok_off[a->id];
-        if (o == UINT32_MAX || t->tok_len[a->id] != a->len || memcmp(ar.p + o, s, a->len)) {
+        if (o != UINT32_MAX && (t->tok_len[a->id] != a->len || memcmp(ar.p + o, s, a->len)))
+            return BAD("%s: added_tokens[%zu] '%s' reuses id %d of vocabulary entry '%.*s' (expected "
+                       "a new id or the same string)", t->path, i, s, a->id, (int)t->tok_len[a->id], ar.p + o);
+        if (o == UINT32_MAX) {
             t->tok_off[a->id] = (uint32_t)ar.n;
             t->tok_len[a->id] = (uint32_t)a->len;
             buf_put(&ar, s, a->len + 1);
+            t->arena = ar.p; /* may have moved */
         }
     }
-    t->arena = ar.p ? ar.p : lk_strdup("");
-    t->vmap_cap = pow2_at_least(2 * (size_t)t->nvocab);
-    t->vmap = lk_calloc(t->vmap_cap, sizeof(uint32_t));
-    for (int id = 0; id < t->nvocab; id++)
-        if (t->tok_off[id] != UINT32_MAX) vmap_insert(t, id);
-    /* an added token's string maps to the added id (later insert wins) */
-    for (int k = 0; k < t->nadded; k++) vmap_insert(t, t->added[k].id);
+    if (!ar.p) ar.p = lk_strdup("");
+    t->arena = ar.p;
 
     const char *unk = jstr(model, "unk_token");
-    t->unk_id = unk ? lk_tok_id(t, unk) : -1;
+    t->unk_id = unk ? vmap_find(t, unk, strlen(unk)) : -1;
 
     /* merges: "a b" strings or ["a", "b"] arrays */
     t->nmerges = json_array_size(merges);
@@ -660,7 +665,12 @@ int lk_tok_vocab_size(const lk_tokenizer *t) { return t->nvocab; }
 uint64_t lk_tok_fingerprint(const lk_tokenizer *t) { return t->fingerprint; }
 int lk_tok_bos(const lk_tokenizer *t) { return t->bos; }
 int lk_tok_eos(const lk_tokenizer *t) { return t->eos; }
-int lk_tok_id(const lk_tokenizer *t, const char *token) { return vmap_find(t, token, strlen(token)); }
+int lk_tok_id(const lk_tokenizer *t, const char *token) {
+    size_t n = strlen(token);
+    for (int k = 0; k < t->nadded; k++) /* added tokens first, as HF's token_to_id */
+        if (t->added[k].len == n && !memcmp(t->added[k].s, token, n)) return t->added[k].id;
+    return vmap_find(t, token, n);
+}
 int lk_tok_is_special(const lk_tokenizer *t, int id) {
     return id >= 0 && id < t->nvocab && t->is_special[id];
 }

@@ -191,32 +191,34 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
                 return 0;
             }
         }
-        /* characters; unknown ones -> byte tokens, else unk (fused if fuse_unk) */
+        /* characters; unknown ones -> byte tokens, else unk. As HF, an unk
+         * waits until the next known character (or the end): consecutive
+         * unknowns fuse into one with fuse_unk. */
         work_reserve(w, n);
         size_t m = 0; /* symbols */
-        int unk_open = 0;
+        int unk_pending = 0;
         for (size_t i = 0; i < n;) {
             size_t k = utf8_len((const unsigned char *)s + i, n - i);
             if (!k) k = 1;
             int id = vmap_find(t, s + i, k);
             if (id >= 0) {
+                if (unk_pending) w->sym[m++] = t->unk_id, unk_pending = 0;
                 w->sym[m++] = id;
-                unk_open = 0;
             } else {
                 int all = t->byte_fallback;
                 for (size_t b = 0; b < k && all; b++) all = t->byte_id[(unsigned char)s[i + b]] >= 0;
                 if (all) {
                     for (size_t b = 0; b < k; b++) w->sym[m++] = t->byte_id[(unsigned char)s[i + b]];
-                    unk_open = 0;
                 } else if (t->unk_id >= 0) {
-                    if (!(unk_open && t->fuse_unk)) w->sym[m++] = t->unk_id;
-                    unk_open = 1;
+                    if (unk_pending && !t->fuse_unk) w->sym[m++] = t->unk_id;
+                    unk_pending = 1;
                 } else
                     return lk_seterr(err, LK_EINPUT, "%s: character at '%.*s' has no token and there is "
                                      "no unk_token", t->path, (int)k, s + i);
             }
             i += k;
         }
+        if (unk_pending) w->sym[m++] = t->unk_id;
         bpe_merge(t, w, m);
     }
     /* symbol 0 always survives (merges keep the left one) */
