@@ -28,15 +28,12 @@ static void vmap_insert(lk_tokenizer *t, int id) {
     size_t n = t->tok_len[id];
     const char *s = t->arena + t->tok_off[id];
     size_t mask = t->vmap_cap - 1;
-    for (size_t i = hash_bytes(s, n) & mask;; i = (i + 1) & mask) {
-        uint32_t v = t->vmap[i];
-        if (!v) {
-            t->vmap[i] = (uint32_t)id + 1;
-            return;
-        }
-        int o = (int)v - 1;
-        if (t->tok_len[o] == n && !memcmp(t->arena + t->tok_off[o], s, n)) {
-            t->vmap[i] = (uint32_t)id + 1; /* same string: the later id wins */
+    uint64_t h = hash_bytes(s, n), slot = (h >> 32) << 32 | ((uint32_t)id + 1);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        uint64_t v = t->vmap[i];
+        int o = (int)(uint32_t)v - 1;
+        if (!v || (v >> 32 == h >> 32 && t->tok_len[o] == n && !memcmp(t->arena + t->tok_off[o], s, n))) {
+            t->vmap[i] = slot; /* same string twice: the later id wins */
             return;
         }
     }
@@ -459,7 +456,7 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
      * lookups use it, as HF's BPE does); lk_tok_id also searches added tokens */
     t->arena = ar.p;
     t->vmap_cap = pow2_at_least(2 * (size_t)t->nvocab);
-    t->vmap = lk_calloc(t->vmap_cap, sizeof(uint32_t));
+    t->vmap = lk_calloc(t->vmap_cap, sizeof *t->vmap);
     for (int id = 0; id < t->nvocab; id++)
         if (t->tok_off[id] != UINT32_MAX) vmap_insert(t, id);
     t->nadded = (int)json_array_size(added);

@@ -178,7 +178,7 @@ struct lk_tokenizer {
     uint32_t *tok_off, *tok_len; /* [nvocab] string of each id; off UINT32_MAX: none */
     uint8_t *is_special;       /* [nvocab] */
     /* vocabulary map: string -> id (model vocab and added tokens) */
-    uint32_t *vmap;
+    uint64_t *vmap;
     size_t vmap_cap;
     /* merges: (left id, right id) -> rank, merged id */
     merge_ent *merges; /* one 16-byte slot per probe: one cache line */
@@ -224,13 +224,16 @@ static inline const char *tok_str(const lk_tokenizer *t, int id, size_t *len) {
     return t->arena + t->tok_off[id];
 }
 
+/* slot: hash tag << 32 | (id + 1); 0 = empty. The tag spares reading the
+ * string of a colliding entry (each read is a cache miss). */
 static inline int vmap_find(const lk_tokenizer *t, const char *s, size_t n) {
     size_t mask = t->vmap_cap - 1;
-    for (size_t i = hash_bytes(s, n) & mask;; i = (i + 1) & mask) {
-        uint32_t v = t->vmap[i];
+    uint64_t h = hash_bytes(s, n), tag = h >> 32;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        uint64_t v = t->vmap[i];
         if (!v) return -1;
-        int id = (int)v - 1;
-        if (t->tok_len[id] == n && !memcmp(t->arena + t->tok_off[id], s, n)) return id;
+        int id = (int)(uint32_t)v - 1;
+        if (v >> 32 == tag && t->tok_len[id] == n && !memcmp(t->arena + t->tok_off[id], s, n)) return id;
     }
 }
 
