@@ -108,6 +108,8 @@ install: all
 	           $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(PROG_BIN) $(DESTDIR)$(PREFIX)/bin/
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -d $(DESTDIR)$(PREFIX)/share/leank/configs
+	install -m 644 data/configs/*.yaml $(DESTDIR)$(PREFIX)/share/leank/configs/
 
 clean:
 	rm -rf $(B) $(BIN) lib/libleank.a
