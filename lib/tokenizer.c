@@ -308,11 +308,54 @@ static int byte_token(const char *s, size_t n) {
     return h < 0 || l < 0 ? -1 : h * 16 + l;
 }
 
+/* Decoded bytes of one token string s[0..n) appended to out: the per-token
+ * decoders (Replace, Metaspace, ByteLevel); returns the ByteFallback byte
+ * value of a <0xNN> token (its one byte is what is appended), else -1. */
+static int piece_of(const dec_cfg *d, const char *s, size_t n, buf *tmp, buf *tmp2, buf *out) {
+    buf x;
+    tmp->n = 0;
+    buf_put(tmp, s, n);
+    for (int r = 0; r < d->nrep; r++) {
+        tmp2->n = 0;
+        put_replaced(tmp2, tmp->p, tmp->n, d->rep_from[r], d->rep_to[r]);
+        x = *tmp, *tmp = *tmp2, *tmp2 = x;
+    }
+    if (d->metaspace) {
+        tmp2->n = 0;
+        put_replaced(tmp2, tmp->p, tmp->n, d->ms_repl, " ");
+        x = *tmp, *tmp = *tmp2, *tmp2 = x;
+    }
+    int byte = d->byte_fallback ? byte_token(tmp->p, tmp->n) : -1;
+    if (d->byte_level) {
+        /* every char must be a byte-level char, else the raw bytes (HF) */
+        tmp2->n = 0;
+        int all = 1;
+        for (size_t i = 0; i < tmp->n && all;) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)tmp->p + i, tmp->n - i, &cp);
+            int by = k > 0 ? bl_byte(cp) : -1;
+            if (by < 0) all = 0;
+            else {
+                unsigned char c = (unsigned char)by;
+                buf_put(tmp2, &c, 1);
+                i += k;
+            }
+        }
+        if (all) x = *tmp, *tmp = *tmp2, *tmp2 = x;
+    }
+    if (byte >= 0) {
+        unsigned char c = (unsigned char)byte;
+        buf_put(out, &c, 1);
+    } else
+        buf_put(out, tmp->p, tmp->n);
+    return byte;
+}
+
 /* decoded bytes of every id */
 static void build_pieces(lk_tokenizer *t, dec_cfg *d) {
     buf out = {0}, tmp = {0}, tmp2 = {0};
     t->dec_off = lk_malloc(t->nvocab * sizeof(uint32_t));
-    t->dec_len = lk_malloc(t->nvocab * sizeof(uint32_t));
+    t->dec_len = lk_calloc(t->nvocab, sizeof(uint32_t));
     t->dec_byte = lk_malloc(t->nvocab * sizeof(int16_t));
     t->dec_join_space = !d->ok;
     t->dec_strip_start = d->strip_start;
@@ -321,55 +364,16 @@ static void build_pieces(lk_tokenizer *t, dec_cfg *d) {
         size_t n;
         const char *s = tok_str(t, id, &n);
         t->dec_off[id] = (uint32_t)out.n;
-        t->dec_byte[id] = -1;
-        if (!s) {
-            t->dec_len[id] = 0;
-            continue;
-        }
-        tmp.n = 0;
-        buf_put(&tmp, s, n);
-        for (int r = 0; r < d->nrep; r++) {
-            tmp2.n = 0;
-            put_replaced(&tmp2, tmp.p, tmp.n, d->rep_from[r], d->rep_to[r]);
-            buf x = tmp;
-            tmp = tmp2;
-            tmp2 = x;
-        }
-        if (d->metaspace) {
-            tmp2.n = 0;
-            put_replaced(&tmp2, tmp.p, tmp.n, d->ms_repl, " ");
-            buf x = tmp;
-            tmp = tmp2;
-            tmp2 = x;
-        }
-        if (d->byte_fallback) t->dec_byte[id] = (int16_t)byte_token(tmp.p, tmp.n);
-        if (d->byte_level) {
-            /* every char must be a byte-level char, else the raw bytes (HF) */
-            tmp2.n = 0;
-            int all = 1;
-            for (size_t i = 0; i < tmp.n && all;) {
-                utf8proc_int32_t cp;
-                utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)tmp.p + i, tmp.n - i, &cp);
-                int by = k > 0 ? bl_byte(cp) : -1;
-                if (by < 0) all = 0;
-                else {
-                    unsigned char c = (unsigned char)by;
-                    buf_put(&tmp2, &c, 1);
-                    i += k;
-                }
-            }
-            if (all) {
-                buf x = tmp;
-                tmp = tmp2;
-                tmp2 = x;
-            }
-        }
-        if (t->dec_byte[id] >= 0) {
-            unsigned char c = (unsigned char)t->dec_byte[id];
-            buf_put(&out, &c, 1);
-        } else
-            buf_put(&out, tmp.p, tmp.n);
+        t->dec_byte[id] = (int16_t)(s ? piece_of(d, s, n, &tmp, &tmp2, &out) : -1);
         t->dec_len[id] = (uint32_t)(out.n - t->dec_off[id]);
+    }
+    /* HF decodes a normalized added token from its normalized content */
+    for (int k = 0; k < t->nadded; k++) {
+        const added_tok *a = &t->added[k];
+        if (a->pat == a->s) continue;
+        t->dec_off[a->id] = (uint32_t)out.n;
+        t->dec_byte[a->id] = (int16_t)piece_of(d, a->pat, a->plen, &tmp, &tmp2, &out);
+        t->dec_len[a->id] = (uint32_t)(out.n - t->dec_off[a->id]);
     }
     t->dec = out.p ? out.p : lk_strdup("");
     free(tmp.p);
@@ -473,7 +477,6 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         a->single_word = jbool(v, "single_word", 0);
         a->normalized = jbool(v, "normalized", !a->special);
         if (!a->len) return BAD("%s: added_tokens[%zu] has empty content", t->path, i);
-        t->added_first[(unsigned char)s[0]] = 1;
         t->any_norm_added |= a->normalized;
         t->is_special[a->id] = (uint8_t)a->special;
         uint32_t o = t->tok_off[a->id];
@@ -536,6 +539,21 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
 
     int rc;
     if ((rc = load_normalizer(t, json_object_get(root, "normalizer"), err))) return rc;
+    /* added tokens are matched by their content; normalized ones by their
+     * normalized content, in normalized text (HF) */
+    work w = {0};
+    for (int k = 0; k < t->nadded; k++) {
+        added_tok *a = &t->added[k];
+        a->pat = a->s, a->plen = a->len;
+        if (a->normalized && t->nnorm) {
+            lk_tok_normalize(t, &w, a->s, a->len);
+            a->pat = lk_malloc(w.norm.n + 1);
+            memcpy(a->pat, w.norm.p, w.norm.n + 1);
+            a->plen = w.norm.n;
+        }
+        if (a->plen) t->added_first[(unsigned char)a->pat[0]] = 1;
+    }
+    lk_tok_work_free(&w);
     if ((rc = load_pretok(t, json_object_get(root, "pre_tokenizer"), err))) return rc;
     if ((rc = load_post(t, json_object_get(root, "post_processor"), err))) return rc;
     for (int k = 0; k < t->nprefix + t->nsuffix; k++) {
@@ -634,7 +652,10 @@ void lk_tok_free(lk_tokenizer *t) {
     }
     for (int i = 0; i < t->npre; i++)
         if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
-    for (int i = 0; i < t->nadded; i++) free(t->added[i].s);
+    for (int i = 0; i < t->nadded; i++) {
+        if (t->added[i].pat != t->added[i].s) free(t->added[i].pat);
+        free(t->added[i].s);
+    }
     for (int i = 0; i < WORK_SLOTS; i++) {
         lk_tok_work_free(&t->w[i]);
         pthread_mutex_destroy(&t->lock[i]);

@@ -251,7 +251,7 @@ static int nf_inert(const char *s, size_t n, int compat) {
 }
 
 /* Normalize s into w->norm. */
-static void normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
+void lk_tok_normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
     buf *b = &w->norm;
     b->n = 0;
     buf_put(b, s, n);
@@ -406,7 +406,7 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
     const char *text = s;
     size_t tn = n;
     if (t->nnorm && !normalized) {
-        normalize(t, w, s, n);
+        lk_tok_normalize(t, w, s, n);
         text = w->norm.p;
         tn = w->norm.n;
     }
@@ -474,6 +474,8 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
     return rc;
 }
 
+/* Does s start (last: end) with a word character, as HF's regex \w (Rust:
+ * Alphabetic, marks, Nd, Pc, joiners)? For single_word added tokens. */
 static int is_word_char(const char *s, size_t n, int last) {
     if (!n) return 0;
     size_t i = 0;
@@ -484,8 +486,12 @@ static int is_word_char(const char *s, size_t n, int last) {
     utf8proc_int32_t cp;
     if (utf8proc_iterate((const utf8proc_uint8_t *)s + i, n - i, &cp) <= 0) return 0;
     int c = utf8proc_category(cp);
-    return cp == '_' || (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_ME) || /* letters, marks */
+           c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_PC ||
+           cp == 0x200C || cp == 0x200D ||
+           /* symbols that are Other_Alphabetic: circled / squared letters */
+           (cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F149) ||
+           (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189);
 }
 static int is_ws(const char *s, size_t n, size_t *len) {
     utf8proc_int32_t cp;
@@ -509,7 +515,7 @@ static int encode_plain(const lk_tokenizer *t, work *w, const char *s, size_t n,
                         int **ids, size_t *nid, size_t *cap, lk_err *err) {
     if (want_norm || !n) return encode_segment(t, w, s, n, want_norm, ids, nid, cap, err);
     if (!t->any_norm_added) return encode_segment(t, w, s, n, 0, ids, nid, cap, err);
-    normalize(t, w, s, n);
+    lk_tok_normalize(t, w, s, n);
     char *copy = lk_malloc(w->norm.n + 1); /* w->norm is reused below */
     memcpy(copy, w->norm.p, w->norm.n);
     int rc = encode_added(t, w, copy, w->norm.n, 1, ids, nid, cap, err);
@@ -529,16 +535,19 @@ static int encode_added(const lk_tokenizer *t, work *w, const char *s, size_t n,
         const added_tok *best = NULL;
         for (int k = 0; k < t->nadded; k++) {
             const added_tok *a = &t->added[k];
-            if (a->normalized != want_norm || a->len > n - i || (best && a->len <= best->len)) continue;
-            if (!memcmp(s + i, a->s, a->len)) best = a;
+            if (a->normalized != want_norm || !a->plen || a->plen > n - i || (best && a->plen <= best->plen))
+                continue;
+            if (!memcmp(s + i, a->pat, a->plen)) best = a;
         }
         if (!best) {
             i++;
             continue;
         }
-        size_t start = i, stop = i + best->len;
+        size_t start = i, stop = i + best->plen;
         i = stop; /* a rejected match still consumes its text, as HF */
-        if (best->single_word && (is_word_char(s + seg, start - seg, 1) || is_word_char(s + stop, n - stop, 0)))
+        /* single_word: no word character just before or after (HF looks at
+         * the whole text before the match, previous added tokens included) */
+        if (best->single_word && (is_word_char(s, start, 1) || is_word_char(s + stop, n - stop, 0)))
             continue;
         if (best->lstrip) {
             while (start > seg) {

@@ -135,8 +135,10 @@ typedef struct {
 } pre_op;
 
 typedef struct {
-    char *s;
+    char *s;    /* content */
     size_t len;
+    char *pat;  /* what is matched: the content, normalized if `normalized` (HF) */
+    size_t plen;
     int id;
     int special, lstrip, rstrip, single_word, normalized;
 } added_tok;
@@ -256,5 +258,7 @@ static inline uint32_t merge_rank(const lk_tokenizer *t, int a, int b, int *id) 
 
 /* free a work area's buffers (tokenizer_encode.c) */
 void lk_tok_work_free(work *w);
+/* apply the normalizer to s[0..n) into w->norm (tokenizer_encode.c) */
+void lk_tok_normalize(const lk_tokenizer *t, work *w, const char *s, size_t n);
 
 #endif
