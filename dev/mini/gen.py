@@ -11,6 +11,7 @@ Haystack prose comes from the TRAINING split only (eval rows: held-out split).
 import os, re, string
 import numpy as np
 
+HAY_W = 0.05 # loss weight of prompt/haystack tokens in synthetic rows (less memorising)
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NIAH_T = ("Some special magic {t} are hidden within the following text. Make sure to memorize it. "
           "I will quiz you about the {t} afterwards.\n{context}\n")
@@ -88,7 +89,7 @@ class Gen:
         return (np.array(ids, np.int32), np.array(w, np.float32), np.array(q, np.int16))
 
     def lm_row(self, rng, L):
-        src = self.prose if rng.random() < 0.6 else self.dict
+        src = self.prose if rng.random() < 0.15 else self.dict
         s = int(rng.integers(0, len(src) - L))
         ids = np.concatenate([[self.bos], src[s:s + L - 1]]).astype(np.int32)
         w = np.ones(L, np.float32); w[0] = 0
@@ -145,7 +146,7 @@ class Gen:
         for shrink in (0.97, 0.85, 0.7, 0.5, 0.3):
             ctx = self.build_context(rng, int(L_ctx * shrink), hay, needles + extra)
             pre = self.enc(NIAH_T.format(t=kind, context=ctx))
-            r = self.finish(L, [(pre, 1.0, 0)] + qa)
+            r = self.finish(L, [(pre, HAY_W, 0)] + qa)
             if r is not None:
                 return r
         return None
@@ -201,7 +202,7 @@ class Gen:
                 if i < len(sents):
                     out.append(sents[i])
             pre = self.enc(VT_T.format(context=joiner.join(out)))
-            r = self.finish(L, [(pre, 1.0, 0)] + qa)
+            r = self.finish(L, [(pre, HAY_W, 0)] + qa)
             if r is not None:
                 return r
         return None
@@ -211,12 +212,12 @@ class Gen:
         u = rng.random()
         kind = "uuids" if rng.random() < 0.12 else "numbers"
         hay = rng.choice(["noise", "prose", "prose", "needles"], p=[0.3, 0.3, 0.3, 0.1])
-        if u < 0.30:
+        if u < 0.60:
             return ("vt", dict(nchains=int(rng.integers(1, 4)), nhops=int(rng.integers(2, 6)) if phase == 0 else 4,
                                nq=1))
-        if u < 0.50:  # single needle
+        if u < 0.72:  # single needle
             return ("niah", dict(nkeys=1, nvals=1, nq=1, hay=hay if hay != "needles" else "prose", kind=kind))
-        if u < 0.60:  # multivalue
+        if u < 0.78:  # multivalue
             return ("niah", dict(nkeys=1, nvals=4, nq=1, hay=hay if hay != "needles" else "noise", kind=kind))
         # multikey, several queried (pure associative recall when many keys, short L)
         maxk = 32 if L <= 1024 else 12

@@ -231,11 +231,8 @@ def export(model, outdir, tokfile, step):
                bos_token_id=bos, eos_token_id=eos, rope_scaling=None, torch_dtype="bfloat16",
                use_cache=True, pretraining_tp=1, **CFG)
     json.dump(cfg, open(os.path.join(outdir, "config.json"), "w"), indent=2)
-    json.dump({"bos_token_id": bos, "eos_token_id": eos, "do_sample": False},
-              open(os.path.join(outdir, "generation_config.json"), "w"), indent=2)
-    import shutil
-    shutil.copy(tokfile, os.path.join(outdir, "tokenizer.json"))
-    json.dump({"step": step}, open(os.path.join(outdir, "leank_mini_step.json"), "w"))
+    idx["metadata"]["leank_mini_step"] = step
+    json.dump(idx, open(os.path.join(outdir, "model.safetensors.index.json"), "w"), indent=2)
 
 
 def load_hf(model, d):
@@ -260,6 +257,7 @@ def main():
     ap.add_argument("--total-steps", type=int, default=6000)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--min-lr-frac", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--workers", type=int, default=14)
@@ -290,8 +288,7 @@ def main():
         print(f"resumed step {step}")
     elif a.init:
         load_hf(model, a.init)
-        st = json.load(open(os.path.join(a.init, "leank_mini_step.json")))
-        step = st["step"]
+        step = json.load(open(os.path.join(a.init, "model.safetensors.index.json")))["metadata"]["leank_mini_step"]
         print(f"re-init from exported weights at step {step} (fresh optimizer)")
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 
@@ -318,7 +315,7 @@ def main():
         rows = pending.pop(step).get()
         pending[step + 6] = submit(step + 6)
         ids, w, q = stack(rows, dev)
-        lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / a.total_steps))))
+        lr = a.lr * min(1.0, (step + 1) / a.warmup) * (a.min_lr_frac + (1 - a.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / a.total_steps))))
         for g in opt.param_groups:
             g["lr"] = lr
         loss, acc, _ = loss_fn(model, ids, w, q)
