@@ -15,6 +15,7 @@ from gen import Gen
 from tokenizers import Tokenizer
 
 mdir, ftf, outdir, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+D = os.environ.get("MINI_DATA", ".carry/ft")
 tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
 eos = tok.token_to_id("<|end_of_text|>")
 by_len = collections.defaultdict(list)
@@ -24,7 +25,7 @@ A = tok.encode_batch([s["answer"] for s in S], add_special_tokens=False)
 for s, p, a in zip(S, P, A):
     by_len[s["target_len"]].append((p.ids, a.ids + [eos]))
 print({k: len(v) for k, v in by_len.items()}, flush=True)
-g = Gen(".carry/mini", ".carry/mini/words", "train")
+g = Gen(D, D + "/words", "train")
 dev = "cuda"
 torch.manual_seed(7)
 model = train.Model(train.CFG).to(dev)
@@ -59,7 +60,7 @@ while time.time() - t0 < secs:
     if step % 25 == 0:
         print(f"ft step {step} L {L} loss {loss.item():.3f} ansacc {acc.item():.3f} t {time.time() - t0:.0f}s", flush=True)
 model.eval()
-pp = {k: train.ppl(model, np.fromfile(f".carry/mini/{k}.u16", dtype=np.uint16), 2048, 24, dev, 1)
+pp = {k: train.ppl(model, np.fromfile(f"{D}/{k}.u16", dtype=np.uint16), 2048, 24, dev, 1)
       for k in ("train_prose", "heldout_prose", "train_dict", "heldout_dict")}
 print("PPL", json.dumps({k: round(v, 2) for k, v in pp.items()}), flush=True)
 train.export(model, outdir, os.path.join(mdir, "tokenizer.json"), 13355 + step)
