@@ -1,0 +1,24 @@
+#!/bin/sh
+# leank-mini: our tokenizer reproduces HF tokenizers' ids on held-out text
+# (tests/data/mini/heldout.{txt,ids}, ids made by HF tokenizers 0.23), and the
+# CPU engine's logits match PyTorch fp32 (the C unit test test_mini).
+# Usage: tests/sh/mini.sh [BIN_DIR]   (default bin/); run from the repo root.
+B=${1:-${LEANK_BIN:-bin}}
+M=data/models/leank-mini
+D=tests/data/mini
+[ -f "$M/tokenizer.json" ] || { echo "skip: $M absent"; exit 77; }
+[ -x "$B/leank-prep" ] || { echo "skip: $B/leank-prep not built"; exit 77; }
+tmp=$(mktemp) || exit 1
+trap 'rm -f "$tmp"' EXIT
+"$B/leank-prep" -t "$M/tokenizer.json" --encode < "$D/heldout.txt" > "$tmp" || { echo "FAIL: leank-prep --encode"; exit 1; }
+if ! cmp -s "$tmp" "$D/heldout.ids"; then
+    echo "FAIL: leank-prep --encode ids differ from HF tokenizers:"; diff "$D/heldout.ids" "$tmp" | head -5; exit 1
+fi
+echo "ok: tokenizer ids ($(wc -l < "$D/heldout.ids") ids) equal HF tokenizers'"
+T=$B/tests/test_mini
+[ -x "$T" ] || T=$(dirname "$B")/bin/tests/test_mini
+if [ -x "$T" ]; then
+    "$T" || { echo "FAIL: test_mini (engine logits vs PyTorch)"; exit 1; }
+else
+    echo "note: $B/tests/test_mini not built; logits check not run here"
+fi
