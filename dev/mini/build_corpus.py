@@ -58,6 +58,14 @@ def load_debian(root):
     g = re.sub(r"\[(1913 Webster|PJC|Webster 1913 Suppl\.|Century Dict\.)[^\]]*\]", "", g)
     g = re.sub(r"\\[^\\\n]{1,80}\\", "", g)  # pronunciation \Ab"di*ca*tive\
     docs["gcide"] = rewrap(g)
+    # WordNet and FOLDOC (added for the second leank-mini: more LM text, fewer
+    # passes over each token). One line per sense; indentation dropped.
+    for name in ("wn", "foldoc"):
+        t = gzip.open(os.path.join(dd, name + ".dict.dz"), "rt", encoding="utf-8", errors="replace").read()
+        t = re.sub(r"\n[ \t]+", "\n", t)
+        t = re.sub(r"[ \t]+", " ", t)
+        t = re.sub(r"\n{3,}", "\n\n", t)
+        docs[name] = t.split("\n\n") if name == "foldoc" else t.split("\n")
     fd = os.path.join(root, "usr/share/games/fortunes")
     fort = []
     for f in sorted(os.listdir(fd)):
@@ -106,6 +114,10 @@ def main():
     g = deb["gcide"]
     dict_tr.append("\n".join(p for i, p in enumerate(g) if i % 10 != 9))
     dict_ho.append("\n".join(p for i, p in enumerate(g) if i % 10 == 9))
+    for name, sep in (("wn", "\n"), ("foldoc", "\n\n")):
+        ps = deb[name]
+        k = int(len(ps) * 0.9)
+        dict_tr.append(sep.join(ps[:k])); dict_ho.append(sep.join(ps[k:]))
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -119,8 +131,9 @@ def main():
         for t in texts:
             for i in range(0, len(t), 1 << 16):
                 yield t[i:i + (1 << 16)]
-    # Tokenizer trained on the training prose plus a third of the dictionary.
-    tok.train_from_iterator(chunks(prose_tr + [d[: len(d) // 3] for d in dict_tr]), trainer=trainer)
+    # Tokenizer trained on the training prose plus a third of the gcide text
+    # (WordNet and FOLDOC came later and are left out: same tokenizer as before).
+    tok.train_from_iterator(chunks(prose_tr + [dict_tr[0][: len(dict_tr[0]) // 3]]), trainer=trainer)
     bos = tok.token_to_id(BOS)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1", special_tokens=[(BOS, bos)])

@@ -4,5 +4,5 @@
 set -e
 D=${1:-/tmp/mini-deb}
 mkdir -p "$D" && cd "$D"
-apt-get download dict-gcide dict-devil dict-jargon fortunes fortunes-min bible-kjv-text
+apt-get download dict-gcide dict-devil dict-jargon dict-wn dict-foldoc fortunes fortunes-min bible-kjv-text
 for f in *.deb; do dpkg -x "$f" root; done

@@ -4,7 +4,7 @@
   ft.py MODEL_DIR FT_SAMPLES.jsonl OUTDIR SECONDS
 FT_SAMPLES: `leank-prep --dump` of RULER tasks made from the TRAINING essay
 split (pg_train.txt). Half of each batch are those samples (loss on the answer,
-weight 5; prompt weight 0.05), half are train.py's own rows (gen.py, 30 % LM).
+weight 5; none on the prompt), half are train.py's own rows (gen.py, 10 % LM rows).
 AdamW lr 3e-4, 30 warm-up steps, linear decay to 0 over SECONDS.
 """
 import json, math, os, sys, time, collections
@@ -41,13 +41,13 @@ while time.time() - t0 < secs:
     for i in range(n // 2):
         p, a = by_len[L][int(rng.integers(len(by_len[L])))]
         ids = (p + a)[:L]
-        w = [0.05] * len(p) + [5.0] * len(a); w[0] = 0
+        w = [0.0] * len(p) + [5.0] * len(a)
         q = [0] * len(p) + [1] * len(a)
         pad = L - len(ids)
         rows.append((np.array(ids + [eos] * pad, np.int32), np.array(w[:L] + [0.0] * pad, np.float32),
                      np.array(q[:L] + [0] * pad, np.int16)))
     while len(rows) < n:
-        r = g.row(int(rng.integers(1 << 30)), L, 0.3, 2)
+        r = g.row(int(rng.integers(1 << 30)), L, 0.1, 2)
         rows.append(r)
     ids, w, q = train.stack(rows, dev)
     frac = (time.time() - t0) / secs
@@ -63,5 +63,6 @@ model.eval()
 pp = {k: train.ppl(model, np.fromfile(f"{D}/{k}.u16", dtype=np.uint16), 2048, 24, dev, 1)
       for k in ("train_prose", "heldout_prose", "train_dict", "heldout_dict")}
 print("PPL", json.dumps({k: round(v, 2) for k, v in pp.items()}), flush=True)
-train.export(model, outdir, os.path.join(mdir, "tokenizer.json"), 13355 + step)
+stage1 = json.load(open(os.path.join(mdir, "model.safetensors.index.json")))["metadata"]["leank_mini_step"]
+train.export(model, outdir, os.path.join(mdir, "tokenizer.json"), stage1 + step)
 print("exported", step, "steps")

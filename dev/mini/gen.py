@@ -11,7 +11,12 @@ Haystack prose comes from the TRAINING split only (eval rows: held-out split).
 import os, re, string
 import numpy as np
 
-HAY_W = 0.05 # loss weight of prompt/haystack tokens in synthetic rows (less memorising)
+# Loss weights. Haystack text carries no LM loss: the first leank-mini (stage-1
+# haystack weight 1 -> 0.2 -> 0.05) memorised the prose it kept re-reading there
+# (train ppl 5.4, held-out 509). LM text comes only from lm_row / padding, at
+# random offsets, so each token is seen a few times in a whole run.
+HAY_W = 0.0
+PROSE_FRAC = 0.06  # share of prose (vs dictionary) in LM text: ~3.5 passes over the prose in a run
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NIAH_T = ("Some special magic {t} are hidden within the following text. Make sure to memorize it. "
           "I will quiz you about the {t} afterwards.\n{context}\n")
@@ -74,24 +79,27 @@ class Gen:
         return str(int(rng.integers(1000000, 10000000)))
 
     # ---------------- rows -----------------
-    def finish(self, L, segs):
+    def lm_text(self, rng, n):
+        """n LM tokens from a random offset of the prose or dictionary text."""
+        src = self.prose if rng.random() < PROSE_FRAC else self.dict
+        s = int(rng.integers(0, len(src) - n))
+        return src[s:s + n].tolist()
+
+    def finish(self, rng, L, segs):
         """segs: list of (ids, weight, qid). Returns padded row of length L (or None if too long)."""
         ids = [self.bos]; w = [0.0]; q = [0]
         for s, wt, qi in segs:
             ids += s; w += [wt] * len(s); q += [qi] * len(s)
         if len(ids) > L:
             return None
-        if len(ids) < L:  # pad with EOS + training prose (LM loss), never part of the task
+        if len(ids) < L:  # pad with EOS + LM text (LM loss), never part of the task
             n = L - len(ids)
-            st = int(np.random.default_rng(len(ids) * 7919 + L).integers(0, len(self.prose) - n - 1))
-            fill = [self.eos] + self.prose[st:st + n - 1].tolist()
+            fill = [self.eos] + (self.lm_text(rng, n - 1) if n > 1 else [])
             ids += fill; w += [1.0] * n; q += [0] * n
         return (np.array(ids, np.int32), np.array(w, np.float32), np.array(q, np.int16))
 
     def lm_row(self, rng, L):
-        src = self.prose if rng.random() < 0.15 else self.dict
-        s = int(rng.integers(0, len(src) - L))
-        ids = np.concatenate([[self.bos], src[s:s + L - 1]]).astype(np.int32)
+        ids = np.array([self.bos] + self.lm_text(rng, L - 1), np.int32)
         w = np.ones(L, np.float32); w[0] = 0
         return ids, w, np.zeros(L, np.int16)
 
@@ -146,7 +154,7 @@ class Gen:
         for shrink in (0.97, 0.85, 0.7, 0.5, 0.3):
             ctx = self.build_context(rng, int(L_ctx * shrink), hay, needles + extra)
             pre = self.enc(NIAH_T.format(t=kind, context=ctx))
-            r = self.finish(L, [(pre, HAY_W, 0)] + qa)
+            r = self.finish(rng, L, [(pre, HAY_W, 0)] + qa)
             if r is not None:
                 return r
         return None
@@ -202,7 +210,7 @@ class Gen:
                 if i < len(sents):
                     out.append(sents[i])
             pre = self.enc(VT_T.format(context=joiner.join(out)))
-            r = self.finish(L, [(pre, HAY_W, 0)] + qa)
+            r = self.finish(rng, L, [(pre, HAY_W, 0)] + qa)
             if r is not None:
                 return r
         return None
