@@ -23,8 +23,9 @@ step "leank-prep: training samples (uuid haystacks) and one variable-tracking qu
 "$B/leank-prep" -t "$M" --task train-uuid --lengths "$LEN" -n 8 -o "$O/train.smp"
 "$B/leank-prep" -t "$M" --task vt --lengths "$LEN" -n 1 --seed 7 -o "$O/eval.smp"
 "$B/leank-prep" -t "$M" --dump "$O/eval.smp" -o "$O/eval.jsonl"
-python3 -c 'import json,sys; l=open(sys.argv[1]).read().splitlines(); d=json.loads(l[1]); open(sys.argv[2],"w").write(d["prompt"]); print("question asks for:", d["answer"])' \
-    "$O/eval.jsonl" "$O/question.txt"
+expected=$(python3 -c 'import json,sys; l=open(sys.argv[1]).read().splitlines(); d=json.loads(l[1]); open(sys.argv[2],"w").write(d["prompt"]); print(d["answer"])' \
+    "$O/eval.jsonl" "$O/question.txt")
+echo "question asks for: $expected"
 
 sink=$(( LEN / 64 )); recent=$(( LEN / 8 ))
 step "leank-train: stage 1 (${STEPS1:-12} steps), sink $sink, recent $recent"
@@ -36,15 +37,18 @@ step "leank-train: stage 2 (${STEPS2:-6} steps) through the binary mask"
 
 step "leank-binarize: $RATIO of K channels pruned, widths multiples of $ALIGN"
 "$B/leank-binarize" "$O/alpha2.safetensors" --ratio "$RATIO" --align "$ALIGN" -o "$O/mask.safetensors" --plot "$O/alpha.svg"
-"$B/leank-binarize" "$O/mask.safetensors" --report | head -n 12
+"$B/leank-binarize" "$O/mask.safetensors" --report
 
 step "leank-pack: cache plan at $LEN tokens"
 "$B/leank-pack" --mask "$O/mask.safetensors" -m "$M" --sink $sink --recent $recent --context "$LEN" -o "$O/plan.safetensors"
 
-step "leank-decode: dense"
-"$B/leank-decode" -m "$M" --prompt-file "$O/question.txt" -n 16
-echo
-step "leank-decode: LeanK pruned cache"
-"$B/leank-decode" -m "$M" --prompt-file "$O/question.txt" -n 16 --mask "$O/mask.safetensors" --sink $sink --recent $recent
-echo
+# The answer is printed, then the statistics leank-decode writes to stderr.
+answer() {
+    "$B/leank-decode" -m "$M" --prompt-file "$O/question.txt" -n 32 "$@" 2>"$O/decode.err"
+    echo; cat "$O/decode.err"
+}
+step "leank-decode: dense (expected: $expected)"
+answer
+step "leank-decode: LeanK pruned cache (a mask from a few dozen steps; leank-train's defaults run hundreds)"
+answer --mask "$O/mask.safetensors" --sink $sink --recent $recent
 printf '\ndemo: outputs in %s/ (alpha.svg is the learned alpha as a heatmap)\n' "$O"
