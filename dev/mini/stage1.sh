@@ -4,11 +4,7 @@
 # Data: .carry/m2 (build_corpus.py output, the .u16 files xz-compressed so
 # that they travel), unpacked to /tmp/mini once per machine.
 set -e
-D=/tmp/mini
-if [ ! -f $D/train_dict.u16 ]; then
-	mkdir -p $D && cp -r .carry/m2/tokenizer.json .carry/m2/pg_*.txt .carry/m2/words $D/
-	for f in .carry/m2/*.u16.xz; do xz -dc "$f" > $D/$(basename "$f" .xz); done
-fi
+. dev/mini/unpack.sh
 init=${3:+--init $3}
 export PYTHONUNBUFFERED=1
 python3 dev/mini/train.py --data $D --ckpt /root/ckpt --out "$OUT" --seconds "$1" \

@@ -4,11 +4,7 @@
 #   sh dev/mini/stage2.sh SECONDS        (writes $OUT/model, $OUT/ref.f32)
 # Data and binaries: .carry/m2 (see stage1.sh).
 set -e
-D=/tmp/mini
-if [ ! -f $D/train_dict.u16 ]; then
-	mkdir -p $D && cp -r .carry/m2/tokenizer.json .carry/m2/pg_*.txt .carry/m2/words $D/
-	for f in .carry/m2/*.u16.xz; do xz -dc "$f" > $D/$(basename "$f" .xz); done
-fi
+. dev/mini/unpack.sh
 export PYTHONUNBUFFERED=1
 # leank-prep's own RULER prompts, on the TRAINING essays only
 .carry/m2/bin/leank-prep -t data/models/leank-mini -c $D/pg_train.txt -w $D/words -j 16 \
