@@ -8,28 +8,8 @@
  * character (used to hold back an unfinished character); 0 if s[0] can
  * never start one. Stops at n. */
 static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t k;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) k = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        k = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        k = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    size_t i = 1;
-    if (i < n && i < k) {
-        if (s[1] < lo || s[1] > hi) return 1;
-        for (i = 2; i < n && i < k; i++)
-            if (s[i] < 0x80 || s[i] > 0xBF) break;
-    }
-    return i;
+    size_t need;
+    return utf8_prefix(s, n, &need);
 }
 
 /* Append s to b as Rust's String::from_utf8_lossy does: each maximal

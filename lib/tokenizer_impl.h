@@ -52,13 +52,16 @@ static inline size_t pow2_at_least(size_t n) {
     return c;
 }
 
-/* Length of the UTF-8 sequence at s (n bytes left), or 0 if invalid there
- * (overlong, surrogate, > U+10FFFF, truncated). */
-static inline size_t utf8_len(const unsigned char *s, size_t n) {
+/* UTF-8 at s (n bytes left, n >= 1): the number of leading bytes that could
+ * still be a valid character (1..*need; 0 if s[0] can never start one), with
+ * the character's full length in *need. Overlongs, surrogates and
+ * > U+10FFFF are invalid from their second byte on. */
+static inline size_t utf8_prefix(const unsigned char *s, size_t n, size_t *need) {
     unsigned c = s[0];
-    if (c < 0x80) return 1;
     size_t k;
     unsigned lo = 0x80, hi = 0xBF;
+    *need = 1;
+    if (c < 0x80) return 1;
     if (c >= 0xC2 && c <= 0xDF) k = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         k = 3;
@@ -69,11 +72,19 @@ static inline size_t utf8_len(const unsigned char *s, size_t n) {
         if (c == 0xF0) lo = 0x90;
         if (c == 0xF4) hi = 0x8F;
     } else
-        return 0;
-    if (n < k || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < k; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return k;
+        return *need = 0;
+    *need = k;
+    if (n < 2 || s[1] < lo || s[1] > hi) return 1;
+    size_t i = 2;
+    while (i < n && i < k && s[i] >= 0x80 && s[i] <= 0xBF) i++;
+    return i;
+}
+
+/* Length of the UTF-8 sequence at s (n bytes left), or 0 if invalid there
+ * (overlong, surrogate, > U+10FFFF, truncated). */
+static inline size_t utf8_len(const unsigned char *s, size_t n) {
+    size_t k, p = utf8_prefix(s, n, &k);
+    return p == k ? k : 0;
 }
 
 /* Replace every `from` with `to` in s[0..n) into b */
