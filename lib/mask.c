@@ -360,26 +360,15 @@ int lk_mask_save_meta(const lk_mask *m, const char *path, double ratio, int alig
         snprintf(name, sizeof name, "layers.%d", l);
         lk_stw_add(w, name, LK_DT_U8, 2, shape, m->keep + (size_t)l * per);
     }
-    char buf[64];
     lk_stw_meta(w, "format", "leank-mask");
     lk_stw_meta(w, "version", "1");
-    snprintf(buf, sizeof buf, "%d", m->n_layers);
-    lk_stw_meta(w, "n_layers", buf);
-    snprintf(buf, sizeof buf, "%d", m->n_kv_heads);
-    lk_stw_meta(w, "n_kv_heads", buf);
-    snprintf(buf, sizeof buf, "%d", m->head_dim);
-    lk_stw_meta(w, "head_dim", buf);
+    lk_stw_metaf(w, "n_layers", "%d", m->n_layers);
+    lk_stw_metaf(w, "n_kv_heads", "%d", m->n_kv_heads);
+    lk_stw_metaf(w, "head_dim", "%d", m->head_dim);
     size_t total = (size_t)m->n_layers * per;
-    snprintf(buf, sizeof buf, "%.6f", total ? (double)lk_mask_count(m) / (double)total : 0.0);
-    lk_stw_meta(w, "kept", buf);
-    if (ratio >= 0) {
-        snprintf(buf, sizeof buf, "%g", ratio);
-        lk_stw_meta(w, "ratio", buf);
-    }
-    if (align > 0) {
-        snprintf(buf, sizeof buf, "%d", align);
-        lk_stw_meta(w, "align", buf);
-    }
+    lk_stw_metaf(w, "kept", "%.6f", total ? (double)lk_mask_count(m) / (double)total : 0.0);
+    if (ratio >= 0) lk_stw_metaf(w, "ratio", "%g", ratio);
+    if (align > 0) lk_stw_metaf(w, "align", "%d", align);
     if (source) lk_stw_meta(w, "source", source);
     int rc = lk_stw_write(w, path, err);
     lk_stw_free(w);

@@ -105,12 +105,6 @@ void lk_plan_bytes_at(const lk_plan *p, long context, lk_plan_bytes *b) {
 
 /* ---- file ---- */
 
-static void meta_int(lk_stw *w, const char *k, long v) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%ld", v);
-    lk_stw_meta(w, k, buf);
-}
-
 int lk_plan_save(const lk_plan *p, const char *path, const char *const *extra, lk_err *err) {
     int64_t L = p->n_layers, H = p->n_kv_heads, D = p->head_dim;
     int64_t s_lh[2] = {L, H}, s_lhd[3] = {L, H, D}, s_l[1] = {L}, s_l1[1] = {L + 1};
@@ -124,16 +118,16 @@ int lk_plan_save(const lk_plan *p, const char *path, const char *const *extra, l
     lk_stw_add(w, "k_off", LK_DT_I64, 1, s_l1, p->k_off);
     lk_stw_add(w, "v_off", LK_DT_I64, 1, s_l1, p->v_off);
     lk_stw_meta(w, "format", "leank-plan");
-    meta_int(w, "version", LK_PLAN_VERSION);
-    meta_int(w, "n_layers", p->n_layers);
-    meta_int(w, "n_kv_heads", p->n_kv_heads);
-    meta_int(w, "head_dim", p->head_dim);
-    meta_int(w, "n_heads", p->n_heads);
-    meta_int(w, "sink", p->sink);
-    meta_int(w, "recent", p->recent);
-    meta_int(w, "context", p->context);
+    lk_stw_metaf(w, "version", "%d", LK_PLAN_VERSION);
+    lk_stw_metaf(w, "n_layers", "%d", p->n_layers);
+    lk_stw_metaf(w, "n_kv_heads", "%d", p->n_kv_heads);
+    lk_stw_metaf(w, "head_dim", "%d", p->head_dim);
+    lk_stw_metaf(w, "n_heads", "%d", p->n_heads);
+    lk_stw_metaf(w, "sink", "%d", p->sink);
+    lk_stw_metaf(w, "recent", "%d", p->recent);
+    lk_stw_metaf(w, "context", "%ld", p->context);
     lk_stw_meta(w, "dtype", p->dtype);
-    meta_int(w, "align", p->align);
+    lk_stw_metaf(w, "align", "%d", p->align);
     for (const char *const *e = extra; e && e[0] && e[1]; e += 2) lk_stw_meta(w, e[0], e[1]);
     int rc = lk_stw_write(w, path, err);
     lk_stw_free(w);

@@ -7,6 +7,8 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -536,6 +538,15 @@ void lk_stw_add(lk_stw *w, const char *name, lk_dtype dtype, int ndim, const int
 
 void lk_stw_meta(lk_stw *w, const char *key, const char *value) {
     json_object_set_new(w->meta, key, json_string(value));
+}
+
+void lk_stw_metaf(lk_stw *w, const char *key, const char *fmt, ...) {
+    char buf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    lk_stw_meta(w, key, buf);
 }
 
 /* Data order: larger element sizes first (stable), contiguous, as the

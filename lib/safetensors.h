@@ -74,6 +74,8 @@ void lk_stw_free(lk_stw *w);
 void lk_stw_add(lk_stw *w, const char *name, lk_dtype dtype, int ndim, const int64_t *shape,
                 const void *data);
 void lk_stw_meta(lk_stw *w, const char *key, const char *value);
+/* printf-style value: lk_stw_metaf(w, "n_layers", "%d", n) */
+void lk_stw_metaf(lk_stw *w, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* path "-" writes to stdout. Header keys: "__metadata__" first (if any
  * lk_stw_meta), then tensors in insertion order; header padded with spaces to a
  * multiple of 8. Data is contiguous (no holes, as the reference reader
