@@ -53,23 +53,10 @@ static float *rand_floats(size_t n, float scale, float base) {
 static void random_llama3_head_model(lk_model *m) {
     memset(m, 0, sizeof *m);
     lk_config *c = &m->cfg;
-    snprintf(c->arch, sizeof c->arch, "LlamaForCausalLM");
-    snprintf(c->model_type, sizeof c->model_type, "llama");
-    c->vocab_size = 32000;
-    c->hidden_size = 1024;
-    c->intermediate_size = 3584;
-    c->n_layers = 4;
-    c->n_heads = 8;
-    c->n_kv_heads = 2;
-    c->head_dim = 128;
+    lk_config_llama(c, 32000, 1024, 3584, 4, 8, 2, 128);
     c->max_position_embeddings = 8192;
-    c->rms_eps = 1e-5;
     c->tie_word_embeddings = 1;
-    c->bos_token_id = c->eos_token_id = -1;
-    c->rope.type = LK_ROPE_DEFAULT;
     c->rope.theta = 500000.0;
-    c->rope.factor = 1.0;
-    c->rope.partial_rotary_factor = 1.0;
     size_t L = 4, D = m->dim = 1024, H = m->hidden = 3584, QD = m->q_dim = 1024,
            KD = m->kv_dim = 256, V = 32000;
     float s = 0.03f;

@@ -79,15 +79,39 @@ static int get_bool(ctx *x, const json_t *o, const char *key, int def) {
 
 /* rp: the rope_scaling / rope_parameters object (may be NULL). Fills c->rope;
  * where (message) names the key it came from. */
-static void parse_rope(ctx *x, lk_config *c, const json_t *root, const json_t *rp, const char *where) {
-    lk_rope *r = &c->rope;
+static void rope_defaults(lk_rope *r) {
     memset(r, 0, sizeof *r);
     r->type = LK_ROPE_DEFAULT;
+    r->theta = 10000.0;
     r->factor = 1.0;
     r->beta_fast = 32;
     r->beta_slow = 1;
     r->attention_factor = 1.0;
+    r->partial_rotary_factor = 1.0;
     r->truncate = 1;
+}
+
+void lk_config_llama(lk_config *c, int vocab, int hidden, int intermediate, int n_layers, int n_heads,
+                     int n_kv_heads, int head_dim) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->arch, sizeof c->arch, "LlamaForCausalLM");
+    snprintf(c->model_type, sizeof c->model_type, "llama");
+    c->vocab_size = vocab;
+    c->hidden_size = hidden;
+    c->intermediate_size = intermediate;
+    c->n_layers = n_layers;
+    c->n_heads = n_heads;
+    c->n_kv_heads = n_kv_heads;
+    c->head_dim = head_dim;
+    c->max_position_embeddings = 2048;
+    c->rms_eps = 1e-5;
+    c->bos_token_id = c->eos_token_id = -1;
+    rope_defaults(&c->rope);
+}
+
+static void parse_rope(ctx *x, lk_config *c, const json_t *root, const json_t *rp, const char *where) {
+    lk_rope *r = &c->rope;
+    rope_defaults(r);
     r->theta = get_num(x, root, "rope_theta", 10000.0);
     r->partial_rotary_factor = get_num(x, root, "partial_rotary_factor", 1.0);
     if (!rp) return;

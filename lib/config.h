@@ -52,6 +52,12 @@ int lk_config_load(lk_config *c, const char *path, lk_err *err);
 /* Parse from a JSON text (name used in messages). */
 int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name, lk_err *err);
 
+/* A Llama config made in code (tests, benchmarks): every other field as
+ * config.json would leave it by default (rope_theta 10000, no scaling, rms
+ * eps 1e-5, untied, no bias, no BOS/EOS). */
+void lk_config_llama(lk_config *c, int vocab, int hidden, int intermediate, int n_layers, int n_heads,
+                     int n_kv_heads, int head_dim);
+
 /* Inverse frequencies for RoPE (head_dim/2 values), with rope_scaling applied,
  * exactly as HF transformers computes them (in double, rounded to float);
  * *attn_scale receives the factor applied to cos/sin (1 except yarn). With

@@ -21,23 +21,8 @@ static float frand(void) { /* uniform in [-1, 1) */
 static int irand(int n) { return (int)((frand() + 1.0f) * 0.5f * n) % n; }
 
 static void config(lk_config *c, int head_dim) {
-    memset(c, 0, sizeof *c);
-    snprintf(c->arch, sizeof c->arch, "LlamaForCausalLM");
-    snprintf(c->model_type, sizeof c->model_type, "llama");
-    c->vocab_size = 61;
-    c->hidden_size = 48;
-    c->intermediate_size = 80;
-    c->n_layers = 3;
-    c->n_heads = 4;
-    c->n_kv_heads = 2;
-    c->head_dim = head_dim;
+    lk_config_llama(c, 61, 48, 80, 3, 4, 2, head_dim);
     c->max_position_embeddings = 1024;
-    c->rms_eps = 1e-5;
-    c->bos_token_id = c->eos_token_id = -1;
-    c->rope.type = LK_ROPE_DEFAULT;
-    c->rope.theta = 10000.0;
-    c->rope.factor = 1.0;
-    c->rope.partial_rotary_factor = 1.0;
 }
 
 static float *rnd(size_t n, float scale, float base) {

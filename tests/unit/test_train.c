@@ -34,24 +34,9 @@ static float *rnd(size_t n, double mean, double std) {
 static void tiny_model(lk_model *m, int bias) {
     memset(m, 0, sizeof *m);
     lk_config *c = &m->cfg;
-    snprintf(c->arch, sizeof c->arch, "LlamaForCausalLM");
-    snprintf(c->model_type, sizeof c->model_type, "llama");
-    c->vocab_size = 32;
-    c->hidden_size = 24;
-    c->intermediate_size = 40;
-    c->n_layers = 2;
-    c->n_heads = 4;
-    c->n_kv_heads = 2;
-    c->head_dim = 6;
+    lk_config_llama(c, 32, 24, 40, 2, 4, 2, 6);
     c->max_position_embeddings = 256;
-    c->rms_eps = 1e-5;
     c->attention_bias = bias;
-    c->bos_token_id = c->eos_token_id = -1;
-    c->rope.type = LK_ROPE_DEFAULT;
-    c->rope.theta = 10000.0;
-    c->rope.factor = 1.0;
-    c->rope.partial_rotary_factor = 1.0;
-    c->rope.attention_factor = 1.0;
     m->dim = 24;
     m->hidden = 40;
     m->q_dim = 24;
