@@ -42,7 +42,7 @@ const lk_prep_task lk_prep_tasks[] = {
     {"niah_multivalue", "RULER: essay haystack, one word key with 4 number values", 1, 1},
     {"niah_multiquery", "RULER: essay haystack, 4 word keys, all asked", 1, 1},
     {"vt", "RULER variable tracking: one chain of 4 hops in a noise haystack", 0, 0},
-    {"cwe", "RULER common words: 10 words x30 among words x3 in a numbered list", 0, 1},
+    {"cwe", "RULER common words: 10 words x30 among words x3 in a numbered list (x6 and x1 under 4K), after one worked example", 0, 1},
     {"fwe", "RULER frequent words: 3 most frequent coded words, Zipf(2) counts", 0, 0},
 };
 const int lk_prep_n_tasks = (int)(sizeof lk_prep_tasks / sizeof lk_prep_tasks[0]);
@@ -181,6 +181,8 @@ struct lk_prep_gen {
     /* cwe/fwe scratch */
     int *order, *wc, *list, *nc;
     size_t order_cap, list_cap;
+    int cwe_fcw, cwe_fucw; /* repeats of the 10 common words and of the others */
+    long cwe_min;          /* tokens of the 10 common words' items alone */
     int nnc;
     char fwe_vocab[FWE_VOCAB * 8];
     lk_err *err;
@@ -671,18 +673,20 @@ static void shuffle(rng *r, int *a, int n) {
     }
 }
 
-/* RULER common words: 10 words 30 times, then words 3 times while the budget
- * allows, then words once (still uncommon) to fill the last tokens. g->order
- * holds the drawn word order (indices into p->all), wc their token counts. */
+/* RULER common words: 10 words fcw times (30; 6 under 4K tokens), then words
+ * fucw times (3; 1 under 4K) while the budget allows, then words once (still
+ * uncommon) to fill the last tokens. g->order holds the drawn word order
+ * (indices into p->all), wc their token counts. */
 static int build_cwe(lk_prep_gen *g, long budget, const int *wc, int n_words) {
     lk_prep *p = g->p;
-    const int ncw = 10, fcw = 30, fucw = 3;
+    const int ncw = 10, fcw = g->cwe_fcw, fucw = g->cwe_fucw;
     long cost = 0;
     int items = 0;
     for (int i = 0; i < ncw; i++) {
         cost += (long)fcw * wc[i];
         for (int r = 0; r < fcw; r++) cost += num_cost(g, ++items);
     }
+    g->cwe_min = cost;
     int u = 0, e = 0;
     while (ncw + u < n_words) {
         long add = (long)fucw * wc[ncw + u];
@@ -890,9 +894,21 @@ static void setup_vt(lk_prep_gen *g) {
     }
 }
 
-static int setup_cwe(lk_prep_gen *g, int *n_words) {
+/* RULER's prompt: one worked example (under 4K tokens: 20 words, 10 of them
+ * 3 times; else 40 words, 10 of them 10 times and the rest 3 times) with its
+ * answer, then the list to count. The example takes its words from the end of
+ * the shuffled order, the list from the start: they share none. */
+static int setup_cwe(lk_prep_gen *g, int target, int *n_words) {
+    static const char intro[] = "Below is a numbered list of words. In these words, some appear more often "
+                                "than others. Memorize the ones that appear most often.\n";
     lk_prep *p = g->p;
-    int n = p->n_all;
+    int n = p->n_all, small = target < 4096;
+    int ex_words = small ? 20 : 40, ex_fcw = small ? 3 : 10, ex_fucw = small ? 1 : 3;
+    g->cwe_fcw = small ? 6 : 30;
+    g->cwe_fucw = small ? 1 : 3;
+    if (n < 10 + ex_words + 10)
+        return lk_seterr(g->err, LK_EUSAGE, "task cwe: %d words in %s are too few (expected at least %d)", n,
+                         p->words_from, 10 + ex_words + 10);
     if ((size_t)n > g->order_cap) {
         g->order = lk_realloc(g->order, (size_t)n * sizeof *g->order);
         g->wc = lk_realloc(g->wc, (size_t)n * sizeof *g->wc);
@@ -900,20 +916,34 @@ static int setup_cwe(lk_prep_gen *g, int *n_words) {
     }
     for (int i = 0; i < n; i++) g->order[i] = i;
     shuffle(&g->r, g->order, n);
-    for (int i = 0; i < n; i++)
+    *n_words = n - ex_words;
+    for (int i = 0; i < *n_words; i++)
         if ((g->wc[i] = word_cost(g, p->all[g->order[i]])) < 0) return -1;
-    *n_words = n;
+    static const char question[] = "\nQuestion: What are the 10 most common words in the above list?";
+    static const char answer_prefix[] = " Answer: The top 10 words that appear most often in the list are:";
+    /* the example: its words, repeated and shuffled, numbered */
+    const int *ex = g->order + *n_words;
+    int ex_items = 10 * ex_fcw + (ex_words - 10) * ex_fucw, k = 0;
+    if ((size_t)ex_items > g->list_cap) g->list = lk_realloc(g->list, (g->list_cap = (size_t)ex_items) * sizeof *g->list);
+    for (int i = 0; i < ex_words; i++)
+        for (int r = 0; r < (i < 10 ? ex_fcw : ex_fucw); r++) g->list[k++] = ex[i];
+    shuffle(&g->r, g->list, k);
     s_clear(&g->P);
-    s_cat(&g->P, "Below is a numbered list of words. In these words, some appear more often than others. "
-                 "Memorize the ones that appear most often.\n");
+    s_cat(&g->P, intro);
+    for (int i = 0; i < k; i++) s_printf(&g->P, "%s%d. %s", i ? " " : "", i + 1, p->all[g->list[i]]);
+    s_cat(&g->P, question);
+    s_cat(&g->P, answer_prefix);
+    for (int i = 0; i < 10; i++) s_printf(&g->P, " %d. %s", i + 1, p->all[ex[i]]);
+    s_cat(&g->P, "\n");
+    s_cat(&g->P, intro);
     s_clear(&g->Q);
-    s_cat(&g->Q, "\nQuestion: What are the 10 most common words in the above list?");
+    s_cat(&g->Q, question);
     s_clear(&g->AP);
-    s_cat(&g->AP, " Answer: The top 10 words that appear most often in the list are:");
+    s_cat(&g->AP, answer_prefix);
     s_clear(&g->ANS);
     for (int i = 0; i < 10; i++) {
         add_ref(g, p->all[g->order[i]]);
-        s_printf(&g->ANS, "%s%s", i ? ", " : " ", p->all[g->order[i]]);
+        s_printf(&g->ANS, " %d. %s", i + 1, p->all[g->order[i]]);
     }
     return 0;
 }
@@ -1027,7 +1057,7 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
     else if (!strcmp(task, "vt")) setup_vt(g);
     else if (!strcmp(task, "cwe")) {
         g->kind = HK_CWE;
-        rc = setup_cwe(g, &n_words);
+        rc = setup_cwe(g, target, &n_words);
     } else if (!strcmp(task, "fwe")) {
         g->kind = HK_FWE;
         rc = setup_fwe(g);
@@ -1046,7 +1076,7 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
     if (encode_prompt(g, strip)) return err->code;
     long fixed = (long)g->nctx + (long)g->nans, need = fixed;
     for (int j = 0; j < g->n_needles; j++) need += g->needle_cost[j];
-    if (g->kind == HK_CWE) need += 300 * 3; /* 10 words x 30, about 3 tokens each */
+    if (g->kind == HK_CWE) need += 10L * g->cwe_fcw * 3; /* 10 words x fcw, about 3 tokens each */
     if (need > target)
         return lk_seterr(err, LK_EUSAGE, "task %s: length %d is too short (its question, needles and answer "
                          "take about %ld tokens)", task, target, need);
@@ -1069,6 +1099,9 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
         budget += diff > 0 ? (diff + 1) / 2 : diff; /* halve upward steps: no ping-pong */
     }
     if (diff < 0 || diff > target / 100) {
+        if (g->kind == HK_CWE && fixed + g->cwe_min > target)
+            return lk_seterr(err, LK_EUSAGE, "task cwe: length %d is too short (its example, question, answer "
+                             "and 10 words x %d take %ld tokens)", target, g->cwe_fcw, fixed + g->cwe_min);
         if (g->kind == HK_CWE)
             return lk_seterr(err, LK_EUSAGE, "task cwe: %d words in %s are too few for length %d (got %d tokens)",
                              n_words, p->words_from, target, target - diff);
