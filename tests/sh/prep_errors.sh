@@ -45,6 +45,10 @@ check 4 "missing corpus" "cannot open" $gen -c $T/nonexistent.json
 PG=$S/data/paulgraham/PaulGrahamEssays.json
 check 2 "length shorter than the question" "too short" $P -t $TOK -c $PG -w $W --task niah_multiquery -l 100 -n 1
 check 2 "passkeys do not fit" "too short" $P -t $TOK -c $PG --task passkey -l 800 -n 1
+check 2 "cwe example and common words do not fit" "too short" $P -t $TOK -w $W --task cwe -l 300 -n 1
+# ... while a short cwe that fits is made (RULER's 6x/1x repeats under 4K tokens)
+$P -t $TOK -w $W --task cwe -l 1024 -n 2 -o $T/cwe.smp 2>$T/err && ok "cwe at 1024 tokens" \
+    || fail "cwe at 1024 tokens: $(cat $T/err)"
 check 2 "essay task without corpus" "needs a haystack corpus" $P -t $TOK -w $W --task niah_single_2 -l 4096 -n 1
 check 2 "unknown task" "unknown task" $P -t $TOK --task nope -l 4096
 check 2 "unknown template" "unknown chat template" $P -t $TOK --task vt -l 4096 --template chatml
