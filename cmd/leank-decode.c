@@ -11,7 +11,7 @@
 #include "chat.h"     /* chat templates (llama3, qwen, none) */
 #include "mask.h"     /* the K-channel mask file */
 #include "model.h"    /* weights, forward pass, LeanK KV cache */
-#include "sampler.h"  /* greedy / temperature / top-k / top-p */
+#include "generate.h" /* prefill + sampling loop, streamed text */
 #include "tokenizer.h"/* encode the prompt, stream-decode the output */
 #include "util.h"
 
@@ -49,149 +49,46 @@ typedef struct {
     lk_model model;
     lk_tokenizer *tok;
     lk_mask mask;
-    int has_mask, sink, recent;
-    lk_state state;
-    int built; /* state allocated */
-    int *eos;  /* stop ids */
-    int n_eos;
+    int has_mask;
+    lk_generator gen;
 } engine;
 
-/* One request. */
+/* Output while generating (stdout: text or ids as they come). */
 typedef struct {
-    int *prompt; /* ids */
-    int n_prompt;
-    int max_tokens;
-    float temperature, top_p;
-    int top_k;
-    uint64_t seed;
-} request;
-
-typedef struct {
-    int *ids; /* generated ids (EOS included when it stopped there) */
-    int n;
-    char *text; /* generated text (special tokens skipped) */
-    size_t len, cap;
-    int stopped_eos;
-    double prefill_s, decode_s;
-    int n_decode; /* single-token forward calls */
-    size_t kv_bytes, kv_dense;
-} result;
-
-/* Output while generating. */
-typedef struct {
-    FILE *f; /* NULL: nothing streamed */
+    FILE *f;
     int ids; /* print ids rather than text */
-    int echo;
 } stream;
 
-static int is_eos(const engine *e, int id) {
-    for (int i = 0; i < e->n_eos; i++)
-        if (e->eos[i] == id) return 1;
-    return 0;
+static void on_prompt(void *ctx, const int *ids, int n, const char *text, size_t len) {
+    const stream *o = ctx;
+    if (o->ids)
+        for (int i = 0; i < n; i++) fprintf(o->f, "%d ", ids[i]);
+    else
+        fwrite(text, 1, len, o->f);
+    fflush(o->f);
 }
 
-/* The state is rebuilt only when a request needs more rows or positions. */
-static int ensure_state(engine *e, int rows, int seq, lk_err *err) {
-    if (e->built && e->state.max_rows >= rows && e->state.max_seq >= seq) {
-        lk_kv_reset(&e->state.kv);
-        return 0;
-    }
-    if (e->built) lk_state_free(&e->state);
-    e->built = 0;
-    int rc = lk_state_build(&e->state, &e->model, rows, seq, e->has_mask ? &e->mask : NULL,
-                            e->sink, e->recent, err);
-    if (rc == 0) e->built = 1;
-    return rc;
+static void on_token(void *ctx, int id, const char *piece, size_t len) {
+    const stream *o = ctx;
+    if (o->ids)
+        fprintf(o->f, "%d ", id);
+    else
+        fwrite(piece, 1, len, o->f);
+    fflush(o->f);
 }
 
-static int generate(engine *e, const request *q, const stream *out, result *r, lk_err *err) {
-    lk_model *m = &e->model;
-    int V = m->cfg.vocab_size;
-    r->n = 0;
-    r->len = 0;
-    r->stopped_eos = 0;
-    r->n_decode = 0;
-    r->prefill_s = r->decode_s = 0;
-    if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
-    /* positions: the prompt and the generated tokens, but no more than the
-     * model's context (generation then stops there, as for -n) */
-    int ctx = m->cfg.max_position_embeddings > q->n_prompt ? m->cfg.max_position_embeddings
-                                                           : q->n_prompt;
-    long want = (long)q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
-    int seq = want < ctx ? (int)want : ctx;
-    int rc = ensure_state(e, q->n_prompt, seq, err);
-    if (rc) return rc;
-    lk_state *s = &e->state;
-    r->ids = lk_realloc(r->ids, sizeof(int) * (q->max_tokens + 1));
-    lk_sampler smp;
-    lk_sampler_build(&smp, V, q->temperature, q->top_k, q->top_p, q->seed);
-    lk_tok_stream ts;
-    lk_tok_stream_init(&ts);
-    /* prompt text goes through the stream first, so that the generated text is
-     * exactly the continuation of decode(prompt + generated) */
-    for (int i = 0; i < q->n_prompt; i++)
-        if (lk_tok_stream_push(e->tok, &ts, q->prompt[i], &r->text, &r->len, &r->cap) < 0) {
-            lk_sampler_free(&smp);
-            return lk_seterr(err, LK_EINPUT, "prompt: token id %d out of range", q->prompt[i]);
-        }
-    if (out->f && out->echo) {
-        if (out->ids)
-            for (int i = 0; i < q->n_prompt; i++) fprintf(out->f, "%d ", q->prompt[i]);
-        else
-            fwrite(r->text, 1, r->len, out->f);
-        fflush(out->f);
-    }
-    r->len = 0;
-    if (r->text) r->text[0] = 0;
-
-    double t0 = lk_now();
-    rc = lk_forward(m, s, q->prompt, q->n_prompt, NULL, err);
-    r->prefill_s = lk_now() - t0;
-    t0 = lk_now();
-    int fresh = 1; /* s->logits follow the last token (0: the context is full) */
-    for (int t = 0; rc == 0 && fresh && t < q->max_tokens; t++) {
-        int next = lk_sample(&smp, s->logits);
-        r->ids[r->n++] = next;
-        if (is_eos(e, next)) {
-            r->stopped_eos = 1;
-            break;
-        }
-        size_t before = r->len;
-        lk_tok_stream_push(e->tok, &ts, next, &r->text, &r->len, &r->cap);
-        if (out->f) {
-            if (out->ids)
-                fprintf(out->f, "%d ", next);
-            else
-                fwrite(r->text + before, 1, r->len - before, out->f);
-            fflush(out->f);
-        }
-        fresh = 0;
-        if (t + 1 < q->max_tokens && s->kv.len < s->max_seq) {
-            rc = lk_forward(m, s, &next, 1, NULL, err);
-            r->n_decode++;
-            fresh = 1;
-        }
-    }
-    r->decode_s = lk_now() - t0;
-    size_t before = r->len;
-    lk_tok_stream_flush(e->tok, &ts, &r->text, &r->len, &r->cap);
-    if (out->f) {
-        if (out->ids)
-            fputc('\n', out->f);
-        else
-            fwrite(r->text + before, 1, r->len - before, out->f);
-        fflush(out->f);
-    }
-    if (!r->text) r->text = lk_strdup("");
-    r->kv_bytes = lk_kv_bytes(&s->kv, s->kv.len);
-    r->kv_dense = lk_kv_dense_bytes(&s->kv, s->kv.len);
-    lk_sampler_free(&smp);
-    return rc;
+static void on_end(void *ctx, const char *piece, size_t len) {
+    const stream *o = ctx;
+    if (o->ids)
+        fputc('\n', o->f);
+    else
+        fwrite(piece, 1, len, o->f);
+    fflush(o->f);
 }
 
 static double rate(int n, double s) { return s > 0 ? n / s : 0.0; }
 
-static json_t *result_json(const request *q, const result *r) {
+static json_t *result_json(const lk_gen_request *q, const lk_gen_result *r) {
     json_t *ids = json_array();
     for (int i = 0; i < r->n; i++) json_array_append_new(ids, json_integer(r->ids[i]));
     json_t *o = json_object();
@@ -207,7 +104,7 @@ static json_t *result_json(const request *q, const result *r) {
     return o;
 }
 
-static void print_stats(const engine *e, const request *q, const result *r) {
+static void print_stats(const engine *e, const lk_gen_request *q, const lk_gen_result *r) {
     fprintf(stderr,
             "leank-decode: prompt %d tokens, generated %d (%s); prefill %.1f tok/s, decode %.1f "
             "tok/s; KV cache %zu bytes",
@@ -221,7 +118,7 @@ static void print_stats(const engine *e, const request *q, const result *r) {
 
 /* Prompt text -> ids through the template. */
 static int encode_prompt(engine *e, const char *template, const char *system, const char *text,
-                         request *q, lk_err *err) {
+                         lk_gen_request *q, int **ids_out, lk_err *err) {
     char *formatted = lk_chat_format(template, system, text, err);
     if (!formatted) return err->code ? err->code : LK_EUSAGE;
     size_t n = 0, cap = 0;
@@ -233,13 +130,13 @@ static int encode_prompt(engine *e, const char *template, const char *system, co
         free(ids);
         return rc;
     }
-    q->prompt = ids;
+    q->prompt = *ids_out = ids;
     q->n_prompt = (int)n;
     return 0;
 }
 
 /* --batch: one JSON request a line, one JSON result a line. */
-static int run_batch(engine *e, const char *path, const request *defaults, const char *template,
+static int run_batch(engine *e, const char *path, const lk_gen_request *defaults, const char *template,
                      const char *system, lk_err *err) {
     FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
     if (!in) return lk_seterr(err, LK_EIO, "%s: cannot open", path);
@@ -248,7 +145,7 @@ static int run_batch(engine *e, const char *path, const request *defaults, const
     ssize_t ll;
     long lineno = 0;
     int rc = 0;
-    result r = {0};
+    lk_gen_result r = {0};
     int progress = lk_progress_enabled(0);
     while (rc == 0 && (ll = getline(&line, &lcap, in)) > 0) {
         lineno++;
@@ -261,7 +158,8 @@ static int run_batch(engine *e, const char *path, const request *defaults, const
             json_decref(o);
             break;
         }
-        request q = *defaults;
+        lk_gen_request q = *defaults;
+        int *prompt_ids = NULL;
         q.prompt = NULL;
         json_t *v;
         const char *tmpl = template, *sys = system;
@@ -281,7 +179,7 @@ static int run_batch(engine *e, const char *path, const request *defaults, const
                            path, lineno);
         } else if (json_is_array(ids)) {
             q.n_prompt = (int)json_array_size(ids);
-            q.prompt = lk_malloc(sizeof(int) * (q.n_prompt + 1));
+            q.prompt = prompt_ids = lk_malloc(sizeof(int) * (q.n_prompt + 1));
             size_t i;
             json_t *x;
             json_array_foreach(ids, i, x) {
@@ -291,10 +189,10 @@ static int run_batch(engine *e, const char *path, const request *defaults, const
                                    path, lineno, i, e->model.cfg.vocab_size);
                     break;
                 }
-                q.prompt[i] = (int)id;
+                prompt_ids[i] = (int)id;
             }
         } else if (json_is_string(prompt)) {
-            if (encode_prompt(e, tmpl, sys, json_string_value(prompt), &q, err)) {
+            if (encode_prompt(e, tmpl, sys, json_string_value(prompt), &q, &prompt_ids, err)) {
                 char m[sizeof err->msg];
                 snprintf(m, sizeof m, "%s", err->msg);
                 rc = lk_seterr(err, err->code ? err->code : LK_EINPUT, "%s:%ld: %s", path, lineno, m);
@@ -305,9 +203,8 @@ static int run_batch(engine *e, const char *path, const request *defaults, const
         }
         json_decref(o);
         if (rc == 0) {
-            stream none = {0};
             if (progress) fprintf(stderr, "\rleank-decode: request %ld", lineno);
-            if ((rc = generate(e, &q, &none, &r, err)) == 0) {
+            if ((rc = lk_generate(&e->gen, &q, NULL, &r, err)) == 0) {
                 json_t *res = result_json(&q, &r);
                 char *s = json_dumps(res, JSON_COMPACT);
                 puts(s);
@@ -320,12 +217,11 @@ static int run_batch(engine *e, const char *path, const request *defaults, const
                 rc = lk_seterr(err, err->code, "%s:%ld: %s", path, lineno, m);
             }
         }
-        free(q.prompt);
+        free(prompt_ids);
     }
     if (progress) fputc('\n', stderr);
     free(line);
-    free(r.ids);
-    free(r.text);
+    lk_gen_result_free(&r);
     if (in != stdin) fclose(in);
     if (rc == 0 && ferror(stdout)) rc = lk_seterr(err, LK_EIO, "<stdout>: write error");
     return rc;
@@ -349,7 +245,7 @@ int main(int argc, char **argv) {
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *prompt_file = NULL, *template = "none",
                *system = NULL, *mask_path = NULL, *batch = NULL;
-    request def = {.max_tokens = 256, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    lk_gen_request def = {.max_tokens = 256, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     int sink = 128, recent = 1024, sink_set = 0, ids_mode = 0, echo = 0, json = 0, quiet = 0;
     int c;
     while ((c = getopt_long(argc, argv, "m:p:f:t:n:qhV", opts, NULL)) != -1) {
@@ -387,19 +283,13 @@ int main(int argc, char **argv) {
 
     lk_err err = {0};
     engine e = {0};
-    e.sink = sink;
-    e.recent = recent;
     if (lk_model_load(&e.model, model_dir, &err)) lk_fail(&err);
     if (lk_tok_load(&e.tok, model_dir, &err)) lk_fail(&err);
     if (mask_path) {
         if (lk_mask_load_dim(&e.mask, mask_path, e.model.cfg.head_dim, &err)) lk_fail(&err);
         e.has_mask = 1;
     }
-    /* stop ids: the config's eos list and the tokenizer's eos */
-    e.eos = lk_malloc(sizeof(int) * 9);
-    for (int i = 0; i < e.model.cfg.n_eos && i < 8; i++) e.eos[e.n_eos++] = e.model.cfg.eos_ids[i];
-    if (e.n_eos == 0 && e.model.cfg.eos_token_id >= 0) e.eos[e.n_eos++] = e.model.cfg.eos_token_id;
-    if (lk_tok_eos(e.tok) >= 0) e.eos[e.n_eos++] = lk_tok_eos(e.tok);
+    lk_generator_init(&e.gen, &e.model, e.tok, e.has_mask ? &e.mask : NULL, sink, recent);
 
     int rc;
     if (batch) {
@@ -412,12 +302,14 @@ int main(int argc, char **argv) {
         } else if (lk_read_file(prompt_file ? prompt_file : "-", &text, &len, &err)) {
             lk_fail(&err);
         }
-        request q = def;
-        if (encode_prompt(&e, template, system, text, &q, &err)) lk_fail(&err);
+        lk_gen_request q = def;
+        int *prompt_ids;
+        if (encode_prompt(&e, template, system, text, &q, &prompt_ids, &err)) lk_fail(&err);
         free(text);
-        result r = {0};
-        stream out = {json ? NULL : stdout, ids_mode, echo};
-        rc = generate(&e, &q, &out, &r, &err);
+        lk_gen_result r = {0};
+        stream st = {stdout, ids_mode};
+        lk_gen_stream out = {echo ? on_prompt : NULL, on_token, on_end, &st};
+        rc = lk_generate(&e.gen, &q, json ? NULL : &out, &r, &err);
         if (rc == 0 && json) {
             json_t *o = result_json(&q, &r);
             char *s = json_dumps(o, JSON_COMPACT);
@@ -428,17 +320,15 @@ int main(int argc, char **argv) {
             if (isatty(fileno(stdout))) fputc('\n', stdout);
         }
         if (rc == 0 && !quiet) print_stats(&e, &q, &r);
-        free(q.prompt);
-        free(r.ids);
-        free(r.text);
+        free(prompt_ids);
+        lk_gen_result_free(&r);
         if (rc == 0 && (fflush(stdout) || ferror(stdout)))
             rc = lk_seterr(&err, LK_EIO, "<stdout>: write error");
     }
-    if (e.built) lk_state_free(&e.state);
+    lk_generator_free(&e.gen);
     if (e.has_mask) lk_mask_free(&e.mask);
     lk_tok_free(e.tok);
     lk_model_free(&e.model);
-    free(e.eos);
     if (rc) lk_fail(&err);
     return 0;
 }
