@@ -15,6 +15,7 @@ static const struct {
     {"tokenize", lk_bench_tokenize, "tokenizer encode speed (vs HF tokenizers with --hf)"},
     {"decode", lk_bench_decode, "CPU engine prefill and decode speed"},
     {"prep", lk_bench_prep, "leank-prep sample generation speed"},
+    {"accuracy", lk_bench_accuracy, "RULER accuracy of a model on samples, dense vs LeanK pruned cache"},
 };
 #define N_BENCH (int)(sizeof benches / sizeof benches[0])
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# leank-bench accuracy on leank-mini (shipped in data/): an all-channels mask
+# answers exactly as dense; threads do not change any answer; a real mask
+# shrinks the cache; bad requests fail cleanly with no outputs file.
+. "$LEANK_TOP/tests/lib.sh"
+M=$LEANK_TOP/data/models/leank-mini
+[ -f "$M/config.json" ] || { echo "skip: $M not found"; exit 77; }
+command -v jq >/dev/null || { echo "skip: jq not installed"; exit 77; }
+A="$B/leank-bench accuracy"
+# vt needs neither corpus nor word lists
+$B/leank-prep -t "$M" --task vt -l 600 -n 3 -s 3 -o "$T/s.smp" 2>"$T/err" || { fail "prep: $(cat "$T/err")"; finish; }
+
+# masks: every channel kept; and 32 channels per head except a width-0 head
+for l in 0 1 2 3 4 5; do printf '%d\t0\t128\t%s\n' $l "$(seq -s, 0 127)"; done >"$T/all.tsv"
+for l in 0 1 2 3 4 5; do
+    if [ $l = 1 ]; then printf '1\t0\t0\t\n'; else printf '%d\t0\t32\t%s\n' $l "$(seq -s, 32 63)"; fi
+done >"$T/half.tsv"
+$B/leank-binarize --from-tsv "$T/all.tsv" -o "$T/all.st" -q && $B/leank-binarize --from-tsv "$T/half.tsv" --head-dim 128 -o "$T/half.st" -q \
+    || fail "masks from TSV"
+
+$A -m "$M" "$T/s.smp" --mask "$T/all.st" --sink 4 --recent 16 -o "$T/all.jsonl" --json >"$T/all.json" 2>"$T/err" \
+    || fail "all-channels run: $(cat "$T/err")"
+[ "$(jq -s 'map(select(.dense != .pruned)) | length' "$T/all.jsonl")" = 0 ] && [ "$(wc -l <"$T/all.jsonl")" = 3 ] &&
+    ok "all channels kept: pruned answers = dense answers" || fail "all-channels answers differ: $(cat "$T/all.jsonl")"
+# scores are RULER's string_match_all of the texts written
+python3 - "$T/all.jsonl" "$T/all.json" <<'PY' && ok "scores = share of references found" || fail "scores"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for r in rows:
+    want = sum(x.lower() in r["dense"].lower() for x in r["refs"]) / len(r["refs"])
+    assert abs(r["dense_score"] - want) < 1e-9, r
+t = json.load(open(sys.argv[2]))
+assert t["n"] == 3 and abs(t["dense"] - 100 * sum(r["dense_score"] for r in rows) / 3) < 1e-6, t
+assert t["rows"][0]["task"] == "vt" and t["rows"][0]["n"] == 3
+PY
+
+# threads: the same answers
+$A -m "$M" "$T/s.smp" --mask "$T/half.st" --sink 4 --recent 16 -j 1 -o "$T/h1.jsonl" >"$T/h1.txt" 2>/dev/null &&
+    $A -m "$M" "$T/s.smp" --mask "$T/half.st" --sink 4 --recent 16 -j 3 -o "$T/h3.jsonl" >/dev/null 2>&1 &&
+    cmp -s "$T/h1.jsonl" "$T/h3.jsonl" && ok "-j 3 answers = -j 1 answers" || fail "threads change answers"
+# the pruned cache is smaller: 32 of 128 K channels for middle tokens, one head without middle K/V
+kv=$(awk '$1 == "vt" { print $NF }' "$T/h1.txt" | tr -d %)
+awk -v k="$kv" 'BEGIN { exit !(k > 40 && k < 80) }' && ok "pruned KV ${kv}% of dense" || fail "KV ratio '$kv': $(cat "$T/h1.txt")"
+grep -q "^all " "$T/h1.txt" && ok "table" || fail "table: $(cat "$T/h1.txt")"
+
+# errors: no partial outputs file
+expect_fail 2 "--sink without --mask" -- $A -m "$M" "$T/s.smp" --sink 4 -o "$T/x.jsonl"
+expect_fail 4 "missing samples" -- $A -m "$M" "$T/nope.smp" -o "$T/x.jsonl"
+printf 'LEANKSMPxx' >"$T/bad.smp"
+expect_fail 3 "not a samples file" -- $A -m "$M" "$T/bad.smp" -o "$T/x.jsonl"
+if [ -f "$S/models/stories260K/tokenizer.json" ]; then
+    expect_fail 3 "samples of another tokenizer" -- $A -m "$S/models/stories260K" "$T/s.smp" -o "$T/x.jsonl"
+else
+    echo "skip: samples of another tokenizer ($S absent)"
+fi
+[ ! -e "$T/x.jsonl" ] && ! ls "$T"/x.jsonl.tmp.* >/dev/null 2>&1 && ok "no outputs file left" || fail "partial outputs file"
+finish
