@@ -1,6 +1,7 @@
 /* bench_accuracy.c - `leank-bench accuracy`: RULER-style accuracy of greedy
  * generation on a samples file, dense and (with --mask) with the LeanK pruned
- * cache, side by side: each sample is answered both ways by the same thread.
+ * cache (one or more masks), side by side: each sample is answered every way
+ * by the same thread.
  *
  * Score per sample: RULER's string_match_all, the fraction of its reference
  * strings found (case-insensitive) in the generated text; a task's score is
@@ -19,23 +20,25 @@
 #include "generate.h"
 #include "samples.h"
 
+#define MAX_MASKS 4
+
 typedef struct {
     char task[LK_SAMPLES_TASK_MAX + 1];
     int target_len, n_ctx, n_ans;
     int *ctx;
     char **refs;
     int n_refs;
-    /* results: [0] dense, [1] pruned */
-    char *text[2];
-    double score[2];
-    size_t kv[2];
+    /* results: [0] dense, [1 + i] with mask i */
+    char *text[1 + MAX_MASKS];
+    double score[1 + MAX_MASKS];
+    size_t kv[1 + MAX_MASKS];
 } item;
 
 typedef struct {
     const lk_model *model;
     const lk_tokenizer *tok;
-    const lk_mask *mask;
-    int sink, recent, max_tokens;
+    const lk_mask *masks;
+    int n_masks, sink, recent, max_tokens;
     item *items;
     long n_items;
     long next, done; /* guarded by lock */
@@ -66,10 +69,10 @@ static double match_all(const char *text, char *const *refs, int n_refs) {
 
 static void *worker(void *arg) {
     job *J = arg;
-    lk_generator gen[2];
-    int kinds = J->mask ? 2 : 1;
+    lk_generator gen[1 + MAX_MASKS];
+    int kinds = 1 + J->n_masks;
     lk_generator_init(&gen[0], J->model, J->tok, NULL, 0, 0);
-    if (J->mask) lk_generator_init(&gen[1], J->model, J->tok, J->mask, J->sink, J->recent);
+    for (int k = 1; k < kinds; k++) lk_generator_init(&gen[k], J->model, J->tok, &J->masks[k - 1], J->sink, J->recent);
     lk_gen_result r = {0};
     lk_err err = {0};
     for (;;) {
@@ -107,8 +110,7 @@ static void free_items(item *items, long n) {
         free(items[i].ctx);
         for (int k = 0; k < items[i].n_refs; k++) free(items[i].refs[k]);
         free(items[i].refs);
-        free(items[i].text[0]);
-        free(items[i].text[1]);
+        for (int k = 0; k <= MAX_MASKS; k++) free(items[i].text[k]);
     }
     free(items);
 }
@@ -155,7 +157,7 @@ static long load_items(const char *path, const lk_tokenizer *tok, long limit, it
 typedef struct {
     const char *task;
     int len, n;
-    double score[2], kv[2];
+    double score[1 + MAX_MASKS], kv[1 + MAX_MASKS];
 } row;
 
 static void usage(FILE *f) {
@@ -165,7 +167,8 @@ static void usage(FILE *f) {
             "tokenizer), scored as RULER does (string_match_all: the share of reference strings found,\n"
             "case-insensitive), dense and, with --mask, with the LeanK pruned cache, side by side.\n\n"
             "  -m, --model DIR      model directory\n"
-            "      --mask FILE      LeanK mask (leank-binarize output): also run the pruned cache\n"
+            "      --mask FILE      LeanK mask (leank-binarize output): also answer with that pruned\n"
+            "                       cache (up to 4 --mask, one column each)\n"
             "      --sink N         first N tokens keep every channel (default 128)\n"
             "      --recent N       N most recent tokens keep every channel (default 1024)\n"
             "  -n, --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
@@ -177,6 +180,25 @@ static void usage(FILE *f) {
             "  -h, --help           show this help\n");
 }
 
+/* Column names: "dense", then each mask file's name without directory and
+ * .safetensors (made unique by a suffix). */
+static void mask_labels(char labels[][32], const char *const *paths, int n) {
+    snprintf(labels[0], 32, "dense");
+    for (int k = 0; k < n; k++) {
+        const char *b = strrchr(paths[k], '/');
+        b = b ? b + 1 : paths[k];
+        size_t l = strlen(b);
+        if (l > 12 && !strcmp(b + l - 12, ".safetensors")) l -= 12;
+        if (l > 20) l = 20;
+        snprintf(labels[k + 1], 32, "%.*s", (int)l, b);
+        for (int j = 0; j <= k; j++)
+            if (!strcmp(labels[j], labels[k + 1])) {
+                snprintf(labels[k + 1], 32, "%.*s-%d", (int)l, b, k + 1);
+                break;
+            }
+    }
+}
+
 int lk_bench_accuracy(int argc, char **argv) {
     enum { O_MASK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, O_MASK},
@@ -185,14 +207,18 @@ int lk_bench_accuracy(int argc, char **argv) {
                                          {"threads", required_argument, 0, 'j'},    {"outputs", required_argument, 0, 'o'},
                                          {"json", no_argument, 0, O_JSON},          {"progress", no_argument, 0, O_PROGRESS},
                                          {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
-    const char *model_dir = NULL, *mask_path = NULL, *outputs = NULL;
-    int sink = 128, recent = 1024, max_tokens = 0, threads = 1, json = 0, progress = 0, c, window_set = 0;
+    const char *model_dir = NULL, *mask_paths[MAX_MASKS], *outputs = NULL;
+    int n_masks = 0, sink = 128, recent = 1024, max_tokens = 0, threads = 1, json = 0, progress = 0, c,
+        window_set = 0;
     long limit = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:n:j:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case O_MASK: mask_path = optarg; break;
+        case O_MASK:
+            if (n_masks == MAX_MASKS) lk_die(LK_EUSAGE, "accuracy: at most %d --mask", MAX_MASKS);
+            mask_paths[n_masks++] = optarg;
+            break;
         case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); window_set = 1; break;
         case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 0, 1 << 30); window_set = 1; break;
         case 'n': max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
@@ -207,19 +233,23 @@ int lk_bench_accuracy(int argc, char **argv) {
     }
     if (!model_dir) lk_die(LK_EUSAGE, "accuracy: no model: give -m MODEL_DIR (see --help)");
     if (optind + 1 != argc) lk_die(LK_EUSAGE, "accuracy: expected one SAMPLES file (see --help)");
-    if (window_set && !mask_path) lk_die(LK_EUSAGE, "accuracy: --sink/--recent need --mask");
+    if (window_set && !n_masks) lk_die(LK_EUSAGE, "accuracy: --sink/--recent need --mask");
     const char *samples = argv[optind];
     openblas_set_num_threads(1);
 
     lk_err err = {0};
     lk_model model;
     lk_tokenizer *tok;
-    lk_mask mask;
+    lk_mask masks[MAX_MASKS];
     if (lk_model_load(&model, model_dir, &err) || lk_tok_load(&tok, model_dir, &err)) lk_fail(&err);
-    if (mask_path && lk_mask_load_dim(&mask, mask_path, model.cfg.head_dim, &err)) lk_fail(&err);
-    if (mask_path && (mask.n_layers != model.cfg.n_layers || mask.n_kv_heads != model.cfg.n_kv_heads))
-        lk_die(LK_EINPUT, "%s: mask is %d layers x %d kv heads, the model %d x %d", mask_path, mask.n_layers,
-               mask.n_kv_heads, model.cfg.n_layers, model.cfg.n_kv_heads);
+    for (int k = 0; k < n_masks; k++) {
+        if (lk_mask_load_dim(&masks[k], mask_paths[k], model.cfg.head_dim, &err)) lk_fail(&err);
+        if (masks[k].n_layers != model.cfg.n_layers || masks[k].n_kv_heads != model.cfg.n_kv_heads)
+            lk_die(LK_EINPUT, "%s: mask is %d layers x %d kv heads, the model %d x %d", mask_paths[k],
+                   masks[k].n_layers, masks[k].n_kv_heads, model.cfg.n_layers, model.cfg.n_kv_heads);
+    }
+    char labels[1 + MAX_MASKS][32];
+    mask_labels(labels, mask_paths, n_masks);
     item *items;
     long n = load_items(samples, tok, limit, &items, &err);
     if (n < 0) lk_fail(&err);
@@ -227,7 +257,7 @@ int lk_bench_accuracy(int argc, char **argv) {
 
     lk_out out = {0};
     if (outputs && lk_out_open(&out, outputs, &err)) lk_fail(&err);
-    job J = {.model = &model, .tok = tok, .mask = mask_path ? &mask : NULL, .sink = sink, .recent = recent,
+    job J = {.model = &model, .tok = tok, .masks = masks, .n_masks = n_masks, .sink = sink, .recent = recent,
              .max_tokens = max_tokens, .items = items, .n_items = n, .progress = lk_progress_enabled(progress)};
     pthread_mutex_init(&J.lock, NULL);
     double t0 = lk_now();
@@ -240,30 +270,31 @@ int lk_bench_accuracy(int argc, char **argv) {
     double wall = lk_now() - t0;
     if (J.progress) fputc('\n', stderr);
     if (J.failed) lk_fail(&J.err);
-    int kinds = mask_path ? 2 : 1;
+    int kinds = 1 + n_masks;
 
-    /* per-sample outputs */
+    /* per-sample outputs: {"task", "len", "refs", "answers": {label: text}, "scores": {label: score}} */
     if (outputs) {
         for (long i = 0; i < n; i++) {
             item *it = &items[i];
-            json_t *refs = json_array();
+            json_t *refs = json_array(), *ans = json_object(), *sc = json_object();
             for (int k = 0; k < it->n_refs; k++) json_array_append_new(refs, json_string(it->refs[k]));
-            json_t *o = json_pack("{s:s, s:i, s:o, s:s, s:f}", "task", it->task, "len", it->target_len, "refs",
-                                  refs, "dense", it->text[0], "dense_score", it->score[0]);
-            if (kinds == 2) {
-                json_object_set_new(o, "pruned", json_string(it->text[1]));
-                json_object_set_new(o, "pruned_score", json_real(it->score[1]));
+            for (int k = 0; k < kinds; k++) {
+                json_object_set_new(ans, labels[k], json_string(it->text[k]));
+                json_object_set_new(sc, labels[k], json_real(it->score[k]));
             }
-            json_dumpf(o, out.f, JSON_COMPACT);
+            json_t *o = json_pack("{s:s, s:i, s:o, s:o, s:o}", "task", it->task, "len", it->target_len, "refs",
+                                  refs, "answers", ans, "scores", sc);
+            json_dumpf(o, out.f, JSON_COMPACT | JSON_PRESERVE_ORDER);
             fputc('\n', out.f);
             json_decref(o);
         }
         if (lk_out_commit(&out, &err)) lk_fail(&err);
     }
 
-    /* table */
+    /* one row per (task, length), in order of first appearance */
     row *rows = lk_calloc((size_t)n, sizeof *rows);
     int nr = 0;
+    double tot[1 + MAX_MASKS] = {0};
     for (long i = 0; i < n; i++) {
         item *it = &items[i];
         int r = 0;
@@ -276,55 +307,51 @@ int lk_bench_accuracy(int argc, char **argv) {
         for (int k = 0; k < kinds; k++) {
             rows[r].score[k] += it->score[k];
             rows[r].kv[k] += (double)it->kv[k];
+            tot[k] += it->score[k];
         }
     }
-    double tot[2] = {0, 0};
-    for (long i = 0; i < n; i++)
-        for (int k = 0; k < kinds; k++) tot[k] += items[i].score[k];
     if (json) {
         json_t *arr = json_array();
         for (int r = 0; r < nr; r++) {
-            json_t *o = json_pack("{s:s, s:i, s:i, s:f, s:f}", "task", rows[r].task, "len", rows[r].len, "n",
-                                  rows[r].n, "dense", 100 * rows[r].score[0] / rows[r].n, "dense_kv_bytes",
-                                  rows[r].kv[0] / rows[r].n);
-            if (kinds == 2) {
-                json_object_set_new(o, "pruned", json_real(100 * rows[r].score[1] / rows[r].n));
-                json_object_set_new(o, "pruned_kv_bytes", json_real(rows[r].kv[1] / rows[r].n));
+            json_t *sc = json_object(), *kv = json_object();
+            for (int k = 0; k < kinds; k++) {
+                json_object_set_new(sc, labels[k], json_real(100 * rows[r].score[k] / rows[r].n));
+                json_object_set_new(kv, labels[k], json_real(rows[r].kv[k] / rows[r].n));
             }
-            json_array_append_new(arr, o);
+            json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:o, s:o}", "task", rows[r].task, "len",
+                                                 rows[r].len, "n", rows[r].n, "scores", sc, "kv_bytes", kv));
         }
-        json_t *o = json_pack("{s:s, s:s, s:I, s:f, s:f, s:o}", "bench", "accuracy", "samples", samples,
-                              "n", (json_int_t)n, "dense", 100 * tot[0] / n, "wall_s", wall, "rows", arr);
-        if (kinds == 2) {
-            json_object_set_new(o, "pruned", json_real(100 * tot[1] / n));
-            json_object_set_new(o, "mask", json_string(mask_path));
-            json_object_set_new(o, "sink", json_integer(sink));
-            json_object_set_new(o, "recent", json_integer(recent));
-        }
+        json_t *sc = json_object(), *mk = json_object();
+        for (int k = 0; k < kinds; k++) json_object_set_new(sc, labels[k], json_real(100 * tot[k] / n));
+        for (int k = 0; k < n_masks; k++) json_object_set_new(mk, labels[k + 1], json_string(mask_paths[k]));
+        json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:i, s:o, s:o, s:f, s:o}", "bench", "accuracy", "samples",
+                              samples, "n", (json_int_t)n, "sink", sink, "recent", recent, "masks", mk, "scores",
+                              sc, "wall_s", wall, "rows", arr);
         json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(o);
     } else {
         printf("leank-bench accuracy: %ld samples, RULER string_match_all (%%), greedy, %d thread%s, %.1f s\n", n,
                threads, threads > 1 ? "s" : "", wall);
-        if (kinds == 2) printf("mask %s, sink %d, recent %d\n", mask_path, sink, recent);
-        printf("%-18s %7s %5s %8s", "task", "length", "n", "dense");
-        if (kinds == 2) printf(" %8s %16s", "pruned", "KV pruned/dense");
+        for (int k = 0; k < n_masks; k++)
+            printf("%s: %s, sink %d, recent %d\n", labels[k + 1], mask_paths[k], sink, recent);
+        printf("%-18s %7s %5s", "task", "length", "n");
+        for (int k = 0; k < kinds; k++) printf(" %*s", k ? 12 : 7, labels[k]);
+        for (int k = 1; k < kinds; k++) printf("  KV %%dense");
         putchar('\n');
         for (int r = 0; r < nr; r++) {
-            printf("%-18s %7d %5d %8.1f", rows[r].task, rows[r].len, rows[r].n, 100 * rows[r].score[0] / rows[r].n);
-            if (kinds == 2)
-                printf(" %8.1f %15.1f%%", 100 * rows[r].score[1] / rows[r].n,
-                       rows[r].kv[0] > 0 ? 100 * rows[r].kv[1] / rows[r].kv[0] : 0.0);
+            printf("%-18s %7d %5d", rows[r].task, rows[r].len, rows[r].n);
+            for (int k = 0; k < kinds; k++) printf(" %*.1f", k ? 12 : 7, 100 * rows[r].score[k] / rows[r].n);
+            for (int k = 1; k < kinds; k++) printf(" %9.1f%%", rows[r].kv[0] > 0 ? 100 * rows[r].kv[k] / rows[r].kv[0] : 0.0);
             putchar('\n');
         }
-        printf("%-18s %7s %5ld %8.1f", "all", "", n, 100 * tot[0] / n);
-        if (kinds == 2) printf(" %8.1f", 100 * tot[1] / n);
+        printf("%-18s %7s %5ld", "all", "", n);
+        for (int k = 0; k < kinds; k++) printf(" %*.1f", k ? 12 : 7, 100 * tot[k] / n);
         putchar('\n');
     }
     free(rows);
     free_items(items, n);
-    if (mask_path) lk_mask_free(&mask);
+    for (int k = 0; k < n_masks; k++) lk_mask_free(&masks[k]);
     lk_tok_free(tok);
     lk_model_free(&model);
     if (fflush(stdout) || ferror(stdout)) lk_die(LK_EIO, "<stdout>: write error");

@@ -15,33 +15,45 @@ for l in 0 1 2 3 4 5; do printf '%d\t0\t128\t%s\n' $l "$(seq -s, 0 127)"; done >
 for l in 0 1 2 3 4 5; do
     if [ $l = 1 ]; then printf '1\t0\t0\t\n'; else printf '%d\t0\t32\t%s\n' $l "$(seq -s, 32 63)"; fi
 done >"$T/half.tsv"
-$B/leank-binarize --from-tsv "$T/all.tsv" -o "$T/all.st" -q && $B/leank-binarize --from-tsv "$T/half.tsv" --head-dim 128 -o "$T/half.st" -q \
+$B/leank-binarize --from-tsv "$T/all.tsv" -o "$T/all.safetensors" -q && $B/leank-binarize --from-tsv "$T/half.tsv" --head-dim 128 -o "$T/half.safetensors" -q \
     || fail "masks from TSV"
 
-$A -m "$M" "$T/s.smp" --mask "$T/all.st" --sink 4 --recent 16 -o "$T/all.jsonl" --json >"$T/all.json" 2>"$T/err" \
+$A -m "$M" "$T/s.smp" --mask "$T/all.safetensors" --sink 4 --recent 16 -o "$T/all.jsonl" --json >"$T/all.json" 2>"$T/err" \
     || fail "all-channels run: $(cat "$T/err")"
-[ "$(jq -s 'map(select(.dense != .pruned)) | length' "$T/all.jsonl")" = 0 ] && [ "$(wc -l <"$T/all.jsonl")" = 3 ] &&
+[ "$(jq -s 'map(select(.answers.dense != .answers.all)) | length' "$T/all.jsonl")" = 0 ] && [ "$(wc -l <"$T/all.jsonl")" = 3 ] &&
     ok "all channels kept: pruned answers = dense answers" || fail "all-channels answers differ: $(cat "$T/all.jsonl")"
 # scores are RULER's string_match_all of the texts written
 python3 - "$T/all.jsonl" "$T/all.json" <<'PY' && ok "scores = share of references found" || fail "scores"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 for r in rows:
-    want = sum(x.lower() in r["dense"].lower() for x in r["refs"]) / len(r["refs"])
-    assert abs(r["dense_score"] - want) < 1e-9, r
+    for k in ("dense", "all"):
+        want = sum(x.lower() in r["answers"][k].lower() for x in r["refs"]) / len(r["refs"])
+        assert abs(r["scores"][k] - want) < 1e-9, r
 t = json.load(open(sys.argv[2]))
-assert t["n"] == 3 and abs(t["dense"] - 100 * sum(r["dense_score"] for r in rows) / 3) < 1e-6, t
-assert t["rows"][0]["task"] == "vt" and t["rows"][0]["n"] == 3
+assert t["n"] == 3 and abs(t["scores"]["dense"] - 100 * sum(r["scores"]["dense"] for r in rows) / 3) < 1e-6, t
+assert t["rows"][0]["task"] == "vt" and t["rows"][0]["n"] == 3 and list(t["masks"]) == ["all"]
 PY
 
 # threads: the same answers
-$A -m "$M" "$T/s.smp" --mask "$T/half.st" --sink 4 --recent 16 -j 1 -o "$T/h1.jsonl" >"$T/h1.txt" 2>/dev/null &&
-    $A -m "$M" "$T/s.smp" --mask "$T/half.st" --sink 4 --recent 16 -j 3 -o "$T/h3.jsonl" >/dev/null 2>&1 &&
+$A -m "$M" "$T/s.smp" --mask "$T/half.safetensors" --sink 4 --recent 16 -j 1 -o "$T/h1.jsonl" >"$T/h1.txt" 2>/dev/null &&
+    $A -m "$M" "$T/s.smp" --mask "$T/half.safetensors" --sink 4 --recent 16 -j 3 -o "$T/h3.jsonl" >/dev/null 2>&1 &&
     cmp -s "$T/h1.jsonl" "$T/h3.jsonl" && ok "-j 3 answers = -j 1 answers" || fail "threads change answers"
 # the pruned cache is smaller: 32 of 128 K channels for middle tokens, one head without middle K/V
 kv=$(awk '$1 == "vt" { print $NF }' "$T/h1.txt" | tr -d %)
 awk -v k="$kv" 'BEGIN { exit !(k > 40 && k < 80) }' && ok "pruned KV ${kv}% of dense" || fail "KV ratio '$kv': $(cat "$T/h1.txt")"
 grep -q "^all " "$T/h1.txt" && ok "table" || fail "table: $(cat "$T/h1.txt")"
+# several masks in one run: one column each, each the same answers as alone
+$A -m "$M" "$T/s.smp" --mask "$T/all.safetensors" --mask "$T/half.safetensors" --sink 4 --recent 16 -j 2 \
+    -o "$T/two.jsonl" >/dev/null 2>&1 || fail "two masks run"
+python3 - "$T/two.jsonl" "$T/all.jsonl" "$T/h1.jsonl" <<'PY' && ok "two masks side by side" || fail "two masks"
+import json, sys
+two, alone_all, alone_half = ([json.loads(l) for l in open(f)] for f in sys.argv[1:])
+assert len(two) == 3
+for t, a, h in zip(two, alone_all, alone_half):
+    assert list(t["answers"]) == ["dense", "all", "half"], t
+    assert t["answers"]["all"] == a["answers"]["all"] and t["answers"]["half"] == h["answers"]["half"], (t, a, h)
+PY
 
 # errors: no partial outputs file
 expect_fail 2 "--sink without --mask" -- $A -m "$M" "$T/s.smp" --sink 4 -o "$T/x.jsonl"
