@@ -130,6 +130,10 @@ static int encode_prompt(engine *e, const char *template, const char *system, co
         free(ids);
         return rc;
     }
+    /* a text that already starts with BOS (a leank-prep --dump prompt, say)
+     * does not get a second one from the post-processor */
+    int bos = lk_tok_bos(e->tok);
+    if (n >= 2 && bos >= 0 && ids[0] == bos && ids[1] == bos) memmove(ids, ids + 1, --n * sizeof *ids);
     q->prompt = *ids_out = ids;
     q->n_prompt = (int)n;
     return 0;

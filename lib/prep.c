@@ -147,6 +147,7 @@ struct lk_prep {
     char *words_from;
     int noise_cost; /* tokens of NOISE "\n" */
     char *chat_head, *chat_tail; /* chat(user) = head + user + tail */
+    int add_special;             /* template none: the post-processor's tokens (BOS) */
 };
 
 struct lk_prep_gen {
@@ -335,6 +336,7 @@ int lk_prep_new(lk_prep **pp, const lk_tokenizer *tok, const lk_prep_opts *o, lk
     p->o = *o;
     p->template_name = lk_strdup(o->template_name ? o->template_name : "none");
     p->o.template_name = p->template_name;
+    p->add_special = !strcmp(p->template_name, "none");
     if (p->o.pool_tokens <= 0) p->o.pool_tokens = 262144;
     int rc = 0;
     if (!lk_chat_known(p->template_name)) {
@@ -1001,7 +1003,10 @@ static int encode_prompt(lk_prep_gen *g, int strip_lead) {
     s_add(u, g->Q.p ? g->Q.p : "", g->Q.n);
     s_cat(u, p->chat_tail);
     s_add(u, g->AP.p ? g->AP.p : "", g->AP.n);
-    if (lk_tok_encode(p->tok, u->p, u->n, 0, &g->ctx, &g->nctx, &g->ctxcap, g->err)) return -1;
+    /* without a chat template, the tokenizer's post-processor adds what it adds
+     * to any text (BOS for Llama-family tokenizers), as leank-decode and HF's
+     * tokenizer(prompt) do; a template's text carries its own */
+    if (lk_tok_encode(p->tok, u->p, u->n, p->add_special, &g->ctx, &g->nctx, &g->ctxcap, g->err)) return -1;
     return 0;
 }
 

@@ -20,10 +20,14 @@ tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
 eos = tok.token_to_id("<|end_of_text|>")
 by_len = collections.defaultdict(list)
 S = [s for s in map(json.loads, open(ftf)) if "prompt" in s]
-P = tok.encode_batch([s["prompt"] for s in S], add_special_tokens=True)
+# BOS once: leank-prep's prompts (template none) start with it since it adds
+# the post-processor's tokens itself; older dumps did not
+P = tok.encode_batch([s["prompt"] for s in S], add_special_tokens=False)
+P = [p.ids if p.ids[:1] == [tok.token_to_id("<|begin_of_text|>")] else [tok.token_to_id("<|begin_of_text|>")] + p.ids
+     for p in P]
 A = tok.encode_batch([s["answer"] for s in S], add_special_tokens=False)
 for s, p, a in zip(S, P, A):
-    by_len[s["target_len"]].append((p.ids, a.ids + [eos]))
+    by_len[s["target_len"]].append((p, a.ids + [eos]))
 print({k: len(v) for k, v in by_len.items()}, flush=True)
 g = Gen(D, D + "/words", "train")
 dev = "cuda"

@@ -83,6 +83,13 @@ echo '{"ids": [1, 99999]}' >"$T/bad"
 expect_fail 3 "batch id out of range" -- "$D" -m "$M" --batch "$T/bad"
 { echo "# leank-mask n_layers=2 n_kv_heads=4 head_dim=8"; printf '0\t0\t0\t\n0\t1\t0\t\n0\t2\t0\t\n0\t3\t0\t\n1\t0\t0\t\n1\t1\t0\t\n1\t2\t0\t\n1\t3\t0\t\n'; } >"$T/small.tsv"
 expect_fail 3 "mask of another model" -- "$D" -m "$M" -p hi --mask "$T/small.tsv"
+# a prompt that already starts with BOS gets no second one (template none)
+MM=$LEANK_TOP/data/models/leank-mini
+if [ -f "$MM/config.json" ]; then
+    a=$("$D" -m "$MM" -p "The cat" -n 4 --json | jq -c '[.prompt_tokens, .ids]')
+    b=$("$D" -m "$MM" -p "<|begin_of_text|>The cat" -n 4 --json | jq -c '[.prompt_tokens, .ids]')
+    [ "$a" = "$b" ] && [ "$(echo "$a" | jq '.[0]')" = 3 ] && ok "BOS not doubled" || fail "BOS: '$a' vs '$b'"
+fi
 "$D" --help | grep -q -- "--batch" && ok "--help" || fail "--help"
 "$D" --version | grep -q leank && ok "--version" || fail "--version"
 finish

@@ -91,4 +91,8 @@ $P -t $TOK -c $T/txt -w $W/nounlist.txt --template qwen --task niah_single_2,nia
     --min 2000 --max 3000 --count 3 -n 2 -o $T/q.smp && $P -t $TOK --dump $T/q.smp |
     grep -c '"target_len":2500' | grep -q '^4$' && ok "--min/--max/--count, txt dir, qwen" || fail "--min/--max/--count"
 $P -t $TOK --dump $T/q.smp | grep -q 'im_start|>system' && ok "qwen template in prompt" || fail "qwen template"
+# no template: the tokenizer's BOS starts the context, once (as leank-decode and HF add it)
+$P -t $TOK -c $PG -w $W --template none --task niah_single_2,vt -l 2048 -n 2 -o $T/n.smp &&
+    [ "$($P -t $TOK --dump $T/n.smp | tail -n +2 | grep -c '"prompt":"<|begin_of_text|>[^<]')" = 4 ] &&
+    ok "--template none: BOS first" || fail "--template none BOS: $($P -t $TOK --dump $T/n.smp | sed -n 2p | cut -c1-200)"
 finish
