@@ -133,6 +133,30 @@ void lk_kv_store(lk_kvcache *c, int layer, int pos, int n, const float *k, const
     }
 }
 
+int lk_kv_copy(lk_kvcache *dst, const lk_kvcache *src, lk_err *err) {
+    int L = src->n_layers, G = src->n_kv_heads, hd = src->head_dim, n = src->len;
+    if (!src->dense) return lk_seterr(err, LK_EUSAGE, "cache copy: the source cache is not dense");
+    if (dst->n_layers != L || dst->n_kv_heads != G || dst->head_dim != hd || dst->max_seq < n)
+        return lk_seterr(err, LK_EUSAGE, "cache copy: %d tokens of a (%d, %d, %d) cache do not fit a (%d, %d, %d) "
+                         "cache of %d positions", n, L, G, hd, dst->n_layers, dst->n_kv_heads, dst->head_dim,
+                         dst->max_seq);
+    size_t row = (size_t)G * hd;
+    float *k = lk_malloc(sizeof(float) * row * (n ? n : 1)), *v = lk_malloc(sizeof(float) * row * (n ? n : 1));
+    for (int l = 0; l < L; l++) {
+        for (int j = 0; j < n; j++)
+            for (int g = 0; g < G; g++) {
+                size_t o = full_slot(src, (size_t)l * G + g, j);
+                memcpy(k + j * row + (size_t)g * hd, src->k_full + o, hd * sizeof(float));
+                memcpy(v + j * row + (size_t)g * hd, src->v_full + o, hd * sizeof(float));
+            }
+        lk_kv_store(dst, l, 0, n, k, v);
+    }
+    free(k);
+    free(v);
+    dst->len = n;
+    return 0;
+}
+
 /* --------------------------------------------------------------- attention */
 
 /* Dot product with a fixed summation order (eight partial sums, then the

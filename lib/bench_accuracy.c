@@ -1,7 +1,7 @@
 /* bench_accuracy.c - `leank-bench accuracy`: RULER-style accuracy of greedy
  * generation on a samples file, dense and (with --mask) with the LeanK pruned
  * cache (one or more masks), side by side: each sample is answered every way
- * by the same thread.
+ * by the same thread, from one shared dense prefill (lk_gen_adopt).
  *
  * Score per sample: RULER's string_match_all, the fraction of its reference
  * strings found (case-insensitive) in the generated text; a task's score is
@@ -83,9 +83,11 @@ static void *worker(void *arg) {
         item *it = &J->items[i];
         lk_gen_request q = {.prompt = it->ctx, .n_prompt = it->n_ctx, .top_p = 1.0f,
                             .max_tokens = J->max_tokens > 0 ? J->max_tokens : it->n_ans + 16};
-        int rc = 0;
+        /* one dense prefill, adopted by every masked generator (LeanK prefills densely) */
+        int rc = lk_gen_prefill(&gen[0], &q, &err);
+        for (int k = 1; k < kinds && rc == 0; k++) rc = lk_gen_adopt(&gen[k], &gen[0], &q, &err);
         for (int k = 0; k < kinds && rc == 0; k++) {
-            if ((rc = lk_generate(&gen[k], &q, NULL, &r, &err))) break;
+            if ((rc = lk_gen_decode(&gen[k], &q, NULL, &r, &err))) break;
             it->text[k] = lk_strdup(r.text);
             it->score[k] = match_all(r.text, it->refs, it->n_refs);
             it->kv[k] = r.kv_bytes;

@@ -48,23 +48,45 @@ static int ensure_state(lk_generator *g, int rows, int seq, lk_err *err) {
     return rc;
 }
 
-int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
-                lk_err *err) {
+/* positions for a request: the prompt plus max_tokens - 1, capped at the
+ * model's context (or the prompt, if longer) */
+static int positions(const lk_generator *g, const lk_gen_request *q) {
+    int ctx = g->model->cfg.max_position_embeddings > q->n_prompt ? g->model->cfg.max_position_embeddings
+                                                                   : q->n_prompt;
+    long want = (long)q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
+    return want < ctx ? (int)want : ctx;
+}
+
+int lk_gen_prefill(lk_generator *g, const lk_gen_request *q, lk_err *err) {
+    if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
+    int rc = ensure_state(g, q->n_prompt, positions(g, q), err);
+    if (rc) return rc;
+    return lk_forward(g->model, &g->state, q->prompt, q->n_prompt, NULL, err);
+}
+
+int lk_gen_adopt(lk_generator *g, const lk_generator *src, const lk_gen_request *q, lk_err *err) {
+    if (src->mask || !src->built || src->state.kv.len != q->n_prompt)
+        return lk_seterr(err, LK_EUSAGE, "adopt: the source generator has not just prefilled this prompt densely");
+    int rc = ensure_state(g, q->n_prompt, positions(g, q), err);
+    if (rc) return rc;
+    if ((rc = lk_kv_copy(&g->state.kv, &src->state.kv, err))) return rc;
+    memcpy(g->state.logits, src->state.logits, sizeof(float) * (size_t)g->model->cfg.vocab_size);
+    return 0;
+}
+
+int lk_gen_decode(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
+                  lk_err *err) {
     static const lk_gen_stream none = {0};
     const lk_model *m = g->model;
+    lk_state *s = &g->state;
     if (!out) out = &none;
     r->n = 0;
     r->len = 0;
     r->stopped_eos = 0;
     r->n_decode = 0;
-    r->prefill_s = r->decode_s = 0;
-    if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
-    int ctx = m->cfg.max_position_embeddings > q->n_prompt ? m->cfg.max_position_embeddings : q->n_prompt;
-    long want = (long)q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
-    int seq = want < ctx ? (int)want : ctx;
-    int rc = ensure_state(g, q->n_prompt, seq, err);
-    if (rc) return rc;
-    lk_state *s = &g->state;
+    r->decode_s = 0;
+    if (!g->built || s->kv.len != q->n_prompt)
+        return lk_seterr(err, LK_EUSAGE, "decode: the generator holds no prefilled prompt of %d tokens", q->n_prompt);
     r->ids = lk_realloc(r->ids, sizeof(int) * (q->max_tokens + 1));
     /* prompt text goes through the stream first, so that the generated text is
      * exactly the continuation of decode(prompt + generated) */
@@ -80,10 +102,7 @@ int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *o
     lk_sampler smp;
     lk_sampler_build(&smp, m->cfg.vocab_size, q->temperature, q->top_k, q->top_p, q->seed);
     double t0 = lk_now();
-    rc = lk_forward(m, s, q->prompt, q->n_prompt, NULL, err);
-    r->prefill_s = lk_now() - t0;
-    t0 = lk_now();
-    int fresh = 1; /* s->logits follow the last token (0: the context is full) */
+    int rc = 0, fresh = 1; /* s->logits follow the last token (0: the context is full) */
     for (int t = 0; rc == 0 && fresh && t < q->max_tokens; t++) {
         int next = lk_sample(&smp, s->logits);
         r->ids[r->n++] = next;
@@ -110,4 +129,12 @@ int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *o
     r->kv_dense = lk_kv_dense_bytes(&s->kv, s->kv.len);
     lk_sampler_free(&smp);
     return rc;
+}
+
+int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
+                lk_err *err) {
+    double t0 = lk_now();
+    int rc = lk_gen_prefill(g, q, err);
+    r->prefill_s = lk_now() - t0;
+    return rc ? rc : lk_gen_decode(g, q, out, r, err);
 }

@@ -60,4 +60,14 @@ int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *o
                 lk_err *err);
 void lk_gen_result_free(lk_gen_result *r);
 
+/* lk_generate in steps: prefill the prompt, then decode from it. Between the
+ * two, lk_gen_adopt gives a masked generator the state of a dense one that
+ * has just prefilled the same prompt: LeanK prefills densely, so this is
+ * bitwise what its own prefill would give (runs of one prompt with several
+ * masks then share one prefill). */
+int lk_gen_prefill(lk_generator *g, const lk_gen_request *q, lk_err *err);
+int lk_gen_adopt(lk_generator *g, const lk_generator *dense_src, const lk_gen_request *q, lk_err *err);
+int lk_gen_decode(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
+                  lk_err *err);
+
 #endif

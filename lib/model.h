@@ -128,6 +128,11 @@ size_t lk_kv_dense_bytes(const lk_kvcache *c, int n);
  * (k, v: (n, n_kv_heads * head_dim), post-RoPE keys); tokens leaving the
  * recent ring move to the middle store. Does not change len. */
 void lk_kv_store(lk_kvcache *c, int layer, int pos, int n, const float *k, const float *v);
+/* dst (any layout, same model) takes src's tokens; src must be dense. After a
+ * prefill (one lk_forward call on an empty cache, so dense attention) this is
+ * exactly the cache dst's own prefill of the same tokens would hold: the
+ * pruned-cache runs of one prompt can share one dense prefill. */
+int lk_kv_copy(lk_kvcache *dst, const lk_kvcache *src, lk_err *err);
 
 /* ---- run state and forward ---- */
 
