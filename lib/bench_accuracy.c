@@ -337,18 +337,31 @@ int lk_bench_accuracy(int argc, char **argv) {
                threads, threads > 1 ? "s" : "", wall);
         for (int k = 0; k < n_masks; k++)
             printf("%s: %s, sink %d, recent %d\n", labels[k + 1], mask_paths[k], sink, recent);
+        /* Columns as wide as their labels: a score per kind, then each mask's
+         * KV-cache bytes as a share of dense ("KV <label>"). */
+        int sw[1 + MAX_MASKS], kw[1 + MAX_MASKS];
+        for (int k = 0; k < kinds; k++) {
+            int l = (int)strlen(labels[k]);
+            sw[k] = l > 7 ? l : 7;
+            kw[k] = l + 3 > 9 ? l + 3 : 9;
+        }
         printf("%-18s %7s %5s", "task", "length", "n");
-        for (int k = 0; k < kinds; k++) printf(" %*s", k ? 12 : 7, labels[k]);
-        for (int k = 1; k < kinds; k++) printf("  KV %%dense");
+        for (int k = 0; k < kinds; k++) printf(" %*s", sw[k], labels[k]);
+        for (int k = 1; k < kinds; k++) {
+            char h[40];
+            snprintf(h, sizeof h, "KV %s", labels[k]);
+            printf(" %*s", kw[k] + 1, h);
+        }
         putchar('\n');
         for (int r = 0; r < nr; r++) {
             printf("%-18s %7d %5d", rows[r].task, rows[r].len, rows[r].n);
-            for (int k = 0; k < kinds; k++) printf(" %*.1f", k ? 12 : 7, 100 * rows[r].score[k] / rows[r].n);
-            for (int k = 1; k < kinds; k++) printf(" %9.1f%%", rows[r].kv[0] > 0 ? 100 * rows[r].kv[k] / rows[r].kv[0] : 0.0);
+            for (int k = 0; k < kinds; k++) printf(" %*.1f", sw[k], 100 * rows[r].score[k] / rows[r].n);
+            for (int k = 1; k < kinds; k++)
+                printf(" %*.1f%%", kw[k], rows[r].kv[0] > 0 ? 100 * rows[r].kv[k] / rows[r].kv[0] : 0.0);
             putchar('\n');
         }
         printf("%-18s %7s %5ld", "all", "", n);
-        for (int k = 0; k < kinds; k++) printf(" %*.1f", k ? 12 : 7, 100 * tot[k] / n);
+        for (int k = 0; k < kinds; k++) printf(" %*.1f", sw[k], 100 * tot[k] / n);
         putchar('\n');
     }
     free(rows);

@@ -42,7 +42,7 @@ $A -m "$M" "$T/s.smp" --mask "$T/half.safetensors" --sink 4 --recent 16 -j 1 -o 
 # the pruned cache is smaller: 32 of 128 K channels for middle tokens, one head without middle K/V
 kv=$(awk '$1 == "vt" { print $NF }' "$T/h1.txt" | tr -d %)
 awk -v k="$kv" 'BEGIN { exit !(k > 40 && k < 80) }' && ok "pruned KV ${kv}% of dense" || fail "KV ratio '$kv': $(cat "$T/h1.txt")"
-grep -q "^all " "$T/h1.txt" && ok "table" || fail "table: $(cat "$T/h1.txt")"
+grep -q "^all " "$T/h1.txt" && grep -q "^task .* half  *KV half$" "$T/h1.txt" && ok "table" || fail "table: $(cat "$T/h1.txt")"
 # several masks in one run: one column each, each the same answers as alone
 $A -m "$M" "$T/s.smp" --mask "$T/all.safetensors" --mask "$T/half.safetensors" --sink 4 --recent 16 -j 2 \
     -o "$T/two.jsonl" >/dev/null 2>&1 || fail "two masks run"
