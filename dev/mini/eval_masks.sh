@@ -3,6 +3,7 @@
 # (leank-bench accuracy: greedy, CPU, one thread per core), on RULER samples
 # built from the HELD-OUT essays.
 #   sh dev/mini/eval_masks.sh N LENGTHS SEED MASK...   (writes $OUT/acc.txt, $OUT/answers.jsonl)
+# Masks: masks.sh. Results of the runs in docs/perf.md: dev/mini/logs/masks/.
 # Binaries and data: .carry/m2 (pack.sh); the masks are carried too.
 set -e
 n=$1 lengths=$2 seed=$3
