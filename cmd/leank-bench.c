@@ -30,6 +30,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     lk_progname = "leank-bench";
+    lk_install_cleanup(); /* a killed run leaves no temporary output file */
     if (argc < 2) {
         usage(stderr);
         return LK_EUSAGE;

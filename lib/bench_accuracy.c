@@ -122,10 +122,10 @@ static long load_items(const char *path, const lk_tokenizer *tok, long limit, it
     lk_samples_reader *rd;
     if (lk_samples_open(&rd, path, err)) return -1;
     if (lk_samples_hdr(rd)->tok_fingerprint != lk_tok_fingerprint(tok)) {
-        lk_samples_close(rd);
         lk_seterr(err, LK_EINPUT, "%s: samples were made with another tokenizer (fingerprint %016llx, "
                   "the model's is %016llx)", path, (unsigned long long)lk_samples_hdr(rd)->tok_fingerprint,
                   (unsigned long long)lk_tok_fingerprint(tok));
+        lk_samples_close(rd);
         return -1;
     }
     item *items = NULL;
@@ -245,10 +245,10 @@ int lk_bench_accuracy(int argc, char **argv) {
     lk_mask masks[MAX_MASKS];
     if (lk_model_load(&model, model_dir, &err) || lk_tok_load(&tok, model_dir, &err)) lk_fail(&err);
     for (int k = 0; k < n_masks; k++) {
-        if (lk_mask_load_dim(&masks[k], mask_paths[k], model.cfg.head_dim, &err)) lk_fail(&err);
-        if (masks[k].n_layers != model.cfg.n_layers || masks[k].n_kv_heads != model.cfg.n_kv_heads)
-            lk_die(LK_EINPUT, "%s: mask is %d layers x %d kv heads, the model %d x %d", mask_paths[k],
-                   masks[k].n_layers, masks[k].n_kv_heads, model.cfg.n_layers, model.cfg.n_kv_heads);
+        if (lk_mask_load_dim(&masks[k], mask_paths[k], model.cfg.head_dim, &err) ||
+            lk_mask_check_shape(&masks[k], mask_paths[k], model.cfg.n_layers, model.cfg.n_kv_heads,
+                                model.cfg.head_dim, model_dir, &err))
+            lk_fail(&err);
     }
     char labels[1 + MAX_MASKS][32];
     mask_labels(labels, mask_paths, n_masks);
@@ -286,7 +286,8 @@ int lk_bench_accuracy(int argc, char **argv) {
             }
             json_t *o = json_pack("{s:s, s:i, s:o, s:o, s:o}", "task", it->task, "len", it->target_len, "refs",
                                   refs, "answers", ans, "scores", sc);
-            json_dumpf(o, out.f, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            if (!o || json_dumpf(o, out.f, JSON_COMPACT | JSON_PRESERVE_ORDER))
+                lk_die(LK_EINPUT, "%s: sample %ld: cannot write it as JSON (text not UTF-8?)", samples, i + 1);
             fputc('\n', out.f);
             json_decref(o);
         }

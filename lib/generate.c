@@ -67,7 +67,8 @@ int lk_gen_prefill(lk_generator *g, const lk_gen_request *q, lk_err *err) {
 int lk_gen_adopt(lk_generator *g, const lk_generator *src, const lk_gen_request *q, lk_err *err) {
     if (src->mask || !src->built || src->state.kv.len != q->n_prompt)
         return lk_seterr(err, LK_EUSAGE, "adopt: the source generator has not just prefilled this prompt densely");
-    int rc = ensure_state(g, q->n_prompt, positions(g, q), err);
+    /* after adoption only single-token steps run: one row is enough */
+    int rc = ensure_state(g, 1, positions(g, q), err);
     if (rc) return rc;
     if ((rc = lk_kv_copy(&g->state.kv, &src->state.kv, err))) return rc;
     memcpy(g->state.logits, src->state.logits, sizeof(float) * (size_t)g->model->cfg.vocab_size);

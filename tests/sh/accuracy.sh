@@ -62,8 +62,23 @@ printf 'LEANKSMPxx' >"$T/bad.smp"
 expect_fail 3 "not a samples file" -- $A -m "$M" "$T/bad.smp" -o "$T/x.jsonl"
 if [ -f "$S/models/stories260K/tokenizer.json" ]; then
     expect_fail 3 "samples of another tokenizer" -- $A -m "$S/models/stories260K" "$T/s.smp" -o "$T/x.jsonl"
+    # the message names the samples' own fingerprint (header bytes 16-23, little-endian)
+    fp=$(od -An -tx8 -j16 -N8 "$T/s.smp" | tr -d ' ')
+    $A -m "$S/models/stories260K" "$T/s.smp" 2>&1 >/dev/null | grep -q "fingerprint $fp," &&
+        ok "fingerprint $fp in the message" || fail "fingerprint message: $($A -m "$S/models/stories260K" "$T/s.smp" 2>&1)"
 else
     echo "skip: samples of another tokenizer ($S absent)"
 fi
+for l in 0 1 2 3 4 5; do printf '%d\t0\t64\t%s\n' $l "$(seq -s, 0 63)"; done >"$T/hd64.tsv"
+$B/leank-binarize --from-tsv "$T/hd64.tsv" --head-dim 64 -o "$T/hd64.safetensors" -q || fail "head_dim 64 mask"
+expect_fail 3 "mask of another head_dim" -- $A -m "$M" "$T/s.smp" --mask "$T/hd64.safetensors" -o "$T/x.jsonl"
+# killed mid-run: the temporary outputs file goes too
+$A -m "$M" "$T/s.smp" --mask "$T/all.safetensors" --mask "$T/half.safetensors" -j 1 -o "$T/x.jsonl" >/dev/null 2>&1 &
+pid=$!
+sleep 1
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc = 143 ] && ok "SIGTERM: exit 143" || fail "SIGTERM: exit $rc (finished before the signal?)"
 [ ! -e "$T/x.jsonl" ] && ! ls "$T"/x.jsonl.tmp.* >/dev/null 2>&1 && ok "no outputs file left" || fail "partial outputs file"
 finish
