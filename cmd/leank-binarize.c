@@ -77,8 +77,9 @@ static int load_alpha(input *in, lk_err *err) {
         rc = lk_seterr(err, LK_EINPUT, "%s: no tensor 'alpha' (expected a leank-alpha file from leank-train)", in->path);
     } else if (t->ndim != 3 || t->shape[0] <= 0 || t->shape[1] <= 0 || t->shape[2] <= 0 ||
                t->shape[0] > 65536 || t->shape[1] > 65536 || t->shape[2] > 65536) {
-        rc = lk_seterr(err, LK_EINPUT, "%s: tensor alpha has %d dimensions (expected [n_layers, n_kv_heads, head_dim])",
-                       in->path, t->ndim);
+        char sh[128];
+        rc = lk_seterr(err, LK_EINPUT, "%s: tensor alpha has shape %s (expected [n_layers, n_kv_heads, head_dim], "
+                       "each in [1, 65536])", in->path, lk_shape_str(sh, sizeof sh, t->ndim, t->shape));
     } else {
         in->L = (int)t->shape[0];
         in->H = (int)t->shape[1];
@@ -321,12 +322,6 @@ int main(int argc, char **argv) {
 
     lk_mask_stats s;
     lk_mask_stats_compute(&m, &s);
-    if (out_path) {
-        int rc = tsv ? lk_mask_save_tsv(&m, out_path, &err)
-                     : lk_mask_save_meta(&m, out_path, in.is_alpha ? ratio : -1, in.is_alpha ? align : 0,
-                                         in.name, &err);
-        if (rc) lk_fail(&err);
-    }
     if (plot) {
         size_t n = s.total;
         float *v = in.alpha;
@@ -355,6 +350,17 @@ int main(int argc, char **argv) {
         if (json) report_json(f, &in, &m, &s, cfgp, ratio, align);
         else report_text(f, &in, &m, &s, cfgp, ratio, align);
         if (fflush(f) || ferror(f)) lk_die(LK_EIO, "<stdout>: write error");
+    }
+    /* The mask is written last: a failed plot or report leaves no mask behind,
+     * and a failed mask takes the plot it came with. */
+    if (out_path) {
+        int rc = tsv ? lk_mask_save_tsv(&m, out_path, &err)
+                     : lk_mask_save_meta(&m, out_path, in.is_alpha ? ratio : -1, in.is_alpha ? align : 0,
+                                         in.name, &err);
+        if (rc) {
+            if (plot && strcmp(plot, "-")) remove(plot);
+            lk_fail(&err);
+        }
     }
     if (out_path && !quiet && !out_stdout) {
         char target[64] = "";

@@ -166,15 +166,15 @@ int main(int argc, char **argv) {
     const char *mask_name = strcmp(mask_path, "-") ? mask_path : "<stdin>";
     lk_plan p;
     if (lk_plan_build(&p, &m, mask_name, &cfg, model, sink, recent, context, dtype, &err)) lk_fail(&err);
-    if (out_path) {
-        const char *extra[] = {"model", cfg.arch, "mask", mask_name, NULL, NULL};
-        if (lk_plan_save(&p, out_path, extra, &err)) lk_fail(&err);
-    }
     lk_plan_bytes b;
     lk_plan_bytes_at(&p, context, &b);
     if (json) report_json(stdout, &p, &cfg, mask_name, &b);
     else if (!quiet) report_text(stdout, &p, &cfg, mask_name, &b);
     if (fflush(stdout) || ferror(stdout)) lk_die(LK_EIO, "<stdout>: write error");
+    if (out_path) { /* last: a failed report leaves no plan behind */
+        const char *extra[] = {"model", cfg.arch, "mask", mask_name, NULL, NULL};
+        if (lk_plan_save(&p, out_path, extra, &err)) lk_fail(&err);
+    }
     lk_plan_free(&p);
     lk_mask_free(&m);
     return 0;

@@ -103,8 +103,9 @@ static int source_read(source *s, slot *d, lk_err *err) {
         if (s->in_pass == 0)
             return lk_seterr(err, LK_EINPUT, "%s: no samples", s->path);
         if (!strcmp(s->path, "-"))
-            return lk_seterr(err, LK_EINPUT, "<stdin>: only %ld samples and they cannot be "
-                             "read again: give a file, or --steps within the samples", s->in_pass);
+            return lk_seterr(err, LK_EINPUT, "<stdin>: ran out after %ld samples, and a stream cannot be read "
+                             "again (expected --steps plus --shuffle samples): give a file, or lower --steps "
+                             "or --shuffle", s->in_pass);
         if ((rc = source_open_pass(s, err))) return rc;
     }
     s->read++;
@@ -325,6 +326,18 @@ int main(int argc, char **argv) {
     uint64_t mfp = lk_model_fingerprint(&m);
     source src = {.path = a.samples, .tok_fp = lk_tok_fingerprint(tok), .vocab = cfg->vocab_size};
     lk_tok_free(tok);
+    if (stage == 2) { /* checked here, not at step 1: the model gives head_dim */
+        if (!(o.ratio < 1.0)) {
+            if (!isnan(ratio)) lk_die(LK_EUSAGE, "--ratio %g: expected a fraction in [0, 1)", o.ratio);
+            lk_die(LK_EINPUT, "%s: stage2 ratio %g (expected a fraction in [0, 1))", a.config ? a.config : "defaults", o.ratio);
+        }
+        if (cfg->head_dim % o.align) {
+            if (align >= 0) lk_die(LK_EUSAGE, "--align %d does not divide head_dim %d of %s", o.align, cfg->head_dim,
+                                   a.model_dir);
+            lk_die(LK_EINPUT, "%s: stage2 align %d does not divide head_dim %d of %s", a.config ? a.config : "defaults", o.align,
+                   cfg->head_dim, a.model_dir);
+        }
+    }
     lk_train_backend b;
     if (lk_train_cpu_new(&b, &m, o.sink, o.recent, &err)) lk_fail(&err);
     lk_train_state st;

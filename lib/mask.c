@@ -153,7 +153,8 @@ static int tsv_comment_dims(const char *s, size_t len, int dims[3]) {
     const char *keys[3] = {"n_layers=", "n_kv_heads=", "head_dim="};
     for (int i = 0; i < 3; i++) {
         const char *q = strstr(buf, keys[i]);
-        dims[i] = q ? atoi(q + strlen(keys[i])) : 0;
+        long v = q ? strtol(q + strlen(keys[i]), NULL, 10) : 0;
+        dims[i] = v > 0 && v <= 65536 ? (int)v : (q ? -1 : 0); /* -1: present but not in [1, 65536] */
     }
     return 1;
 }
@@ -179,7 +180,11 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
         while (t < e && (*t == ' ' || *t == '\t')) t++;
         if (t == e) continue; /* blank */
         if (*t == '#') {
-            tsv_comment_dims(t, (size_t)(e - t), cdims);
+            if (tsv_comment_dims(t, (size_t)(e - t), cdims) && (cdims[0] < 0 || cdims[1] < 0 || cdims[2] < 0)) {
+                rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad leank-mask header (expected n_layers, n_kv_heads and head_dim in [1, 65536])",
+                               name, line);
+                goto out;
+            }
             continue;
         }
         /* split into tab-separated fields */
@@ -281,6 +286,18 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
                 }
     }
     int nl = max_layer + 1, nh = max_head + 1;
+    if (n_rows < (size_t)nl * nh) {
+        /* a head has no line: found from the sorted (layer, head) keys, before
+         * allocating nl x nh x head_dim for what may be a few stray lines */
+        uint64_t *key = lk_malloc(n_rows * sizeof *key), want = 0;
+        for (size_t i = 0; i < n_rows; i++) key[i] = (uint64_t)rows[i].layer * nh + rows[i].head;
+        qsort(key, n_rows, sizeof *key, cmp_u64);
+        for (size_t i = 0; i < n_rows && key[i] <= want; i++) want += key[i] == want;
+        free(key);
+        rc = lk_seterr(err, LK_EINPUT, "%s: no line for layer %d kv_head %d (expected one line per (layer, kv_head) of a %d x %d mask)",
+                       name, (int)(want / nh), (int)(want % nh), nl, nh);
+        goto out;
+    }
     int *seen = lk_calloc((size_t)nl * nh, sizeof *seen); /* line of each (layer, head) */
     lk_mask_init(m, nl, nh, head_dim, 0);
     for (size_t i = 0; i < n_rows && !rc; i++) {
@@ -303,11 +320,7 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
             k[c] = 1;
         }
     }
-    for (int l = 0; l < nl && !rc; l++)
-        for (int h = 0; h < nh && !rc; h++)
-            if (!seen[(size_t)l * nh + h])
-                rc = lk_seterr(err, LK_EINPUT, "%s: no line for layer %d kv_head %d (expected one line per (layer, kv_head) of a %d x %d mask)",
-                               name, l, h, nl, nh);
+    /* with n_rows >= nl x nh and no line twice, every head has its line */
     free(seen);
     if (rc) lk_mask_free(m);
 out:
@@ -407,11 +420,27 @@ static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) 
         rc = lk_seterr(err, LK_EINPUT, "%s: tensor layers.0 is not a non-empty 2-d tensor (expected [kv_heads, head_dim])", name);
         goto out;
     }
-    int nl = 0;
+    const char *ver = lk_st_meta(st, "version"), *meta_nl = lk_st_meta(st, "n_layers");
+    if (ver && strcmp(ver, "1")) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: mask version '%s' (expected 1)", name, ver);
+        goto out;
+    }
+    int nl = 0, n_layer_tensors = 0;
     char tn[32];
     for (;; nl++) {
         snprintf(tn, sizeof tn, "layers.%d", nl);
         if (!lk_st_find(st, tn)) break;
+    }
+    for (int i = 0; i < lk_st_count(st); i++) n_layer_tensors += !strncmp(lk_st_at(st, i)->name, "layers.", 7);
+    if (n_layer_tensors != nl) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: no tensor layers.%d but %d layers.* tensors (expected layers.0 to layers.N-1)",
+                       name, nl, n_layer_tensors);
+        goto out;
+    }
+    if (meta_nl && strtol(meta_nl, NULL, 10) != nl) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: metadata n_layers is %s but the file has %d layers (expected them equal)",
+                       name, meta_nl, nl);
+        goto out;
     }
     lk_mask_init(m, nl, (int)t0->shape[0], (int)t0->shape[1], 0);
     size_t per = (size_t)m->n_kv_heads * m->head_dim;
@@ -440,6 +469,15 @@ static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) 
     if (rc) lk_mask_free(m);
 out:
     lk_st_close(st);
+    return rc;
+}
+
+/* After load_st (rc its result): the mask must have the caller's head_dim. */
+static int check_head_dim(lk_mask *m, const char *name, int head_dim, int rc, lk_err *err) {
+    if (!rc && head_dim > 0 && m->head_dim != head_dim) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: mask head_dim is %d (expected %d)", name, m->head_dim, head_dim);
+        lk_mask_free(m);
+    }
     return rc;
 }
 
@@ -473,6 +511,7 @@ int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
                 unlink(tmp);
             }
             free(tmp);
+            rc = check_head_dim(m, "<stdin>", head_dim, rc, err);
         }
         free(data);
         return rc;
@@ -483,12 +522,7 @@ int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
     size_t n = fread(head, 1, sizeof head, f);
     fclose(f);
     if (looks_safetensors(head, n)) {
-        int rc = load_st(m, path, path, err);
-        if (!rc && head_dim > 0 && m->head_dim != head_dim) {
-            rc = lk_seterr(err, LK_EINPUT, "%s: mask head_dim is %d (expected %d)", path, m->head_dim, head_dim);
-            lk_mask_free(m);
-        }
-        return rc;
+        return check_head_dim(m, path, head_dim, load_st(m, path, path, err), err);
     }
     return lk_mask_load_tsv_dim(m, path, head_dim, err);
 }

@@ -23,7 +23,8 @@ static void layout(lk_plan *p, const lk_mask *m) {
     p->v_row = lk_calloc((size_t)L, sizeof *p->v_row);
     p->k_off = lk_calloc((size_t)L + 1, sizeof *p->k_off);
     p->v_off = lk_calloc((size_t)L + 1, sizeof *p->v_off);
-    int align = D;
+    int align = 1; /* the largest power of two <= head_dim dividing every width */
+    while (align * 2 <= D) align *= 2;
     for (int l = 0; l < L; l++) {
         int kc = 0, vc = 0;
         for (int h = 0; h < H; h++) {
@@ -195,6 +196,9 @@ int lk_plan_load(lk_plan *p, const char *path, lk_err *err) {
     /* width and channels define the plan; every other table must agree with
      * the layout recomputed from them */
     int64_t s_lh[2] = {L, H}, s_lhd[3] = {L, H, D};
+    /* shapes first: the tables are allocated from the metadata */
+    if ((rc = lk_st_expect(st, "width", 2, s_lh, NULL, err)) || (rc = lk_st_expect(st, "channels", 3, s_lhd, NULL, err)))
+        goto out;
     int *width = lk_malloc((size_t)L * H * sizeof *width);
     int *chan = lk_malloc((size_t)L * H * D * sizeof *chan);
     if ((rc = get_table(st, path, "width", 2, s_lh, 0, width, err)) ||

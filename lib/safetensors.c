@@ -39,7 +39,7 @@ int lk_dtype_parse(const char *s, lk_dtype *t) {
 }
 
 /* "[2,3,4]" into buf (for messages) */
-static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+const char *lk_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t n = 0;
     n += snprintf(buf + n, cap - n, "[");
     for (int i = 0; i < ndim && n < cap; i++)
@@ -207,14 +207,14 @@ static int load_file(lk_st *st, const char *path, lk_err *err) {
         }
         if (overflow) {
             rc = lk_seterr(err, LK_EINPUT, "%s: tensor \"%s\": shape %s is too large", path, key,
-                           shape_str(sb, sizeof sb, t->ndim, t->shape));
+                           lk_shape_str(sb, sizeof sb, t->ndim, t->shape));
             break;
         }
         uint64_t need = numel * lk_dtype_size(t->dtype);
         if (e - b != need) {
             rc = lk_seterr(err, LK_EINPUT, "%s: tensor \"%s\": data_offsets span %llu bytes but shape "
                            "%s of %s needs %llu", path, key, (unsigned long long)(e - b),
-                           shape_str(sb, sizeof sb, t->ndim, t->shape), lk_dtype_name(t->dtype),
+                           lk_shape_str(sb, sizeof sb, t->ndim, t->shape), lk_dtype_name(t->dtype),
                            (unsigned long long)need);
             break;
         }
@@ -426,13 +426,13 @@ int lk_st_expect(const lk_st *st, const char *name, int ndim, const int64_t *sha
     if (out) *out = t;
     if (!t)
         return lk_seterr(err, LK_EINPUT, "%s: no tensor \"%s\" (expected shape %s)", st->path, name,
-                         shape_str(b, sizeof b, ndim, shape));
+                         lk_shape_str(b, sizeof b, ndim, shape));
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
         if (out) *out = NULL;
         return lk_seterr(err, LK_EINPUT, "%s: tensor \"%s\": shape %s (expected %s)", t->file, name,
-                         shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, ndim, shape));
+                         lk_shape_str(a, sizeof a, t->ndim, t->shape), lk_shape_str(b, sizeof b, ndim, shape));
     }
     return 0;
 }

@@ -61,6 +61,9 @@ const lk_tensor *lk_st_find(const lk_st *st, const char *name); /* NULL if absen
 /* Value of a "__metadata__" key (first file that has it), NULL if absent. */
 const char *lk_st_meta(const lk_st *st, const char *key);
 
+/* "[2,3,4]" into buf, for messages; returns buf. */
+const char *lk_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
 /* Find name and check it has the given shape (ndim dims); error otherwise. */
 int lk_st_expect(const lk_st *st, const char *name, int ndim, const int64_t *shape,
                  const lk_tensor **out, lk_err *err);

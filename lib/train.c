@@ -3,7 +3,10 @@
  * backend (train_cpu.c). */
 #include "train.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,22 +292,19 @@ int lk_alpha_save(const char *path, const float *alpha, int n_layers, int n_kv_h
     return rc;
 }
 
+/* A [layers, kv heads, head_dim] tensor as float32, every value finite. */
 static int load_f32(const lk_st *st, const char *path, const char *name, float *dst,
                     int n_layers, int n_kv_heads, int head_dim, lk_err *err) {
-    const lk_tensor *t = lk_st_find(st, name);
-    if (!t) return lk_seterr(err, LK_EINPUT, "%s: no tensor \"%s\"", path, name);
-    if (t->ndim != 3 || t->shape[0] != n_layers || t->shape[1] != n_kv_heads ||
-        t->shape[2] != head_dim) {
-        char got[128] = "";
-        for (int i = 0; i < t->ndim; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%" PRId64, i ? ", " : "",
-                     t->shape[i]);
-        return lk_seterr(err, LK_EINPUT,
-                         "%s: tensor \"%s\" has shape [%s] (expected [%d, %d, %d]: the model's "
-                         "layers, kv heads and head_dim)", path, name, got, n_layers, n_kv_heads,
-                         head_dim);
-    }
-    return lk_tensor_to_f32(t, dst, err);
+    const int64_t shape[3] = {n_layers, n_kv_heads, head_dim};
+    const lk_tensor *t;
+    int rc = lk_st_expect(st, name, 3, shape, &t, err);
+    if (!rc) rc = lk_tensor_to_f32(t, dst, err);
+    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
+    for (size_t i = 0; !rc && i < n; i++)
+        if (!isfinite(dst[i]))
+            rc = lk_seterr(err, LK_EINPUT, "%s: %s[%zu, %zu, %zu] is not finite (expected a number)", path, name,
+                           i / ((size_t)n_kv_heads * head_dim), i / head_dim % n_kv_heads, i % head_dim);
+    return rc;
 }
 
 int lk_alpha_load(const char *path, float *alpha, int n_layers, int n_kv_heads, int head_dim,
@@ -318,10 +318,6 @@ int lk_alpha_load(const char *path, float *alpha, int n_layers, int n_kv_heads, 
                        "expected leank-alpha)", path, fmt ? "\"" : "", fmt ? fmt : "absent",
                        fmt ? "\"" : "");
     if (!rc) rc = load_f32(st, path, "alpha", alpha, n_layers, n_kv_heads, head_dim, err);
-    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
-    for (size_t i = 0; !rc && i < n; i++)
-        if (!isfinite(alpha[i]))
-            rc = lk_seterr(err, LK_EINPUT, "%s: alpha[%zu] is not finite", path, i);
     lk_st_close(st);
     return rc;
 }
@@ -362,8 +358,11 @@ static int meta_u64(const lk_st *st, const char *path, const char *key, int hex,
     const char *v = lk_st_meta(st, key);
     char *end;
     if (!v || !*v) return lk_seterr(err, LK_EINPUT, "%s: checkpoint lacks metadata \"%s\"", path, key);
+    errno = 0;
     unsigned long long x = strtoull(v, &end, hex ? 16 : 10);
-    if (*end) return lk_seterr(err, LK_EINPUT, "%s: metadata \"%s\" is not a number: %s", path, key, v);
+    if (*v == '-' || *v == '+' || isspace((unsigned char)*v) || errno || *end)
+        return lk_seterr(err, LK_EINPUT, "%s: metadata \"%s\" is \"%s\" (expected an unsigned %s number)", path, key,
+                         v, hex ? "hexadecimal" : "decimal");
     *out = x;
     return 0;
 }
@@ -390,12 +389,18 @@ int lk_train_checkpoint_load(const char *path, lk_train_state *s, const lk_train
         rc = lk_seterr(err, LK_EINPUT, "%s: checkpoint was made with other training options "
                        "(stage, steps, lr, lambda, ratio, align, sink, recent, seed, shuffle "
                        "or AdamW settings differ): resume with the same config and options", path);
-    if (!rc && (long)step > o->steps)
-        rc = lk_seterr(err, LK_EINPUT, "%s: checkpoint step %" PRIu64 " is beyond --steps %ld",
+    if (!rc && step > (uint64_t)o->steps)
+        rc = lk_seterr(err, LK_EINPUT, "%s: checkpoint step %" PRIu64 " (expected 0 to --steps %ld)",
                        path, step, o->steps);
+    if (!rc && pos > LONG_MAX)
+        rc = lk_seterr(err, LK_EINPUT, "%s: checkpoint sample_pos %" PRIu64 " is out of range", path, pos);
     if (!rc) rc = load_f32(st, path, "alpha", s->alpha, s->n_layers, s->n_kv_heads, s->head_dim, err);
     if (!rc) rc = load_f32(st, path, "adam_m", s->m, s->n_layers, s->n_kv_heads, s->head_dim, err);
     if (!rc) rc = load_f32(st, path, "adam_v", s->v, s->n_layers, s->n_kv_heads, s->head_dim, err);
+    size_t n = (size_t)s->n_layers * s->n_kv_heads * s->head_dim;
+    for (size_t i = 0; !rc && i < n; i++)
+        if (s->v[i] < 0)
+            rc = lk_seterr(err, LK_EINPUT, "%s: adam_v[%zu] is negative (expected second moments >= 0)", path, i);
     if (!rc) {
         s->step = (long)step;
         s->sample_pos = (long)pos;

@@ -98,6 +98,39 @@ grep -q "bad.tsv:3: bad channel 'x'" "$T/err" || fail "TSV message: $(cat "$T/er
 [ "$(wc -l <"$T/err")" -eq 1 ] || fail "TSV error is not one line"
 printf '0\t0\t2\t3\n' >"$T/bad2.tsv"
 expect_fail 3 "TSV kept count" -- "$BZ" --from-tsv "$T/bad2.tsv" --tsv -o "$T/bad.st"
+# masks that lie about themselves
+python3 - "$T" <<'PY' || fail "making bad masks"
+import json, struct, sys
+def mask(path, layers, meta):
+    h, off, body = {"__metadata__": meta}, 0, b""
+    for i in layers:
+        h["layers.%d" % i] = {"dtype": "U8", "shape": [2, 8], "data_offsets": [off, off + 16]}
+        body += bytes([1, 0] * 8); off += 16
+    j = json.dumps(h).encode(); j += b" " * (-len(j) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(j)) + j + body)
+d = sys.argv[1]
+mask(d + "/gap.st", [0, 1, 3], {"format": "leank-mask", "version": "1"})
+mask(d + "/v9.st", [0, 1], {"format": "leank-mask", "version": "9"})
+mask(d + "/nl.st", [0, 1], {"format": "leank-mask", "version": "1", "n_layers": "3"})
+mask(d + "/ok.st", [0, 1], {"format": "leank-mask", "version": "1", "n_layers": "2"})
+PY
+expect_fail 3 "mask with a missing layer tensor" -- "$BZ" "$T/gap.st" --report
+expect_fail 3 "mask version 9" -- "$BZ" "$T/v9.st" --report
+expect_fail 3 "mask n_layers metadata vs tensors" -- "$BZ" "$T/nl.st" --report
+"$BZ" "$T/ok.st" --report >/dev/null 2>&1 && ok "a well-formed hand-made mask" || fail "hand-made mask"
+expect_fail 3 "head_dim of a mask on stdin" -- sh -c '"$0" - --head-dim 4 --report <"$1"' "$BZ" "$T/ok.st"
+printf '65535\t65535\t0\t\n' >"$T/far.tsv"
+expect_fail 3 "TSV with one far-away head" -- "$BZ" --from-tsv "$T/far.tsv" --report
+grep -q "no line for layer 0 kv_head 0" "$T/err" || fail "far-away head message: $(cat "$T/err")"
+printf '# leank-mask n_layers=1 n_kv_heads=1 head_dim=99999999999999\n0\t0\t1\t0\n' >"$T/hd.tsv"
+expect_fail 3 "TSV header head_dim out of range" -- "$BZ" --from-tsv "$T/hd.tsv" --report
+# a failed plot or report: no mask written
+expect_fail 4 "plot into a missing directory" -- "$BZ" "$T/a.st" --ratio 0.5 --plot "$T/no/dir.svg" -o "$T/bad.st"
+if [ -w /dev/full ]; then
+    "$BZ" "$T/a.st" --ratio 0.5 --report -o "$T/bad.st" >/dev/full 2>"$T/err"
+    rc=$?
+    [ $rc = 4 ] && ok "report to a full disk: exit 4" || fail "report to a full disk: exit $rc"
+fi
 printf 'garbage' >"$T/bad3.st"
 expect_fail 3 "not a mask" -- "$BZ" "$T/bad3.st" --report
 [ -e "$T/bad.st" ] && fail "an output file was left after an error" || ok "no output file after errors"

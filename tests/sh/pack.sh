@@ -79,6 +79,16 @@ grep -v '"mask"' "$T/l.json" | cmp -s - "$T/l2.json" && ok "safetensors mask = T
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert round(r["k_kept_pct"],1)==29.0 and r["n_layers"]==28 and r["context"]==32768' "$T/q.json" &&
     ok "qwen 29.0 % kept" || fail "qwen"
 
+# align is the largest power of two <= head_dim dividing every width: head_dim 96
+mkdir -p "$T/h96"
+sed 's/"head_dim": 128/"head_dim": 96/' "$T/llama/config.json" >"$T/h96/config.json"
+for w in 32 96; do
+    for l in $(seq 0 31); do for h in $(seq 0 7); do printf '%d\t%d\t%d\t%s\n' $l $h $w "$(seq -s, 0 $((w - 1)))"; done; done >"$T/w$w.tsv"
+    "$PK" --mask "$T/w$w.tsv" -m "$T/h96" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["align"])' >"$T/align$w"
+done
+[ "$(cat "$T/align32")" = 32 ] && [ "$(cat "$T/align96")" = 32 ] && ok "head_dim 96: align 32 for widths 32 and 96" ||
+    fail "head_dim 96 align: $(cat "$T/align32") $(cat "$T/align96")"
+
 # errors: one line, exit code, no plan file
 expect_fail 3 "mask vs wrong model" -- "$PK" --mask "$Q" -m "$T/llama" -o "$T/bad.plan"
 grep -q "mask has shape \[28 layers, 4 kv heads, 128 head_dim\] but .*llama has \[32, 8, 128\]" "$T/err" || fail "shape message: $(cat "$T/err")"
@@ -89,5 +99,10 @@ expect_fail 2 "bad dtype" -- "$PK" --mask "$L" -m "$T/llama" --dtype fp8 -o "$T/
 expect_fail 2 "negative sink" -- "$PK" --mask "$L" -m "$T/llama" --sink -1 -o "$T/bad.plan"
 printf '0\t0\t1\t200\n' >"$T/bad.tsv"
 expect_fail 3 "channel beyond head_dim" -- "$PK" --mask "$T/bad.tsv" -m "$T/llama" -o "$T/bad.plan"
+if [ -w /dev/full ]; then # a failed report: no plan written
+    "$PK" --mask "$L" -m "$T/llama" -o "$T/bad.plan" >/dev/full 2>"$T/err"
+    rc=$?
+    [ $rc = 4 ] && ok "report to a full disk: exit 4" || fail "report to a full disk: exit $rc"
+fi
 [ -e "$T/bad.plan" ] && fail "a plan file was left after an error" || ok "no plan file after errors"
 finish

@@ -19,6 +19,14 @@ C=$LEANK_TOP/data/configs/stories260k.yaml
 [ -d "$M" ] || { echo "skip: $M absent"; exit 77; }
 expect_fail 3 "config with an unknown key" -- $tr -m "$M" -c "$T/bad.yaml" x.smp -o "$T/bad.safetensors"
 [ -e "$T/bad.safetensors" ] && fail "output left after a config error"
+# stage-2 settings that cannot work are refused before any step, naming where they came from
+printf 'stage2:\n  ratio: 1\n' >"$T/r1.yaml"
+printf 'stage2:\n  align: 3\n' >"$T/a3.yaml"
+expect_fail 3 "config stage2 ratio 1" -- $tr -m "$M" -c "$T/r1.yaml" --stage2 --init x.st x.smp -o "$T/bad.safetensors"
+grep -q "r1.yaml: stage2 ratio 1" "$T/err" || fail "ratio message: $(cat "$T/err")"
+expect_fail 3 "config stage2 align 3 (head_dim 8)" -- $tr -m "$M" -c "$T/a3.yaml" --stage2 --init x.st x.smp -o "$T/bad.safetensors"
+grep -q "a3.yaml: stage2 align 3 does not divide head_dim 8" "$T/err" || fail "align message: $(cat "$T/err")"
+expect_fail 2 "--ratio 1" -- $tr -m "$M" -c "$C" --stage2 --ratio 1 --init x.st x.smp -o "$T/bad.safetensors"
 
 # samples: 200-400 tokens with the stories260K tokenizer, from leank-prep
 if ! $B/leank-prep -t "$M" --corpus "$S/data/paulgraham/PaulGrahamEssays.json" --task train \
@@ -66,6 +74,25 @@ $tr -m "$M" -c "$C" --steps 12 --checkpoint-every 4 "$T/s.smp" -o "$T/rb.safeten
 rc=$?
 [ $rc -eq 130 ] && [ -s "$T/rb.safetensors.ckpt" ] && [ ! -e "$T/rb.safetensors" ] \
     && ok "--stop-after 5: exit 130, checkpoint, no output" || fail "--stop-after: rc $rc"
+# corrupt checkpoints are refused: a negative step, a NaN in alpha
+python3 - "$T/rb.safetensors.ckpt" "$T/neg.ckpt" "$T/nan.ckpt" <<'PY' || fail "corrupt checkpoints"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); body = b[8 + n:]
+def write(path, h, body):
+    j = json.dumps(h).encode(); j += b" " * (-len(j) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(j)) + j + body)
+g = json.loads(json.dumps(h)); g["__metadata__"]["step"] = "-1"; write(sys.argv[2], g, body)
+o = h["alpha"]["data_offsets"][0]
+write(sys.argv[3], h, body[:o] + struct.pack("<f", float("nan")) + body[o + 4:])
+PY
+for k in neg nan; do
+    expect_fail 3 "resume from a checkpoint with a $k value" -- $tr -m "$M" -c "$C" --steps 12 --checkpoint-every 4 \
+        "$T/s.smp" -o "$T/rc.safetensors" --checkpoint "$T/$k.ckpt" --resume
+done
+grep -q 'nan.ckpt: alpha\[0, 0, 0\] is not finite' "$T/err" || fail "NaN message: $(cat "$T/err")"
+[ -e "$T/rc.safetensors" ] && fail "output after a corrupt checkpoint"
 $tr -m "$M" -c "$C" --steps 12 --checkpoint-every 4 "$T/s.smp" -o "$T/rb.safetensors" \
     --log "$T/rb.tsv" --resume 2>"$T/err" || fail "resume: $(cat "$T/err")"
 cmp -s "$T/ra.safetensors" "$T/rb.safetensors" && ok "resumed alpha == uninterrupted" \
