@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,11 +185,23 @@ static char *params_json(const lk_prep_opts *o, char **tasks, int n_tasks, const
     return s;
 }
 
+/* Appends a task name once: a task named twice (or also inside ruler/all)
+ * would repeat the same samples. */
+static void add_task(char ***tasks, int *n, const char *name) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp((*tasks)[i], name)) return;
+    *tasks = lk_realloc(*tasks, (size_t)(*n + 1) * sizeof **tasks);
+    (*tasks)[(*n)++] = lk_strdup(name);
+}
+
 /* ---- --dump ---- */
 static json_t *ids_text(const lk_tokenizer *tok, const int *ids, int n, lk_err *err) {
     char *out = NULL;
     size_t len = 0, cap = 0;
-    if (lk_tok_decode(tok, ids, (size_t)n, 0, &out, &len, &cap, err)) return NULL;
+    if (lk_tok_decode(tok, ids, (size_t)n, 0, &out, &len, &cap, err)) {
+        free(out);
+        return NULL;
+    }
     json_t *j = json_stringn(out ? out : "", len);
     free(out);
     return j;
@@ -199,10 +212,11 @@ static int do_dump(const lk_tokenizer *tok, const char *in, const char *outp, lk
     if (lk_samples_open(&r, in, err)) return err->code;
     const lk_samples_header *h = lk_samples_hdr(r);
     if (h->tok_fingerprint != lk_tok_fingerprint(tok)) {
+        lk_seterr(err, LK_EINPUT, "%s: made with another tokenizer (fingerprint %016llx; expected %016llx of -t)",
+                  strcmp(in, "-") ? in : "<stdin>", (unsigned long long)h->tok_fingerprint,
+                  (unsigned long long)lk_tok_fingerprint(tok));
         lk_samples_close(r);
-        return lk_seterr(err, LK_EINPUT, "%s: made with another tokenizer (fingerprint %016llx; expected %016llx of -t)",
-                         strcmp(in, "-") ? in : "<stdin>", (unsigned long long)h->tok_fingerprint,
-                         (unsigned long long)lk_tok_fingerprint(tok));
+        return err->code;
     }
     lk_out o;
     if (lk_out_open(&o, outp, err)) {
@@ -239,7 +253,9 @@ static int do_dump(const lk_tokenizer *tok, const char *in, const char *outp, lk
         if (!at) {
             json_decref(pt);
             json_decref(j);
-            rc = -(err->code ? err->code : LK_EFAIL);
+            lk_err e = *err; /* name the file and the sample */
+            rc = -lk_seterr(err, e.code ? e.code : LK_EFAIL, "%s: sample %ld: %s", strcmp(in, "-") ? in : "<stdin>",
+                            lk_samples_index(r), e.msg);
             break;
         }
         json_object_set_new(j, "prompt", pt);
@@ -317,14 +333,7 @@ int main(int argc, char **argv) {
         case O_COUNT: lcount = lk_parse_long("--count", optarg, 1, 10000); break;
         case 'n': n_samples = lk_parse_long("--samples", optarg, 0, 100000000); break;
         case O_TEMPLATE: po.template_name = optarg; break;
-        case 's': {
-            char *end;
-            errno = 0;
-            po.seed = strtoull(optarg, &end, 10);
-            if (errno || end == optarg || *end || *optarg == '-')
-                lk_die(LK_EUSAGE, "--seed: '%s' is not a non-negative integer", optarg);
-            break;
-        }
+        case 's': po.seed = (uint64_t)lk_parse_long("--seed", optarg, 0, LONG_MAX); break; /* JSON-safe */
         case 'w': po.words = optarg; break;
         case O_POOL: po.pool_tokens = lk_parse_long("--pool", optarg, 1024, 1L << 34); break;
         case 'j': threads = lk_parse_long("--threads", optarg, 1, 64); break;
@@ -377,18 +386,20 @@ int main(int argc, char **argv) {
             for (int k = 0; k < lk_prep_n_tasks; k++) {
                 const char *nm = lk_prep_tasks[k].name;
                 if (ruler && (!strncmp(nm, "train", 5) || !strcmp(nm, "passkey"))) continue;
-                tasks = lk_realloc(tasks, (size_t)(n_tasks + 1) * sizeof *tasks);
-                tasks[n_tasks++] = lk_strdup(nm);
+                add_task(&tasks, &n_tasks, nm);
             }
         } else if (!strcmp(targ[i], "train") || lk_prep_find_task(targ[i])) {
-            tasks = lk_realloc(tasks, (size_t)(n_tasks + 1) * sizeof *tasks);
-            tasks[n_tasks++] = lk_strdup(targ[i]);
+            add_task(&tasks, &n_tasks, targ[i]);
         } else
             lk_die(LK_EUSAGE, "--task: unknown task '%s' (see --list-tasks)", targ[i]);
         free(targ[i]);
     }
     free(targ);
     if (!n_tasks) lk_die(LK_EUSAGE, "--task: no task given (see --list-tasks)");
+    for (int i = 0; i < n_tasks; i++)
+        for (int j = 0; j < n_tasks; j++)
+            if (!strcmp(tasks[i], "train") && !strncmp(tasks[j], "train-", 6))
+                lk_die(LK_EUSAGE, "--task: train already includes %s", tasks[j]);
     /* lengths */
     int *lens = NULL, n_lens = 0;
     if (len_arg && (lmin || lmax || lcount)) lk_die(LK_EUSAGE, "give --lengths or --min/--max/--count, not both");
@@ -400,6 +411,10 @@ int main(int argc, char **argv) {
             free(v[i]);
         }
         free(v);
+        if (!n_lens) lk_die(LK_EUSAGE, "--lengths: no length in '%s' (expected e.g. 4096,16384)", len_arg);
+        for (int i = 0; i < n_lens; i++)
+            for (int j = 0; j < i; j++)
+                if (lens[i] == lens[j]) lk_die(LK_EUSAGE, "--lengths: %d given twice", lens[i]);
     } else if (lmin && lmax && lcount) {
         if (lmin > lmax) lk_die(LK_EUSAGE, "--min %ld is above --max %ld", lmin, lmax);
         n_lens = (int)lcount;

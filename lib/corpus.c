@@ -66,12 +66,12 @@ int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
             c->files[c->n_files++] = lk_asprintf("%s/%s", path, e->d_name);
         }
         closedir(d);
-        qsort(c->files, c->n_files, sizeof *c->files, cmp_str); /* name order: deterministic */
         if (!c->n_files) {
             lk_seterr(err, LK_EINPUT, "%s: no .txt files in the directory (expected a corpus of *.txt)", path);
             lk_corpus_close(c);
             return LK_EINPUT;
         }
+        qsort(c->files, c->n_files, sizeof *c->files, cmp_str); /* name order: deterministic */
     } else if (ends_with(path, ".jsonl") || ends_with(path, ".jsonl.zst") || ends_with(path, ".zst")) {
         c->kind = K_JSONL;
         c->zst = ends_with(path, ".zst");

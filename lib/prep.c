@@ -125,7 +125,8 @@ static void s_clear(str *s) {
 
 /* ---- corpus pools: sentences and their token counts ---- */
 typedef struct {
-    uint32_t off, len; /* in text (no leading space) */
+    size_t off;        /* in text (no leading space); pools may pass 4 GiB */
+    uint32_t len;      /* bytes */
     uint32_t ntok;     /* tokens of " " + sentence */
 } sent;
 typedef struct {
@@ -225,6 +226,17 @@ static int read_words(const char *path, char ***out, int *n, lk_err *err) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* distinct strings among v[0..n) (v itself keeps its order: it sets the draws) */
+static long n_distinct(char **v, int n) {
+    char **c = lk_malloc((size_t)(n ? n : 1) * sizeof *c);
+    memcpy(c, v, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, cmp_str);
+    long d = 0;
+    for (int i = 0; i < n; i++) d += !i || strcmp(c[i - 1], c[i]);
+    free(c);
+    return d;
+}
+
 static int load_words(lk_prep *p, lk_err *err) {
     const char *w = p->o.words;
     int rc;
@@ -247,6 +259,11 @@ static int load_words(lk_prep *p, lk_err *err) {
         free(nn);
         free(v);
         if (rc) return rc;
+        /* keys must differ from each other and from distractor keys */
+        long da = n_distinct(p->adj, p->n_adj), dn = n_distinct(p->noun, p->n_noun);
+        if (da * dn < 16)
+            return lk_seterr(err, LK_EINPUT, "%s: %ld distinct adjectives x %ld nouns (expected at least 16 "
+                             "adjective-noun keys)", w, da, dn);
         /* all words: adjectives, nouns, verbs (RULER's word pool) */
         p->all = lk_malloc((size_t)(p->n_adj + p->n_noun + n_verbs) * sizeof *p->all);
         for (int i = 0; i < p->n_adj; i++) p->all[p->n_all++] = lk_strdup(p->adj[i]);
@@ -316,7 +333,7 @@ static int load_pool(lk_prep *p, pool *pl, const char *path, lk_err *err) {
                 break;
             }
             if (pl->n == pl->cap) pl->s = lk_realloc(pl->s, (pl->cap = pl->cap * 2 + 4096) * sizeof *pl->s);
-            pl->s[pl->n++] = (sent){(uint32_t)pl->text.n, (uint32_t)(b - a), (uint32_t)nids};
+            pl->s[pl->n++] = (sent){pl->text.n, (uint32_t)(b - a), (uint32_t)nids};
             s_add(&pl->text, text + a, b - a);
             pl->ntok += (long)nids;
         }
@@ -478,9 +495,9 @@ static void make_distractor(lk_prep_gen *g) {
     str *u = &g->units;
     rng keep = g->r;
     g->r = g->ru; /* the key/value helpers draw from g->r */
-    for (;;) {
+    for (int tries = 0;; tries++) {
         size_t mark = u->n;
-        if (g->distract_uuid) {
+        if (g->distract_uuid || tries == 1000) { /* 1000 clashes: lists with repeated words */
             s_cat(u, "One of the special magic uuids for ");
             uuid4(g, u);
             s_cat(u, " is: ");
@@ -790,8 +807,14 @@ static void setup_niah(lk_prep_gen *g, int nk, int nv, int nq, char kk, char vk,
     double dep[16];
     depth_levels(g, nk * nv, dep);
     for (int i = 0; i < nk; i++) {
-        if (kk == 'u') uuid4(g, &key[i]);
-        else word_key(g, &key[i]);
+        int dup;
+        do { /* distinct keys: a key asked twice would have two answers */
+            s_clear(&key[i]);
+            if (kk == 'u') uuid4(g, &key[i]);
+            else word_key(g, &key[i]);
+            dup = 0;
+            for (int j = 0; j < i; j++) dup |= !strcmp(key[j].p, key[i].p);
+        } while (dup);
         for (int j = 0; j < nv; j++) {
             s_clear(&val);
             if (vk == 'u') uuid4(g, &val);
@@ -1110,6 +1133,9 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
         if (g->kind == HK_CWE)
             return lk_seterr(err, LK_EUSAGE, "task cwe: %d words in %s are too few for length %d (got %d tokens)",
                              n_words, p->words_from, target, target - diff);
+        if (g->kind == HK_CORPUS) /* text with few sentence or word breaks cannot be cut to size */
+            return lk_seterr(err, LK_EINPUT, "%s: task %s: cannot fit length %d within 1 %% (got %d tokens; expected "
+                             "text with sentence or word breaks)", p->pools[g->pool].path, task, target, target - diff);
         return lk_seterr(err, LK_EFAIL, "task %s: cannot fit length %d (got %d tokens)", task, target, target - diff);
     }
     /* question position: the tokens after it counted alone */

@@ -2,6 +2,7 @@
 #include "samples.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -224,6 +225,8 @@ int lk_samples_open(lk_samples_reader **rp, const char *path, lk_err *err) {
     else if (rd_u32(h + 8) != LK_SAMPLES_VERSION)
         rc = lk_seterr(err, LK_EINPUT, "%s: samples format version %u (expected %u; regenerate with this leank-prep)",
                        r->name, rd_u32(h + 8), LK_SAMPLES_VERSION);
+    else if (rd_u32(h + 12) != 0)
+        rc = lk_seterr(err, LK_EINPUT, "%s: header flags %#x (expected 0)", r->name, rd_u32(h + 12));
     if (!rc) {
         r->hdr.version = rd_u32(h + 8);
         r->hdr.tok_fingerprint = rd_u64(h + 16);
@@ -237,6 +240,10 @@ int lk_samples_open(lk_samples_reader **rp, const char *path, lk_err *err) {
                 rc = lk_seterr(err, LK_EINPUT, "%s: truncated header (expected %u bytes of parameters)", r->name, plen);
             r->params[plen] = 0;
             r->hdr.params = r->params;
+            json_t *pj = rc ? NULL : json_loads(r->params, JSON_REJECT_DUPLICATES, NULL);
+            if (!rc && !json_is_object(pj))
+                rc = lk_seterr(err, LK_EINPUT, "%s: corrupt header (parameters are not a JSON object)", r->name);
+            json_decref(pj);
         }
     }
     if (rc) {

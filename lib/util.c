@@ -225,9 +225,9 @@ static void cleanup_signal(int sig) {
 }
 
 void lk_install_cleanup(void) {
-    signal(SIGTERM, cleanup_signal);
-    signal(SIGINT, cleanup_signal);
-    signal(SIGPIPE, cleanup_signal);
+    /* every signal whose default action ends the process quietly */
+    static const int sigs[] = {SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], cleanup_signal);
 }
 
 int lk_progress_enabled(int forced) { return forced || isatty(STDERR_FILENO); }

@@ -66,6 +66,39 @@ grep -q truncated $T/err || fail "--dump truncated: $(cat $T/err)"
 [ -e $T/out.jsonl ] && fail "--dump left a partial output"
 expect_fail 3 "--dump not a samples file" -- $P -t $TOK --dump $PG -o $T/out.jsonl
 expect_fail 3 "--dump with another tokenizer" -- $P -t $S/data/tokenizers/qwen3/tokenizer.json --dump $T/ok.smp
+fp=$(od -An -tx8 -j16 -N8 $T/ok.smp | tr -d ' ')
+grep -q "fingerprint $fp;" $T/err || fail "--dump tokenizer message lacks the file's fingerprint $fp: $(cat $T/err)"
+# header flags (bytes 12-15) must be 0; the parameters must be a JSON object
+python3 - $T/ok.smp $T/flags.smp $T/params.smp <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+f = bytearray(b); f[12] = 1; open(sys.argv[2], "wb").write(f)
+p = bytearray(b); p[28] = ord("["); open(sys.argv[3], "wb").write(p)
+PY
+expect_fail 3 "--dump with header flags set" -- $P -t $TOK --dump $T/flags.smp -o $T/out.jsonl
+expect_fail 3 "--dump with corrupt parameters" -- $P -t $TOK --dump $T/params.smp -o $T/out.jsonl
+[ -e $T/out.jsonl ] && fail "--dump left an output"
+
+# requests that would repeat or lose samples
+check 2 "--lengths without a length" "no length" $P -t $TOK --task vt -l , -n 1
+check 2 "a length given twice" "given twice" $P -t $TOK --task vt -l 600,600 -n 1
+check 2 "train with train-uuid" "already includes" $P -t $TOK -w $W --task train,train-uuid -l 2048 -n 1
+check 2 "negative seed" "--seed" $P -t $TOK --task vt -l 600 -n 1 -s ' -1'
+$P -t $TOK --task vt,vt -l 600 -n 2 -o $T/vt2.smp 2>/dev/null && [ "$($P -t $TOK --dump $T/vt2.smp | tail -n +2 | wc -l)" = 2 ] &&
+    ok "a task named twice is made once" || fail "vt,vt"
+mkdir -p $T/w2 && printf 'red\nblue\n' >$T/w2/adjectivelist.txt && printf 'cat\ncat\ndog\n' >$T/w2/nounlist.txt
+check 3 "word lists with 4 keys" "16 adjective-noun keys" $P -t $TOK -w $T/w2 --task niah_multikey_2 -l 2048 -n 1
+python3 -c "print('一二三四五六七八九十' * 20000)" >$T/nobreak.txt
+check 3 "corpus without breaks" "sentence or word breaks" $gen -c $T/nobreak.txt
+# a hang-up mid-run leaves no temporary file
+$P -t $TOK -w $W -c $PG --task ruler -l 131072 -n 100 -j 1 -o $T/out.smp 2>/dev/null &
+pid=$!
+for _ in $(seq 50); do ls $T/out.smp.tmp.* >/dev/null 2>&1 && break; sleep 0.1; done
+kill -HUP $pid
+wait $pid
+rc=$?
+[ $rc = 129 ] && ok "SIGHUP: exit 129" || fail "SIGHUP: exit $rc (finished first?)"
+no_output "SIGHUP"
 expect_fail 3 "--decode bad id" -- sh -c "echo '1 2 x' | $P -t $TOK --decode"
 expect_fail 3 "--encode invalid UTF-8" -- sh -c "printf 'a\377b' | $P -t $TOK --encode"
 finish
