@@ -52,15 +52,20 @@ static void random_model(lk_model *m, const lk_config *c) {
     w->lm_head = w->embed;
 }
 
+/* A random model of head_dim 16 and a mask of its shape, every channel kept or none. */
+static void model_and_mask(lk_config *c, lk_model *m, lk_mask *mask, int keep) {
+    config(c, 16);
+    random_model(m, c);
+    lk_mask_init(mask, c->n_layers, c->n_kv_heads, c->head_dim, keep);
+}
+
 /* ---- 1. all-channels mask == dense, bitwise ---- */
 
 static void all_channels_bitwise(void) {
     lk_config c;
-    config(&c, 16);
     lk_model m;
-    random_model(&m, &c);
     lk_mask mask;
-    lk_mask_init(&mask, c.n_layers, c.n_kv_heads, c.head_dim, 1);
+    model_and_mask(&c, &m, &mask, 1);
     int T = 40, prompt = 6, tokens[40];
     for (int i = 0; i < T; i++) tokens[i] = irand(c.vocab_size);
     lk_state sd, sm;
@@ -207,11 +212,9 @@ static void random_mask_vs_definition(int head_dim) {
 
 static void shared_prefill_bitwise(void) {
     lk_config c;
-    config(&c, 16);
     lk_model m;
-    random_model(&m, &c);
     lk_mask mask;
-    lk_mask_init(&mask, c.n_layers, c.n_kv_heads, c.head_dim, 0);
+    model_and_mask(&c, &m, &mask, 0);
     for (int l = 0; l < c.n_layers; l++)
         for (int g = 0; g < c.n_kv_heads; g++) {
             uint8_t *keep = lk_mask_head(&mask, l, g);
