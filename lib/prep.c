@@ -259,11 +259,6 @@ static int load_words(lk_prep *p, lk_err *err) {
         free(nn);
         free(v);
         if (rc) return rc;
-        /* keys must differ from each other and from distractor keys */
-        long da = n_distinct(p->adj, p->n_adj), dn = n_distinct(p->noun, p->n_noun);
-        if (da * dn < 16)
-            return lk_seterr(err, LK_EINPUT, "%s: %ld distinct adjectives x %ld nouns (expected at least 16 "
-                             "adjective-noun keys)", w, da, dn);
         /* all words: adjectives, nouns, verbs (RULER's word pool) */
         p->all = lk_malloc((size_t)(p->n_adj + p->n_noun + n_verbs) * sizeof *p->all);
         for (int i = 0; i < p->n_adj; i++) p->all[p->n_all++] = lk_strdup(p->adj[i]);
@@ -296,6 +291,12 @@ static int load_words(lk_prep *p, lk_err *err) {
         for (int i = 0; i < k; i++) p->adj[i] = lk_strdup(list[i]), p->noun[i] = lk_strdup(list[i]);
         p->n_adj = p->n_noun = k;
     }
+    /* keys must differ from each other and from distractor keys (the loops
+     * that redraw a clashing key rely on this) */
+    long da = n_distinct(p->adj, p->n_adj), dn = n_distinct(p->noun, p->n_noun);
+    if (da * dn < 16)
+        return lk_seterr(err, LK_EINPUT, "%s: %ld distinct adjectives x %ld nouns (expected at least 16 "
+                         "adjective-noun keys)", w, da, dn);
     /* unique single words, sorted: the draw order must not depend on file order twice */
     qsort(p->all, (size_t)p->n_all, sizeof *p->all, cmp_str);
     int k = 0;
@@ -495,9 +496,9 @@ static void make_distractor(lk_prep_gen *g) {
     str *u = &g->units;
     rng keep = g->r;
     g->r = g->ru; /* the key/value helpers draw from g->r */
-    for (int tries = 0;; tries++) {
+    for (;;) {
         size_t mark = u->n;
-        if (g->distract_uuid || tries == 1000) { /* 1000 clashes: lists with repeated words */
+        if (g->distract_uuid) {
             s_cat(u, "One of the special magic uuids for ");
             uuid4(g, u);
             s_cat(u, " is: ");

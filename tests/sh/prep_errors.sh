@@ -88,6 +88,8 @@ $P -t $TOK --task vt,vt -l 600 -n 2 -o $T/vt2.smp 2>/dev/null && [ "$($P -t $TOK
     ok "a task named twice is made once" || fail "vt,vt"
 mkdir -p $T/w2 && printf 'red\nblue\n' >$T/w2/adjectivelist.txt && printf 'cat\ncat\ndog\n' >$T/w2/nounlist.txt
 check 3 "word lists with 4 keys" "16 adjective-noun keys" $P -t $TOK -w $T/w2 --task niah_multikey_2 -l 2048 -n 1
+for _ in $(seq 100); do echo same; done >$T/w1.txt
+check 3 "a word file of one word 100 times" "16 adjective-noun keys" $P -t $TOK -w $T/w1.txt --task niah_multikey_2 -l 2048 -n 1
 python3 -c "print('一二三四五六七八九十' * 20000)" >$T/nobreak.txt
 check 3 "corpus without breaks" "sentence or word breaks" $gen -c $T/nobreak.txt
 # a hang-up mid-run leaves no temporary file
