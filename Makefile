@@ -57,9 +57,14 @@ PROG_BIN := $(addprefix $(BIN)/,$(PROGS))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 MANS     := $(wildcard man/*.1 man/*.5 man/*.7)
+# GPU tests (tests/gpu/gpu_*.c, C calling the CUDA runtime and kernels/kvcache.h): built with the CUDA backend, run by test-gpu.
+ifneq ($(CU_SRC),)
+GPU_SRC  := $(wildcard tests/gpu/gpu_*.c)
+GPU_BIN  := $(patsubst tests/gpu/%.c,$(BIN)/tests/%,$(GPU_SRC))
+endif
 
 .SECONDARY:
-.PHONY: all lib test test-gpu check-deps install clean demo
+.PHONY: all lib test test-gpu gpu-tests check-deps install clean demo
 all: $(PROG_BIN)
 	@echo "leank: built $(words $(PROGS)) programs in $(BIN)/ (CUDA=$(CUDA_ON))"
 
@@ -90,6 +95,11 @@ $(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
 	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
 
+$(BIN)/tests/gpu_%: tests/gpu/gpu_%.c tests/unit/t.h $(LIBA)
+	@mkdir -p $(@D) $(B)/tests
+	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/gpu_$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
+
+
 # The whole pipeline on the model the project ships (dev/demo.sh says how).
 demo: check-deps all
 	@BIN=$(abspath $(BIN)) dev/demo.sh
@@ -97,10 +107,13 @@ demo: check-deps all
 check-deps:
 	@tests/check-deps.sh
 
-test: check-deps all $(UNIT_BIN)
+test: check-deps all $(UNIT_BIN) $(GPU_BIN)
 	@LEANK_BIN=$(abspath $(BIN)) tests/run.sh
 
-test-gpu: all $(UNIT_BIN)
+# On the GPU machine (no build headers there): carry bin/ and run tests/run.sh --gpu.
+gpu-tests: all $(UNIT_BIN) $(GPU_BIN)
+
+test-gpu: gpu-tests
 	@LEANK_BIN=$(abspath $(BIN)) LEANK_GPU=1 tests/run.sh --gpu
 
 install: all

@@ -9,8 +9,15 @@ export LEANK_TOP=$top
 export LEANK_SHARED=${LEANK_SHARED:-$top/../shared}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 cd "$top"
+gpu=0
 if [ "${1:-}" = --gpu ]; then
-    tests=$(ls tests/gpu/*.sh 2>/dev/null; ls "$LEANK_BIN"/tests/gpu_* 2>/dev/null)
+    gpu=1
+    if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
+        echo "leank: make test-gpu needs an NVIDIA GPU and none is visible (nvidia-smi -L)" >&2
+        echo "0 passed, 1 failed, 0 skipped"
+        exit 1
+    fi
+    tests=$(ls tests/gpu/*.sh 2>/dev/null; ls "$LEANK_BIN"/tests/gpu_* 2>/dev/null | grep -v "\.d$")
 else
     tests=$(ls "$LEANK_BIN"/tests/test_* 2>/dev/null | grep -v "\.d$"; ls tests/sh/*.sh 2>/dev/null)
 fi
@@ -38,5 +45,9 @@ done
 rm -rf "$log"
 echo "1..$n"
 [ -n "$failed" ] && echo "# failed:$failed"
+if [ $gpu = 1 ] && [ $pass -eq 0 ]; then
+    echo "# no GPU test passed: a GPU run that tests nothing is a failure"
+    fail=$((fail + 1))
+fi
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
