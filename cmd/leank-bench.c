@@ -16,6 +16,7 @@ static const struct {
     {"decode", lk_bench_decode, "CPU engine prefill and decode speed"},
     {"prep", lk_bench_prep, "leank-prep sample generation speed"},
     {"accuracy", lk_bench_accuracy, "RULER accuracy of a model on samples, dense vs LeanK pruned cache"},
+    {"e2e", lk_bench_e2e, "end-to-end generation speed and memory on the GPU, dense vs LeanK"},
 };
 #define N_BENCH (int)(sizeof benches / sizeof benches[0])
 
