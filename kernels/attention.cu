@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kvcache.h"
 
@@ -384,11 +385,13 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32)
  * S (16 query rows: the group's heads, zero-padded, x 16 keys) = Q K^T over
  * the full channels (sink, ring) or the kept ones (middle: the query gathered
  * to the plan's channel list, zero-padded to a multiple of 16), online
- * softmax in f32 (log2 domain), O += P V. The warps' states merge at the end. */
-#define DW 4
-template <int HD> struct DecodeCfg {
+ * softmax in f32 (log2 domain), O += P V. The warps' states merge at the end.
+ * Copies: lane r < 16 finds row r's page one tile ahead (the page-table load
+ * is off the critical path), the row addresses go round by shuffles, and each
+ * copy instruction moves whole rows (512 contiguous bytes of a page). */
+template <int HD, int DW, int DS_> struct DecodeCfg {
     static constexpr int RS = HD + 8;      /* smem row stride (elements): 16 B pad, no ldmatrix conflicts */
-    static constexpr int DS = HD == 64 ? 6 : 4; /* pipeline stages a warp */
+    static constexpr int DS = DS_;          /* pipeline stages a warp */
     static constexpr int TILE = 16 * RS;   /* one K or V tile (elements) */
     static constexpr size_t SMEM = (size_t)(2 * TILE + DW * DS * 2 * TILE) * sizeof(bf16);
 };
@@ -409,15 +412,18 @@ __device__ __forceinline__ void load8(bf16 *dst, const bf16 *src, int n) {
 struct Tile {
     int mid, p0, cnt; /* middle range?, first position, keys (1..16) */
 };
+struct RowRef {
+    int pid, rip; /* page id (-1: no row), row in the page */
+};
 
-template <int HD>
+template <int HD, int DW, int DS_>
 __global__ void __launch_bounds__(DW * 32, 1)
     decode_mma_kernel(const bf16 *q,   // (B, H, HD)
                       bf16 *out,       // (B, H, HD)
                       float *ws,       // partials (S > 1)
                       lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, int S,
                       int chunk, float scale_log2) {
-    typedef DecodeCfg<HD> C;
+    typedef DecodeCfg<HD, DW, DS_> C;
     constexpr int RS = C::RS, KC = HD / 16, DS = C::DS;
     int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
     int grp = H / pl.n_kv_heads;
@@ -467,29 +473,47 @@ __global__ void __launch_bounds__(DW * 32, 1)
         }
         return x;
     };
-    /* two lanes a key row: lane 2r + e copies chunks e, e + 2, ... of row r */
-    auto load_tile = [&](int t, int stage) {
-        Tile x = tile_at(warp + t * DW);
-        bf16 *ks = wt + (size_t)stage * 2 * C::TILE, *vs = ks + C::TILE;
-        int r = lane >> 1, e = lane & 1;
-        bool ok = r < x.cnt;
-        const bf16 *kr = nullptr, *vr = nullptr;
-        int kw = x.mid ? w : HD, kpad = x.mid ? wpad : HD;
-        if (ok) {
-            int j = x.p0 + r;
-            if (x.mid) {
-                kr = mid_k<bf16>(c, j - c.sink);
-                vr = mid_v<bf16>(c, j - c.sink);
-            } else {
-                int slot = full_slot(c, j);
-                kr = full_k<bf16>(c, slot);
-                vr = full_v<bf16>(c, slot);
+    /* row (lane % 16) of this warp's k-th tile: its page (a global load) */
+    auto row_ref = [&](int k) {
+        RowRef rr;
+        rr.pid = -1, rr.rip = 0;
+        if (k < nk) {
+            Tile x = tile_at(warp + k * DW);
+            int r = lane & 15;
+            if (r < x.cnt) {
+                int j = x.p0 + r;
+                if (x.mid) {
+                    int m = j - c.sink;
+                    rr.pid = c.midp[m / c.P], rr.rip = m % c.P;
+                } else {
+                    int slot = full_slot(c, j);
+                    rr.pid = c.fullp[slot / c.F], rr.rip = slot % c.F;
+                }
             }
         }
-        for (int ch = e; ch < kpad / 8; ch += 2)
-            load8(ks + r * RS + ch * 8, kr + ch * 8, ok ? min(8, kw - ch * 8) : 0);
+        return rr;
+    };
+    auto load_tile = [&](int k, int stage, RowRef rr) {
+        Tile x = tile_at(warp + k * DW);
+        bf16 *ks = wt + (size_t)stage * 2 * C::TILE, *vs = ks + C::TILE;
+        const bf16 *kr = nullptr, *vr = nullptr;
+        if (rr.pid >= 0) {
+            const bf16 *pg = (const bf16 *)(c.pool + (size_t)rr.pid * c.bb);
+            kr = x.mid ? pg + c.mk + (int64_t)rr.rip * w : pg + c.fk + (int64_t)rr.rip * HD;
+            vr = pg + (x.mid ? c.mv : c.fv) + (int64_t)rr.rip * HD;
+        }
+        int kw = x.mid ? w : HD, cpr = (x.mid ? wpad : HD) / 8; /* 16 B chunks a K row */
+        for (int i = lane; i < 16 * cpr; i += 32) {
+            int r = i / cpr, ch = i - r * cpr;
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
+            load8(ks + r * RS + ch * 8, src + ch * 8, src ? min(8, kw - ch * 8) : 0);
+        }
 #pragma unroll
-        for (int ch = e; ch < HD / 8; ch += 2) load8(vs + r * RS + ch * 8, vr + ch * 8, ok ? 8 : 0);
+        for (int i = lane; i < 16 * HD / 8; i += 32) {
+            int r = i / (HD / 8), ch = i % (HD / 8);
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
+            load8(vs + r * RS + ch * 8, src + ch * 8, src ? 8 : 0);
+        }
     };
 
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
@@ -499,17 +523,22 @@ __global__ void __launch_bounds__(DW * 32, 1)
 
 #pragma unroll
     for (int t = 0; t < DS - 1; t++) {
-        if (t < nk) load_tile(t, t);
+        load_tile(t, t, row_ref(t));
         cp_async_commit();
     }
+    RowRef next = row_ref(DS - 1);
     for (int t = 0; t < nk; t++) {
-        if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS);
+        if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS, next);
         cp_async_commit();
+        next = row_ref(t + DS); /* used next iteration: the load overlaps this tile */
         cp_async_wait<DS - 1>();
         __syncwarp();
         Tile x = tile_at(warp + t * DW);
         const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
-        float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+        /* two accumulator chains a key group (even / odd channel blocks) */
+        float sc[2][4], sd[2][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) sc[0][i] = sc[1][i] = sd[0][i] = sd[1][i] = 0.0f;
         int krow = (lane & 7) + (lane >> 4) * 8, kcol = ((lane >> 3) & 1) * 8;
         if (x.mid) {
 #pragma unroll
@@ -517,16 +546,16 @@ __global__ void __launch_bounds__(DW * 32, 1)
                 if (kc * 16 < wpad) {
                     uint32_t bk[4];
                     ldsm_x4(bk, ks + krow * RS + kc * 16 + kcol);
-                    mma_bf16(sc[0], qga[kc], bk[0], bk[1]);
-                    mma_bf16(sc[1], qga[kc], bk[2], bk[3]);
+                    mma_bf16(kc & 1 ? sd[0] : sc[0], qga[kc], bk[0], bk[1]);
+                    mma_bf16(kc & 1 ? sd[1] : sc[1], qga[kc], bk[2], bk[3]);
                 }
         } else {
 #pragma unroll
             for (int kc = 0; kc < KC; kc++) {
                 uint32_t bk[4];
                 ldsm_x4(bk, ks + krow * RS + kc * 16 + kcol);
-                mma_bf16(sc[0], qa[kc], bk[0], bk[1]);
-                mma_bf16(sc[1], qa[kc], bk[2], bk[3]);
+                mma_bf16(kc & 1 ? sd[0] : sc[0], qa[kc], bk[0], bk[1]);
+                mma_bf16(kc & 1 ? sd[1] : sc[1], qa[kc], bk[2], bk[3]);
             }
         }
         /* rows g = lane / 4 (i = 0, 1) and g + 8 (i = 2, 3); key 8 nt + 2 (lane % 4) + i % 2 */
@@ -536,7 +565,7 @@ __global__ void __launch_bounds__(DW * 32, 1)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 int key = nt * 8 + 2 * (lane & 3) + (i & 1);
-                float v = key < x.cnt ? sc[nt][i] * scale_log2 : -INFINITY;
+                float v = key < x.cnt ? (sc[nt][i] + sd[nt][i]) * scale_log2 : -INFINITY;
                 sc[nt][i] = v;
                 mx[i >> 1] = fmaxf(mx[i >> 1], v);
             }
@@ -623,21 +652,32 @@ __global__ void __launch_bounds__(DW * 32, 1)
     }
 }
 
-template <int HD> static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl,
-                                               const lk_kv_batch_dev *kv, int layer, int B, int H,
-                                               int S, int chunk, float sl2, float *ws,
-                                               cudaStream_t st) {
+template <int HD, int DW, int DS>
+static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
+                             int layer, int B, int H, int S, int chunk, float sl2, float *ws,
+                             cudaStream_t st) {
+    typedef DecodeCfg<HD, DW, DS> C;
     static int attr_set;
     if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)DecodeCfg<HD>::SMEM));
+        CU_TRY(cudaFuncSetAttribute(decode_mma_kernel<HD, DW, DS>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
         attr_set = 1;
     }
     dim3 grid(S, pl->n_kv_heads, B);
-    decode_mma_kernel<HD><<<grid, DW * 32, DecodeCfg<HD>::SMEM, st>>>(
+    decode_mma_kernel<HD, DW, DS><<<grid, DW * 32, C::SMEM, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
     CU_LAUNCHED();
     return 0;
+}
+
+/* LEANK_ATTN_LAB=n picks a kernel variant under study (NOTES-attention.md) */
+static int lab_variant(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("LEANK_ATTN_LAB");
+        v = e ? atoi(e) : 0;
+    }
+    return v;
 }
 
 extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out,
@@ -658,8 +698,15 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
     if (need > workspace_bytes || (need && !workspace)) return (int)cudaErrorInvalidValue;
     float *ws = (float *)workspace, sl2 = scale * LOG2E;
     if (mma) {
-        int e = hd == 64 ? launch_decode_mma<64>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st)
-                         : launch_decode_mma<128>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        int e, lab = lab_variant();
+        if (hd == 64)
+            e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (lab == 1)
+            e = launch_decode_mma<128, 4, 4>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (lab == 2)
+            e = launch_decode_mma<128, 6, 4>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else
+            e = launch_decode_mma<128, 8, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         if (e) return e;
     } else {
         dim3 grid(S, H, B);
@@ -782,11 +829,13 @@ __global__ void __launch_bounds__(128)
 #define PBN 64
 template <int HD> struct PrefillCfg {
     static constexpr int RS = HD + 8;
-    static constexpr size_t SMEM = (size_t)(PBM * RS + 4 * PBN * RS) * sizeof(bf16);
+    /* the Q tile is staged in the second K/V stage before that stage's first use */
+    static constexpr size_t SMEM = (size_t)(4 * PBN * RS) * sizeof(bf16);
+    static_assert(PBM <= 2 * PBN, "Q staging fits one K/V stage");
 };
 
-template <int HD>
-__global__ void __launch_bounds__(PW * 32)
+template <int HD, int MINB>
+__global__ void __launch_bounds__(PW * 32, MINB)
     prefill_mma_kernel(const bf16 *q,  // (n, H, HD)
                        const bf16 *k,  // (n, G, HD)
                        const bf16 *v,  // (n, G, HD)
@@ -796,8 +845,8 @@ __global__ void __launch_bounds__(PW * 32)
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, g = h / (H / G);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     extern __shared__ __align__(16) unsigned char smraw[];
-    bf16 *qs = (bf16 *)smraw;           /* [PBM][RS] */
-    bf16 *kvs = qs + PBM * RS;          /* [2 stages][K, V][PBN][RS] */
+    bf16 *kvs = (bf16 *)smraw;          /* [2 stages][K, V][PBN][RS] */
+    bf16 *qs = kvs + 2 * PBN * RS;      /* [PBM][RS] in stage 1, until tile 1 loads */
     int q0 = qt * PBM;
     size_t qstride = (size_t)H * HD, kstride = (size_t)G * HD;
     for (int i = threadIdx.x; i < PBM * HD / 8; i += PW * 32) {
@@ -827,6 +876,7 @@ __global__ void __launch_bounds__(PW * 32)
 #pragma unroll
     for (int kc = 0; kc < KC; kc++)
         ldsm_x4(qa[kc], qs + (warp * 16 + (lane & 15)) * RS + kc * 16 + (lane >> 4) * 8);
+    __syncthreads(); /* stage 1 is free for tile 1 */
 
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     float o[HD / 8][4];
@@ -926,16 +976,17 @@ __global__ void __launch_bounds__(PW * 32)
     }
 }
 
-template <int HD> static int launch_prefill_mma(const void *q, const void *k, const void *v, void *out,
-                                                int n, int H, int G, float sl2, cudaStream_t st) {
+template <int HD, int MINB>
+static int launch_prefill_mma(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
+                              float sl2, cudaStream_t st) {
     static int attr_set;
     if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(prefill_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)PrefillCfg<HD>::SMEM));
+        CU_TRY(cudaFuncSetAttribute(prefill_mma_kernel<HD, MINB>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)PrefillCfg<HD>::SMEM));
         attr_set = 1;
     }
     dim3 grid((n + PBM - 1) / PBM, H);
-    prefill_mma_kernel<HD><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
+    prefill_mma_kernel<HD, MINB><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
     CU_LAUNCHED();
     return 0;
@@ -952,9 +1003,10 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
     /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
     if (dt == LK_KV_BF16 && aligned && head_dim == 128)
-        return launch_prefill_mma<128>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        return lab_variant() == 3 ? launch_prefill_mma<128, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st)
+                                  : launch_prefill_mma<128, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     if (dt == LK_KV_BF16 && aligned && head_dim == 64)
-        return launch_prefill_mma<64>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        return launch_prefill_mma<64, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     dim3 grid((n + 3) / 4, n_heads);
     if (dt == LK_KV_BF16)
         prefill_simt_kernel<bf16><<<grid, 128, 0, st>>>((const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
