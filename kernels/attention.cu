@@ -652,6 +652,291 @@ __global__ void __launch_bounds__(DW * 32, 1)
     }
 }
 
+/* The transposed form, for GQA groups of up to 8 query heads (Llama, Qwen,
+ * Mistral): S^T (16 keys x 8 heads) = K Q^T, so the keys are the MMA rows and
+ * no row is padding; P^T goes to the B operand of O^T (hd x 8 heads) += V^T P^T
+ * through movmatrix (an in-register 8x8 transpose). Half the MMAs of the
+ * 16-row form and half its accumulator registers. Tiles, pipeline and merge
+ * as in decode_mma_kernel; a tile whose rows are consecutive in one page
+ * (almost all) is copied as one contiguous range, 512 B an instruction,
+ * with no per-row address work. */
+__device__ __forceinline__ uint32_t movt(uint32_t x) {
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
+template <int HD, int DW, int DS_>
+__global__ void __launch_bounds__(DW * 32, 1)
+    decode_t_kernel(const bf16 *q,   // (B, H, HD)
+                    bf16 *out,       // (B, H, HD)
+                    float *ws,       // partials (S > 1)
+                    lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, int S,
+                    int chunk, float scale_log2) {
+    typedef DecodeCfg<HD, DW, DS_> C;
+    constexpr int RS = C::RS, KC = HD / 16, DS = C::DS;
+    int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+    int grp = H / pl.n_kv_heads;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2, tq = lane & 3;
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16 *wt = (bf16 *)smraw + (size_t)warp * DS * 2 * C::TILE; /* this warp's stages: K, V */
+    Cache c = cache_of(pl, kv, layer, b, g);
+    int w = c.w, wpad = (w + 15) & ~15, len = kv.seq_len[b], ns, rs;
+    key_ranges(c, len, &ns, &rs);
+
+    /* Q^T as the B operand: lane (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each
+     * 16-channel block; qg the same over the kept channels (zero past the width) */
+    uint32_t qf[KC][2], qg[KC][2];
+    {
+        const bf16 *qh = q + ((size_t)b * H + (size_t)g * grp + gl) * HD;
+        bool ok = gl < grp;
+        const bf16 z = __float2bfloat16(0.0f);
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                int d = kc * 16 + 2 * tq + 8 * u;
+                __nv_bfloat162 f, e;
+                f.x = ok ? qh[d] : z;
+                f.y = ok ? qh[d + 1] : z;
+                e.x = ok && d < w ? qh[c.chan[d]] : z;
+                e.y = ok && d + 1 < w ? qh[c.chan[d + 1]] : z;
+                qf[kc][u] = *(uint32_t *)&f;
+                qg[kc][u] = *(uint32_t *)&e;
+            }
+    }
+
+    int j0 = s * chunk, j1 = min(len, j0 + chunk);
+    int a0 = j0, a1 = min(j1, ns);
+    int m0 = max(j0, c.sink), m1 = w > 0 ? min(j1, rs) : m0;
+    int r0 = max(j0, rs), r1 = j1;
+    int ta = a1 > a0 ? (a1 - a0 + 15) / 16 : 0;
+    int tm = m1 > m0 ? (m1 - m0 + 15) / 16 : 0;
+    int tr = r1 > r0 ? (r1 - r0 + 15) / 16 : 0;
+    int T = ta + tm + tr;
+    int nk = T > warp ? (T - warp + DW - 1) / DW : 0;
+    const uint32_t mid_magic = ((1u << 20) + wpad / 8 - 1) / (wpad / 8 > 0 ? wpad / 8 : 1);
+    auto tile_at = [&](int t) {
+        Tile x;
+        if (t < ta) {
+            x.mid = 0, x.p0 = a0 + 16 * t, x.cnt = min(16, a1 - x.p0);
+        } else if (t < ta + tm) {
+            x.mid = 1, x.p0 = m0 + 16 * (t - ta), x.cnt = min(16, m1 - x.p0);
+        } else {
+            x.mid = 0, x.p0 = r0 + 16 * (t - ta - tm), x.cnt = min(16, r1 - x.p0);
+        }
+        return x;
+    };
+    auto row_ref = [&](int k) {
+        RowRef rr;
+        rr.pid = -1, rr.rip = 0;
+        if (k < nk) {
+            Tile x = tile_at(warp + k * DW);
+            int r = lane & 15;
+            if (r < x.cnt) {
+                int j = x.p0 + r;
+                if (x.mid) {
+                    int m = j - c.sink;
+                    rr.pid = c.midp[m / c.P], rr.rip = m % c.P;
+                } else {
+                    int slot = full_slot(c, j);
+                    rr.pid = c.fullp[slot / c.F], rr.rip = slot % c.F;
+                }
+            }
+        }
+        return rr;
+    };
+    auto load_tile = [&](int k, int stage, RowRef rr) {
+        Tile x = tile_at(warp + k * DW);
+        bf16 *ks = wt + (size_t)stage * 2 * C::TILE, *vs = ks + C::TILE;
+        const bf16 *kr = nullptr, *vr = nullptr;
+        if (rr.pid >= 0) {
+            const bf16 *pg = (const bf16 *)(c.pool + (size_t)rr.pid * c.bb);
+            kr = x.mid ? pg + c.mk + (int64_t)rr.rip * w : pg + c.fk + (int64_t)rr.rip * HD;
+            vr = pg + (x.mid ? c.mv : c.fv) + (int64_t)rr.rip * HD;
+        }
+        int kw = x.mid ? w : HD, cpr = (x.mid ? wpad : HD) / 8; /* 16 B chunks a K row */
+        /* one page, consecutive rows, aligned: the tile is two contiguous ranges */
+        int pid0 = __shfl_sync(0xffffffffu, rr.pid, 0), pidl = __shfl_sync(0xffffffffu, rr.pid, x.cnt - 1);
+        int rip0 = __shfl_sync(0xffffffffu, rr.rip, 0), ripl = __shfl_sync(0xffffffffu, rr.rip, x.cnt - 1);
+        const bf16 *kb = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, 0);
+        const bf16 *vb = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, 0);
+        bool fast = pid0 == pidl && ripl - rip0 == x.cnt - 1 && (kw & 7) == 0 &&
+                    (((uintptr_t)kb | (uintptr_t)vb) & 15) == 0;
+        if (fast) {
+            uint32_t magic = x.mid ? mid_magic : (1u << 20) / (HD / 8);
+            for (int i = lane; i < 16 * cpr; i += 32) {
+                int r = (int)((i * magic) >> 20), ch = i - r * cpr;
+                bool ok = r < x.cnt && ch * 8 < kw;
+                cp_async16(ks + r * RS + ch * 8, ok ? kb + r * kw + ch * 8 : kb, ok ? 16 : 0);
+            }
+#pragma unroll
+            for (int i = lane; i < 16 * HD / 8; i += 32) {
+                int r = i / (HD / 8), ch = i % (HD / 8);
+                bool ok = r < x.cnt;
+                cp_async16(vs + r * RS + ch * 8, ok ? vb + r * HD + ch * 8 : vb, ok ? 16 : 0);
+            }
+            return;
+        }
+        for (int i = lane; i < 16 * cpr; i += 32) {
+            int r = i / cpr, ch = i - r * cpr;
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
+            load8(ks + r * RS + ch * 8, src + ch * 8, src ? min(8, kw - ch * 8) : 0);
+        }
+#pragma unroll
+        for (int i = lane; i < 16 * HD / 8; i += 32) {
+            int r = i / (HD / 8), ch = i % (HD / 8);
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
+            load8(vs + r * RS + ch * 8, src + ch * 8, src ? 8 : 0);
+        }
+    };
+
+    /* this lane's heads: 2 tq, 2 tq + 1; O^T rows (channels) 16 mt + gl (+ 8) */
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[KC][4];
+#pragma unroll
+    for (int mt = 0; mt < KC; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
+
+#pragma unroll
+    for (int t = 0; t < DS - 1; t++) {
+        load_tile(t, t, row_ref(t));
+        cp_async_commit();
+    }
+    RowRef next = row_ref(DS - 1);
+    int arow = lane & 15, acol = (lane >> 4) * 8;                   /* K as A (ldmatrix) */
+    int vrow = (lane & 7) + (lane >> 4) * 8, vcol = ((lane >> 3) & 1) * 8; /* V^T as A (.trans) */
+    for (int t = 0; t < nk; t++) {
+        if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS, next);
+        cp_async_commit();
+        next = row_ref(t + DS);
+        cp_async_wait<DS - 1>();
+        __syncwarp();
+        Tile x = tile_at(warp + t * DW);
+        const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
+        float sa[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (x.mid) {
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++)
+                if (kc * 16 < wpad) {
+                    uint32_t ka[4];
+                    ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
+                    mma_bf16(kc & 1 ? sb : sa, ka, qg[kc][0], qg[kc][1]);
+                }
+        } else {
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++) {
+                uint32_t ka[4];
+                ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
+                mma_bf16(kc & 1 ? sb : sa, ka, qf[kc][0], qf[kc][1]);
+            }
+        }
+        /* sa[i]: key gl + 8 (i >> 1), head 2 tq + (i & 1) */
+        float mx[2];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int key = gl + 8 * (i >> 1);
+            sa[i] = key < x.cnt ? (sa[i] + sb[i]) * scale_log2 : -INFINITY;
+        }
+        mx[0] = fmaxf(sa[0], sa[2]);
+        mx[1] = fmaxf(sa[1], sa[3]);
+        float cr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int off = 4; off < 32; off <<= 1) mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], off));
+            float mn = fmaxf(m[h], mx[h]);
+            cr[h] = exp2f(m[h] - mn);
+            m[h] = mn;
+            l[h] *= cr[h];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            sa[i] = exp2f(sa[i] - m[i & 1]);
+            l[i & 1] += sa[i];
+        }
+        /* P^T (keys x heads) C fragments -> P (heads x keys) B fragments */
+        uint32_t pb0 = movt(pack_bf16(sa[0], sa[1])), pb1 = movt(pack_bf16(sa[2], sa[3]));
+        if (__any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) {
+#pragma unroll
+            for (int mt = 0; mt < KC; mt++) {
+                o[mt][0] *= cr[0];
+                o[mt][1] *= cr[1];
+                o[mt][2] *= cr[0];
+                o[mt][3] *= cr[1];
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < KC; mt++) {
+            uint32_t va[4];
+            ldsm_x4_t(va, vs + vrow * RS + mt * 16 + vcol);
+            mma_bf16(o[mt], va, pb0, pb1);
+        }
+        __syncwarp();
+    }
+    cp_async_wait<0>();
+    __syncwarp();
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) l[h] += __shfl_xor_sync(0xffffffffu, l[h], off);
+    /* the warps' states through shared memory (this warp's own stages) */
+    float *wo = (float *)wt;   /* [8 heads][HD] */
+    float *wml = wo + 8 * HD;  /* [8] max, [8] sum */
+#pragma unroll
+    for (int mt = 0; mt < KC; mt++) {
+        int ch = mt * 16 + gl;
+        wo[(2 * tq) * HD + ch] = o[mt][0];
+        wo[(2 * tq + 1) * HD + ch] = o[mt][1];
+        wo[(2 * tq) * HD + ch + 8] = o[mt][2];
+        wo[(2 * tq + 1) * HD + ch + 8] = o[mt][3];
+    }
+    if (gl == 0) {
+        wml[2 * tq] = m[0];
+        wml[2 * tq + 1] = m[1];
+        wml[8 + 2 * tq] = l[0];
+        wml[8 + 2 * tq + 1] = l[1];
+    }
+    __syncthreads();
+    const size_t wstride = (size_t)DS * 2 * C::TILE * sizeof(bf16) / sizeof(float);
+    const float *base = (const float *)smraw;
+    for (int i = threadIdx.x; i < grp * HD; i += DW * 32) {
+        int r = i / HD, d = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int v = 0; v < DW; v++) M = fmaxf(M, base[v * wstride + 8 * HD + r]);
+        float L = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int v = 0; v < DW; v++) {
+            const float *bw = base + v * wstride;
+            float mv = bw[8 * HD + r];
+            if (mv == -INFINITY) continue;
+            float f = exp2f(mv - M);
+            L += bw[8 * HD + 8 + r] * f;
+            acc += bw[r * HD + d] * f;
+        }
+        put_result(out, ws, B, H, S, b, g * grp + r, s, HD, d, L > 0.0f ? acc / L : 0.0f,
+                   L > 0.0f ? M + log2f(L) : -INFINITY);
+    }
+}
+
+template <int HD, int DW, int DS>
+static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
+                           int layer, int B, int H, int S, int chunk, float sl2, float *ws, cudaStream_t st) {
+    typedef DecodeCfg<HD, DW, DS> C;
+    const size_t smem = C::SMEM - 2 * C::TILE * sizeof(bf16); /* no query staging */
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)smem));
+        attr_set = 1;
+    }
+    dim3 grid(S, pl->n_kv_heads, B);
+    decode_t_kernel<HD, DW, DS><<<grid, DW * 32, smem, st>>>((const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer,
+                                                             B, H, S, chunk, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
 template <int HD, int DW, int DS>
 static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
                              int layer, int B, int H, int S, int chunk, float sl2, float *ws,
@@ -699,14 +984,20 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
     float *ws = (float *)workspace, sl2 = scale * LOG2E;
     if (mma) {
         int e, lab = lab_variant();
-        if (hd == 64)
+        if (grp <= 8 && lab != 9) { /* the transposed form */
+            if (hd == 64)
+                e = launch_decode_t<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            else if (lab == 1)
+                e = launch_decode_t<128, 12, 2>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            else if (lab == 2)
+                e = launch_decode_t<128, 6, 4>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            else
+                e = launch_decode_t<128, 8, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        } else if (hd == 64) {
             e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        else if (lab == 1)
-            e = launch_decode_mma<128, 4, 4>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        else if (lab == 2)
-            e = launch_decode_mma<128, 6, 4>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        else
+        } else {
             e = launch_decode_mma<128, 8, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        }
         if (e) return e;
     } else {
         dim3 grid(S, H, B);
@@ -1003,8 +1294,8 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
     /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
     if (dt == LK_KV_BF16 && aligned && head_dim == 128)
-        return lab_variant() == 3 ? launch_prefill_mma<128, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st)
-                                  : launch_prefill_mma<128, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        return lab_variant() == 3 ? launch_prefill_mma<128, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st)
+                                  : launch_prefill_mma<128, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     if (dt == LK_KV_BF16 && aligned && head_dim == 64)
         return launch_prefill_mma<64, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     dim3 grid((n + 3) / 4, n_heads);
