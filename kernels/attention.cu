@@ -249,7 +249,12 @@ static int max_splits(int max_len) {
  * pieces balance them). */
 static int n_splits(int units, int max_len) {
     int s = (8 * num_sms() + units - 1) / units;
-    int by_len = (max_len + 8191) / 8192;
+    static int split_keys;
+    if (!split_keys) {
+        const char *e = getenv("LEANK_ATTN_SPLIT_KEYS");
+        split_keys = e && atoi(e) >= 256 ? atoi(e) : 8192;
+    }
+    int by_len = (max_len + split_keys - 1) / split_keys;
     if (s < by_len) s = by_len;
     int m = max_splits(max_len);
     return s > m ? m : s < 1 ? 1 : s;
@@ -666,8 +671,8 @@ __device__ __forceinline__ uint32_t movt(uint32_t x) {
     return y;
 }
 
-template <int HD, int DW, int DS_>
-__global__ void __launch_bounds__(DW * 32, 1)
+template <int HD, int DW, int DS_, int MINB>
+__global__ void __launch_bounds__(DW * 32, MINB)
     decode_t_kernel(const bf16 *q,   // (B, H, HD)
                     bf16 *out,       // (B, H, HD)
                     float *ws,       // partials (S > 1)
@@ -683,28 +688,6 @@ __global__ void __launch_bounds__(DW * 32, 1)
     Cache c = cache_of(pl, kv, layer, b, g);
     int w = c.w, wpad = (w + 15) & ~15, len = kv.seq_len[b], ns, rs;
     key_ranges(c, len, &ns, &rs);
-
-    /* Q^T as the B operand: lane (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each
-     * 16-channel block; qg the same over the kept channels (zero past the width) */
-    uint32_t qf[KC][2], qg[KC][2];
-    {
-        const bf16 *qh = q + ((size_t)b * H + (size_t)g * grp + gl) * HD;
-        bool ok = gl < grp;
-        const bf16 z = __float2bfloat16(0.0f);
-#pragma unroll
-        for (int kc = 0; kc < KC; kc++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) {
-                int d = kc * 16 + 2 * tq + 8 * u;
-                __nv_bfloat162 f, e;
-                f.x = ok ? qh[d] : z;
-                f.y = ok ? qh[d + 1] : z;
-                e.x = ok && d < w ? qh[c.chan[d]] : z;
-                e.y = ok && d + 1 < w ? qh[c.chan[d + 1]] : z;
-                qf[kc][u] = *(uint32_t *)&f;
-                qg[kc][u] = *(uint32_t *)&e;
-            }
-    }
 
     int j0 = s * chunk, j1 = min(len, j0 + chunk);
     int a0 = j0, a1 = min(j1, ns);
@@ -802,6 +785,28 @@ __global__ void __launch_bounds__(DW * 32, 1)
         load_tile(t, t, row_ref(t));
         cp_async_commit();
     }
+    /* (after the first copies are in flight) Q^T as the B operand: lane (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each
+     * 16-channel block; qg the same over the kept channels (zero past the width) */
+    uint32_t qf[KC][2], qg[KC][2];
+    {
+        const bf16 *qh = q + ((size_t)b * H + (size_t)g * grp + gl) * HD;
+        bool ok = gl < grp;
+        const bf16 z = __float2bfloat16(0.0f);
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                int d = kc * 16 + 2 * tq + 8 * u;
+                __nv_bfloat162 f, e;
+                f.x = ok ? qh[d] : z;
+                f.y = ok ? qh[d + 1] : z;
+                e.x = ok && d < w ? qh[c.chan[d]] : z;
+                e.y = ok && d + 1 < w ? qh[c.chan[d + 1]] : z;
+                qf[kc][u] = *(uint32_t *)&f;
+                qg[kc][u] = *(uint32_t *)&e;
+            }
+    }
+
     RowRef next = row_ref(DS - 1);
     int arow = lane & 15, acol = (lane >> 4) * 8;                   /* K as A (ldmatrix) */
     int vrow = (lane & 7) + (lane >> 4) * 8, vcol = ((lane >> 3) & 1) * 8; /* V^T as A (.trans) */
@@ -919,19 +924,19 @@ __global__ void __launch_bounds__(DW * 32, 1)
     }
 }
 
-template <int HD, int DW, int DS>
+template <int HD, int DW, int DS, int MINB>
 static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
                            int layer, int B, int H, int S, int chunk, float sl2, float *ws, cudaStream_t st) {
     typedef DecodeCfg<HD, DW, DS> C;
     const size_t smem = C::SMEM - 2 * C::TILE * sizeof(bf16); /* no query staging */
     static int attr_set;
     if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)smem));
         attr_set = 1;
     }
     dim3 grid(S, pl->n_kv_heads, B);
-    decode_t_kernel<HD, DW, DS><<<grid, DW * 32, smem, st>>>((const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer,
+    decode_t_kernel<HD, DW, DS, MINB><<<grid, DW * 32, smem, st>>>((const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer,
                                                              B, H, S, chunk, sl2);
     CU_LAUNCHED();
     return 0;
@@ -986,13 +991,17 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
         int e, lab = lab_variant();
         if (grp <= 8 && lab != 9) { /* the transposed form */
             if (hd == 64)
-                e = launch_decode_t<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+                e = launch_decode_t<64, 8, 5, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
             else if (lab == 1)
-                e = launch_decode_t<128, 12, 2>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-            else if (lab == 2)
-                e = launch_decode_t<128, 6, 4>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+                e = launch_decode_t<128, 12, 2, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            else if (lab == 4)
+                e = launch_decode_t<128, 6, 2, 2>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            else if (lab == 5)
+                e = launch_decode_t<128, 4, 3, 2>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            else if (lab == 6)
+                e = launch_decode_t<128, 4, 2, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
             else
-                e = launch_decode_t<128, 8, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+                e = launch_decode_t<128, 8, 3, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         } else if (hd == 64) {
             e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         } else {
