@@ -1124,24 +1124,22 @@ __global__ void __launch_bounds__(128)
  * query rows; K/V tiles of 64 keys double-buffered by cp.async; S = Q K^T and
  * O += P V on mma.sync m16n8k16 with f32 accumulators; online softmax in the
  * log2 domain. Query tiles are visited longest-first (the causal triangle). */
-#define PW 4
-#define PBM (16 * PW)
 #define PBN 64
 template <int HD> struct PrefillCfg {
     static constexpr int RS = HD + 8;
     /* the Q tile is staged in the second K/V stage before that stage's first use */
     static constexpr size_t SMEM = (size_t)(4 * PBN * RS) * sizeof(bf16);
-    static_assert(PBM <= 2 * PBN, "Q staging fits one K/V stage");
 };
 
-template <int HD, int MINB>
+template <int HD, int PW, int MINB>
 __global__ void __launch_bounds__(PW * 32, MINB)
     prefill_mma_kernel(const bf16 *q,  // (n, H, HD)
                        const bf16 *k,  // (n, G, HD)
                        const bf16 *v,  // (n, G, HD)
                        bf16 *out,      // (n, H, HD)
                        int n, int H, int G, float scale_log2) {
-    constexpr int RS = PrefillCfg<HD>::RS, KC = HD / 16;
+    constexpr int RS = PrefillCfg<HD>::RS, KC = HD / 16, PBM = 16 * PW;
+    static_assert(PBM <= 2 * PBN, "Q staging fits one K/V stage");
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, g = h / (H / G);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     extern __shared__ __align__(16) unsigned char smraw[];
@@ -1229,10 +1227,11 @@ __global__ void __launch_bounds__(PW * 32, MINB)
             m[r] = mn;
             l[r] *= cr[r];
         }
+        if (__any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) /* a max moved */
 #pragma unroll
-        for (int nt = 0; nt < HD / 8; nt++)
+            for (int nt = 0; nt < HD / 8; nt++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) o[nt][i] *= cr[i >> 1];
+                for (int i = 0; i < 4; i++) o[nt][i] *= cr[i >> 1];
 #pragma unroll
         for (int kc = 0; kc < PBN / 16; kc++) {
             uint32_t pa[4];
@@ -1276,17 +1275,17 @@ __global__ void __launch_bounds__(PW * 32, MINB)
     }
 }
 
-template <int HD, int MINB>
+template <int HD, int PW, int MINB>
 static int launch_prefill_mma(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                               float sl2, cudaStream_t st) {
     static int attr_set;
     if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(prefill_mma_kernel<HD, MINB>,
+        CU_TRY(cudaFuncSetAttribute(prefill_mma_kernel<HD, PW, MINB>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)PrefillCfg<HD>::SMEM));
         attr_set = 1;
     }
-    dim3 grid((n + PBM - 1) / PBM, H);
-    prefill_mma_kernel<HD, MINB><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
+    dim3 grid((n + 16 * PW - 1) / (16 * PW), H);
+    prefill_mma_kernel<HD, PW, MINB><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
     CU_LAUNCHED();
     return 0;
@@ -1302,11 +1301,14 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
     float sl2 = scale * LOG2E;
     /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
-    if (dt == LK_KV_BF16 && aligned && head_dim == 128)
-        return lab_variant() == 3 ? launch_prefill_mma<128, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st)
-                                  : launch_prefill_mma<128, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+    if (dt == LK_KV_BF16 && aligned && head_dim == 128) {
+        int lab = lab_variant();
+        if (lab == 7) return launch_prefill_mma<128, 8, 1>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        if (lab == 8) return launch_prefill_mma<128, 4, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+    }
     if (dt == LK_KV_BF16 && aligned && head_dim == 64)
-        return launch_prefill_mma<64, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        return launch_prefill_mma<64, 4, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     dim3 grid((n + 3) / 4, n_heads);
     if (dt == LK_KV_BF16)
         prefill_simt_kernel<bf16><<<grid, 128, 0, st>>>((const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
