@@ -6,19 +6,21 @@
  * is in tests/gpu/gpu_attention.c.
  *
  * Paths:
- *   decode  bf16, head_dim 64/128, GQA group <= 16: tensor cores (mma.sync
- *           m16n8k16), one block per (split, kv head, sequence), the group's
- *           query heads are the MMA rows so each K/V tile is read once for
- *           all of them; 4 warps, each with its own cp.async pipeline.
- *           Anything else (f32, other head_dim): a SIMT kernel, one block
- *           per (split, query head, sequence).
+ *   decode  bf16, head_dim 64/128: tensor cores (mma.sync m16n8k16), one block
+ *           per (split, kv head, sequence) so each K/V tile is read once for
+ *           the whole GQA group; warps stream 16-key tiles through their own
+ *           cp.async pipelines. Groups <= 8 heads: the transposed form
+ *           (decode_t_kernel, keys as MMA rows); 9..16: the group as the 16
+ *           MMA rows (decode_mma_kernel). Anything else (f32, other head_dim,
+ *           larger groups): a SIMT kernel, one block per (split, query head,
+ *           sequence). Splits merge by log-sum-exp in f32 (decode_merge_kernel).
  *   prefill bf16, head_dim 64/128: flash attention on mma.sync (FA2-style);
- *           otherwise a SIMT kernel (one warp per query row). */
+ *           otherwise a SIMT kernel (one warp per query row).
+ * Measurements and the versions behind these choices: NOTES-attention.md. */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "kvcache.h"
 
@@ -249,12 +251,7 @@ static int max_splits(int max_len) {
  * pieces balance them). */
 static int n_splits(int units, int max_len) {
     int s = (8 * num_sms() + units - 1) / units;
-    static int split_keys;
-    if (!split_keys) {
-        const char *e = getenv("LEANK_ATTN_SPLIT_KEYS");
-        split_keys = e && atoi(e) >= 256 ? atoi(e) : 8192;
-    }
-    int by_len = (max_len + split_keys - 1) / split_keys;
+    int by_len = (max_len + 8191) / 8192;
     if (s < by_len) s = by_len;
     int m = max_splits(max_len);
     return s > m ? m : s < 1 ? 1 : s;
@@ -960,16 +957,6 @@ static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl,
     return 0;
 }
 
-/* LEANK_ATTN_LAB=n picks a kernel variant under study (NOTES-attention.md) */
-static int lab_variant(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("LEANK_ATTN_LAB");
-        v = e ? atoi(e) : 0;
-    }
-    return v;
-}
-
 extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out,
                                         const lk_kv_plan_dev *plan, const lk_kv_batch_dev *kv,
                                         int layer, int B, int n_heads, int max_len, float scale,
@@ -988,25 +975,17 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
     if (need > workspace_bytes || (need && !workspace)) return (int)cudaErrorInvalidValue;
     float *ws = (float *)workspace, sl2 = scale * LOG2E;
     if (mma) {
-        int e, lab = lab_variant();
-        if (grp <= 8 && lab != 9) { /* the transposed form */
-            if (hd == 64)
-                e = launch_decode_t<64, 8, 5, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-            else if (lab == 1)
-                e = launch_decode_t<128, 12, 2, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-            else if (lab == 4)
-                e = launch_decode_t<128, 6, 2, 2>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-            else if (lab == 5)
-                e = launch_decode_t<128, 4, 3, 2>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-            else if (lab == 6)
-                e = launch_decode_t<128, 4, 2, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-            else
-                e = launch_decode_t<128, 8, 3, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        } else if (hd == 64) {
+        /* 12 warps x 2 stages (hd 128): as fast as 8 x 3 and 2-3 blocks/SM on dense,
+         * 2 % faster on LeanK layers (NOTES-attention.md, v3) */
+        int e;
+        if (grp <= 8 && hd == 64)
+            e = launch_decode_t<64, 8, 5, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8)
+            e = launch_decode_t<128, 12, 2, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (hd == 64)
             e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        } else {
+        else
             e = launch_decode_mma<128, 8, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        }
         if (e) return e;
     } else {
         dim3 grid(S, H, B);
@@ -1301,12 +1280,10 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
     float sl2 = scale * LOG2E;
     /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
-    if (dt == LK_KV_BF16 && aligned && head_dim == 128) {
-        int lab = lab_variant();
-        if (lab == 7) return launch_prefill_mma<128, 8, 1>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-        if (lab == 8) return launch_prefill_mma<128, 4, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+    /* 4 warps x 16 rows at 2 blocks/SM: faster than 3 blocks/SM (spills) or 8 warps
+     * (NOTES-attention.md) */
+    if (dt == LK_KV_BF16 && aligned && head_dim == 128)
         return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-    }
     if (dt == LK_KV_BF16 && aligned && head_dim == 64)
         return launch_prefill_mma<64, 4, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     dim3 grid((n + 3) / 4, n_heads);
