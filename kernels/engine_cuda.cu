@@ -17,6 +17,7 @@
  * max_prefill tokens: x, q, k, v, att; chunk rows for the GEMM outputs),
  * logits slots (one per live sequence), then the pool (opts->pool_bytes or
  * mem_fraction of what is free). Nothing is allocated per step. */
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -105,6 +106,19 @@ typedef struct {
     void *ffn_norm;  // (dim)
 } cu_layer;
 
+/* A decode-shaped product (few rows) and the fastest way found to run it:
+ * lk_op_gemv or one of cuBLASLt's heuristic algorithms, timed once. */
+typedef struct {
+    int M, N, K;
+    cudaDataType_t ot;
+    int how; /* -1 lk_op_gemv, 0 cublasGemmEx, 1 cuBLASLt with algo */
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} cu_tuned;
+#define MAX_TUNED 512
+#define TUNE_MAX_M 64
+
 typedef struct {
     lk_engine base;
     int dev;
@@ -164,6 +178,24 @@ typedef struct {
     cu_plan *dense;
     size_t dev_bytes;            /* every device allocation of the engine */
     unsigned mark;
+    int use_gemv;                /* small-batch products on lk_op_gemv (LEANK_CUDA_GEMV=0: cuBLAS) */
+    int use_tune;                /* products of <= TUNE_MAX_M rows timed once (LEANK_CUDA_TUNE=0: off) */
+    int check;                   /* LEANK_CUDA_CHECK=1: products and prefill attention against slow references */
+    void *chk;                   /* their outputs, scratch and the two sums */
+    size_t chk_bytes;
+    int use_graph;               /* decode steps replayed as CUDA graphs (LEANK_CUDA_GRAPH=0: off) */
+    cudaGraphExec_t gexec;
+    uintptr_t *sig_now, *sig_graph, *sig_prev; /* batch make-up: now, of gexec, of the last plain step */
+    size_t sig_cap, sig_graph_n, sig_prev_n;
+    cublasLtHandle_t lt;
+    cu_tuned *tuned;
+    int n_tuned;
+    /* LEANK_CUDA_PROFILE=1: GPU time by phase (events between launches), printed at free */
+    int prof, prof_kind, nev;
+    cudaEvent_t ev[4096];
+    unsigned char ev_ph[4096];
+    double prof_ms[2][16];
+    int prof_calls[2], prof_seen[2];
     int *h_order;                /* (max_batch) decode row order */
     cu_seq **h_rows;             /* (max_batch) */
 } cu_engine;
@@ -190,17 +222,204 @@ static void dfree(cu_engine *e, void *p, size_t n) {
     e->dev_bytes -= n ? n : ALIGN;
 }
 
+/* ------------------------------------------------------------ profile */
+
+enum { PH_START, PH_EMBED, PH_NORM, PH_QKV, PH_ROPE, PH_ATTN, PH_WO, PH_GU, PH_SWIGLU, PH_DOWN, PH_HEAD, PH_N };
+static const char *ph_name[PH_N] = {"start", "embed", "norms", "qkv", "rope", "attention", "o_proj",
+                                    "gate_up", "swiglu", "down", "head"};
+
+static void mark(cu_engine *e, int ph) {
+    if (!e->prof || e->nev >= 4096) return;
+    if (cudaEventRecord(e->ev[e->nev], e->st) == cudaSuccess) e->ev_ph[e->nev++] = (unsigned char)ph;
+}
+
+static void prof_begin(cu_engine *e, int kind) {
+    if (!e->prof) return;
+    e->nev = 0;
+    e->prof_kind = kind;
+    mark(e, PH_START);
+}
+
+static void prof_end(cu_engine *e) {
+    if (!e->prof || e->nev < 2) return;
+    cudaEventSynchronize(e->ev[e->nev - 1]);
+    if (!e->prof_seen[e->prof_kind]++) return; /* the first call warms up (module loads, tuning) */
+    for (int i = 1; i < e->nev; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, e->ev[i - 1], e->ev[i]) == cudaSuccess) e->prof_ms[e->prof_kind][e->ev_ph[i]] += ms;
+    }
+    e->prof_calls[e->prof_kind]++;
+}
+
+static void prof_print(const cu_engine *e) {
+    for (int k = 0; k < 2; k++) {
+        if (!e->prof_calls[k]) continue;
+        double tot = 0;
+        for (int p = 1; p < PH_N; p++) tot += e->prof_ms[k][p];
+        fprintf(stderr, "leank cuda profile: %d %s calls after the first, %.3f ms each:", e->prof_calls[k], k ? "decode" : "prefill",
+                tot / e->prof_calls[k]);
+        for (int p = 1; p < PH_N; p++)
+            fprintf(stderr, " %s %.3f", ph_name[p], e->prof_ms[k][p] / e->prof_calls[k]);
+        fprintf(stderr, "\n");
+    }
+}
+
 /* ------------------------------------------------------------ GEMM */
 
 /* out (M, N) = x (M, K) w^T, w (N, K) row-major, both of the engine's type;
  * out of type ot (the engine's, or f32 for logits). */
-static int gemm(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N,
-                int K, lk_err *err) {
-    if (M <= 0) return 0;
+static int gemm_plain(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N,
+                      int K, lk_err *err) {
     const float one = 1.0f, zero = 0.0f;
-    BL(cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, e->ct, K, x, e->ct, K, &zero,
-                    out, ot, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    BL(cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, e->ct, K, x, e->ct, K, &zero, out, ot, N,
+                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return 0;
+}
+
+static int gemm_run(cu_engine *e, const cu_tuned *t, void *out, const void *x, const void *w, lk_err *err) {
+    if (t->how < 0) {
+        KR(lk_op_gemv(t->ot == CUDA_R_32F ? LK_OP_F32 : LK_OP_BF16, out, x, w, t->M, t->N, t->K, e->st));
+        return 0;
+    }
+    if (t->how == 0) return gemm_plain(e, out, t->ot, x, w, t->M, t->N, t->K, err);
+    const float one = 1.0f, zero = 0.0f;
+    BL(cublasLtMatmul(e->lt, t->op, &one, w, t->la, x, t->lb, &zero, out, t->lc, out, t->lc, &t->algo, e->blas_ws,
+                      e->blas_ws_bytes, e->st));
+    return 0;
+}
+
+/* Time the ways to run one decode-shaped product on the engine's own
+ * buffers (the caller recomputes out afterwards) and keep the fastest. */
+static int gemm_tune(cu_engine *e, cu_tuned *t, void *out, const void *x, const void *w, lk_err *err) {
+    cublasOperation_t tr = CUBLAS_OP_T, nt = CUBLAS_OP_N;
+    BL(cublasLtMatmulDescCreate(&t->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    BL(cublasLtMatmulDescSetAttribute(t->op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr));
+    BL(cublasLtMatmulDescSetAttribute(t->op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof nt));
+    BL(cublasLtMatrixLayoutCreate(&t->la, e->ct, t->K, t->N, t->K));
+    BL(cublasLtMatrixLayoutCreate(&t->lb, e->ct, t->K, t->M, t->K));
+    BL(cublasLtMatrixLayoutCreate(&t->lc, t->ot, t->N, t->M, t->N));
+    cublasLtMatmulPreference_t pref;
+    BL(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = e->blas_ws_bytes;
+    BL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t res[8];
+    int nres = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(e->lt, t->op, t->la, t->lb, t->lc, t->lc, pref, 8, res, &nres) !=
+        CUBLAS_STATUS_SUCCESS)
+        nres = 0;
+    cublasLtMatmulPreferenceDestroy(pref);
+    cudaEvent_t a, b;
+    CU(cudaEventCreate(&a));
+    CU(cudaEventCreate(&b));
+    float best = INFINITY;
+    int best_how = 0;
+    cublasLtMatmulAlgo_t best_algo;
+    memset(&best_algo, 0, sizeof best_algo);
+    int gemv_ok = e->use_gemv && lk_op_gemv_ok(t->M, t->K) && !(((uintptr_t)x | (uintptr_t)w) & 15);
+    for (int c = -1; c <= nres; c++) { /* -1 gemv, 0 cublasGemmEx, 1.. the heuristic's algorithms */
+        if (c < 0 && !gemv_ok) continue;
+        if (c > 0 && res[c - 1].state != CUBLAS_STATUS_SUCCESS) continue;
+        cu_tuned cand = *t;
+        cand.how = c < 0 ? -1 : c == 0 ? 0 : 1;
+        if (c > 0) cand.algo = res[c - 1].algo;
+        int rc = gemm_run(e, &cand, out, x, w, err); /* warm-up; an algorithm that fails is skipped */
+        if (rc) {
+            if (c <= 0) return rc;
+            continue;
+        }
+        CU(cudaEventRecord(a, e->st));
+        for (int i = 0; i < 3; i++) TRY(gemm_run(e, &cand, out, x, w, err));
+        CU(cudaEventRecord(b, e->st));
+        CU(cudaEventSynchronize(b));
+        float ms = 0;
+        CU(cudaEventElapsedTime(&ms, a, b));
+        if (ms < best) {
+            best = ms;
+            best_how = cand.how;
+            best_algo = cand.algo;
+        }
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    t->how = best_how;
+    t->algo = best_algo;
+    if (getenv("LEANK_CUDA_TUNE_LOG"))
+        fprintf(stderr, "leank cuda tune: M %d N %d K %d -> %s (%.1f us)\n", t->M, t->N, t->K,
+                best_how < 0 ? "gemv" : best_how == 0 ? "cublasGemmEx" : "cublasLt", best * 1e3f / 3);
+    return 0;
+}
+
+/* Checked mode: compare n elements at out with the reference the caller has
+ * put at e->chk; report a relative L2 error over tol on stderr. */
+static int chk_room(cu_engine *e, size_t bytes, lk_err *err) {
+    bytes += 64;
+    if (bytes <= e->chk_bytes) return 0;
+    CU(cudaStreamSynchronize(e->st));
+    if (e->chk) dfree(e, e->chk, e->chk_bytes);
+    e->chk = NULL;
+    e->chk_bytes = 0;
+    TRY(dalloc(e, &e->chk, bytes, "checked-mode buffers", err));
+    e->chk_bytes = bytes;
+    return 0;
+}
+
+static int chk_compare(cu_engine *e, int dt, const void *out, size_t n, const char *what, int M, int N, int K,
+                       lk_err *err) {
+    double *acc = (double *)e->chk, h[2];
+    const void *ref = (char *)e->chk + 64;
+    CU(cudaMemsetAsync(acc, 0, 2 * sizeof(double), e->st));
+    KR(lk_op_diff(dt, out, ref, n, acc, e->st));
+    CU(cudaMemcpyAsync(h, acc, sizeof h, cudaMemcpyDeviceToHost, e->st));
+    CU(cudaStreamSynchronize(e->st));
+    double rel = h[1] > 0 ? sqrt(h[0] / h[1]) : sqrt(h[0]);
+    double tol = dt == LK_OP_F32 && e->dt == LK_OP_F32 ? 1e-4 : 1e-2;
+    if (!(rel <= tol))
+        fprintf(stderr, "leank cuda check: %s (%d, %d, %d): rel L2 %.3g against the reference\n", what, M, N, K, rel);
+    return 0;
+}
+
+static int chk_gemm(cu_engine *e, const void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N,
+                    int K, lk_err *err) {
+    int odt = ot == CUDA_R_32F ? LK_OP_F32 : e->dt;
+    TRY(chk_room(e, (size_t)M * N * 4, err));
+    KR(lk_op_ref_gemm(e->dt, odt, (char *)e->chk + 64, x, w, M, N, K, e->st));
+    return chk_compare(e, odt, out, (size_t)M * N, "product", M, N, K, err);
+}
+
+/* out (M, N) = x (M, K) w^T, w (N, K) row-major, both of the engine's type;
+ * out of type ot (the engine's, or f32 for logits). Few rows (decode): the
+ * fastest way timed once per shape; many rows (prefill): cuBLAS. */
+static int gemm_any(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N, int K,
+                    lk_err *err);
+static int gemm(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N, int K,
+                lk_err *err) {
+    TRY(gemm_any(e, out, ot, x, w, M, N, K, err));
+    return e->check ? chk_gemm(e, out, ot, x, w, M, N, K, err) : 0;
+}
+
+static int gemm_any(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N, int K,
+                    lk_err *err) {
+    if (M <= 0) return 0;
+    if (e->dt != LK_OP_BF16 || M > TUNE_MAX_M || !e->use_tune) {
+        if (e->use_gemv && e->dt == LK_OP_BF16 && M <= 2 && lk_op_gemv_ok(M, K) &&
+            !(((uintptr_t)x | (uintptr_t)w) & 15)) {
+            KR(lk_op_gemv(ot == CUDA_R_32F ? LK_OP_F32 : LK_OP_BF16, out, x, w, M, N, K, e->st));
+            return 0;
+        }
+        return gemm_plain(e, out, ot, x, w, M, N, K, err);
+    }
+    for (int i = 0; i < e->n_tuned; i++) {
+        cu_tuned *t = &e->tuned[i];
+        if (t->M == M && t->N == N && t->K == K && t->ot == ot) return gemm_run(e, t, out, x, w, err);
+    }
+    if (e->n_tuned == MAX_TUNED) return gemm_plain(e, out, ot, x, w, M, N, K, err);
+    cu_tuned *t = &e->tuned[e->n_tuned];
+    memset(t, 0, sizeof *t);
+    t->M = M, t->N = N, t->K = K, t->ot = ot;
+    int rc = gemm_tune(e, t, out, x, w, err);
+    if (rc) return rc;
+    e->n_tuned++;
+    return gemm_run(e, t, out, x, w, err);
 }
 
 /* ------------------------------------------------------------ plans */
@@ -274,7 +493,11 @@ static int plan_make(cu_engine *e, const lk_plan *src, cu_plan **out, lk_err *er
         PUT(k_off, int64_t, koff, (size_t)L + 1);
         PUT(v_off, int64_t, voff, (size_t)L + 1);
 #undef PUT
-        cudaError_t r = cudaMemcpy(p->dmem, h, bytes, cudaMemcpyHostToDevice);
+        /* on the engine's stream, then waited for: a plain cudaMemcpy from
+         * pageable memory may return before its DMA lands, and the engine's
+         * stream does not wait for the legacy default stream */
+        cudaError_t r = cudaMemcpyAsync(p->dmem, h, bytes, cudaMemcpyHostToDevice, e->st);
+        if (r == cudaSuccess) r = cudaStreamSynchronize(e->st);
         free(h);
         if (r != cudaSuccess)
             rc = lk_seterr(err, LK_EDEVICE, "%s:%d: plan upload: %s", __FILE__, __LINE__, cudaGetErrorString(r));
@@ -433,6 +656,13 @@ static int attend(cu_engine *e, const attend_ctx *a, int l, int n, lk_err *err) 
     lk_kv_dtype dt = (lk_kv_dtype)e->dt;
     if (a->prefill) {
         KR(lk_cuda_prefill_attention(dt, e->q, e->k, e->v, e->att, n, e->NH, e->G, e->HD, e->scale, e->st));
+        if (e->check && n <= 4096) {
+            size_t outb = align_up((size_t)n * e->QD * 4);
+            TRY(chk_room(e, outb + (size_t)e->NH * n * n * 4, err));
+            KR(lk_op_ref_attention(e->dt, (char *)e->chk + 64, e->q, e->k, e->v, n, e->NH, e->G, e->HD, e->scale,
+                                   (float *)((char *)e->chk + 64 + outb), e->st));
+            TRY(chk_compare(e, e->dt, e->att, (size_t)n * e->QD, "prefill attention", n, e->NH, e->HD, err));
+        }
         KR(lk_cuda_kv_prefill(dt, e->k, e->v, &a->seq->plan->dev, &a->one, l, n, e->st));
         return 0;
     }
@@ -464,21 +694,30 @@ static int forward(cu_engine *e, const attend_ctx *a, int n, const int *pos, int
             int m = n - c0 < C ? n - c0 : C;
             float *xc = e->x + (size_t)c0 * D;
             KR(lk_op_rmsnorm(e->dt, e->xb, xc, pending ? e->delta : NULL, ly->attn_norm, m, D, e->eps, e->st));
+            mark(e, PH_NORM);
             TRY(gemm(e, e->qkv, e->ct, e->xb, ly->wqkv, m, W, D, err));
+            mark(e, PH_QKV);
             KR(lk_op_qkv_rope(e->dt, e->qkv, ly->bqkv, (char *)e->q + (size_t)c0 * QD * es,
                               (char *)e->k + (size_t)c0 * KD * es, (char *)e->v + (size_t)c0 * KD * es,
                               e->rope_cos, e->rope_sin, pos ? pos + c0 : NULL, c0, m, e->NH, e->G, e->HD,
                               e->st));
+            mark(e, PH_ROPE);
         }
         TRY(attend(e, a, l, n, err));
+        mark(e, PH_ATTN);
         for (int c0 = 0; c0 < n; c0 += C) {
             int m = n - c0 < C ? n - c0 : C;
             float *xc = e->x + (size_t)c0 * D;
             TRY(gemm(e, e->delta, e->ct, (char *)e->att + (size_t)c0 * QD * es, ly->wo, m, D, QD, err));
+            mark(e, PH_WO);
             KR(lk_op_rmsnorm(e->dt, e->xb, xc, e->delta, ly->ffn_norm, m, D, e->eps, e->st));
+            mark(e, PH_NORM);
             TRY(gemm(e, e->gu, e->ct, e->xb, ly->wgu, m, 2 * H, D, err));
+            mark(e, PH_GU);
             KR(lk_op_swiglu(e->dt, e->hb, e->gu, m, H, e->st));
+            mark(e, PH_SWIGLU);
             TRY(gemm(e, e->delta, e->ct, e->hb, ly->wd, m, D, H, err));
+            mark(e, PH_DOWN);
             if (!one_chunk) KR(lk_op_rmsnorm(e->dt, NULL, xc, e->delta, NULL, m, D, e->eps, e->st));
         }
         pending = one_chunk;
@@ -487,6 +726,7 @@ static int forward(cu_engine *e, const attend_ctx *a, int n, const int *pos, int
     KR(lk_op_rmsnorm(e->dt, e->xb, e->x + (size_t)last0 * D,
                      pending ? (char *)e->delta + (size_t)last0 * D * es : NULL, e->final_norm, m, D, e->eps,
                      e->st));
+    mark(e, PH_NORM);
     return 0;
 }
 
@@ -612,15 +852,30 @@ static int cu_prefill(lk_engine *be, lk_seq *bs, const int *ids, int n, lk_err *
     memcpy(e->pin, ids, (size_t)n * sizeof(int));
     TRY(upload(e, e->d_pids, e->pin, (size_t)n * sizeof(int), err));
     CU(cudaEventRecord(e->pin_evt, e->st));
+    prof_begin(e, 0);
     KR(lk_op_embed(e->dt, e->x, e->embed, e->d_pids, n, e->D, e->st));
+    mark(e, PH_EMBED);
     TRY(forward(e, &a, n, NULL, n - 1, err));
     TRY(gemm(e, s->logits, CUDA_R_32F, e->xb, e->lm_head, 1, e->V, e->D, err));
+    mark(e, PH_HEAD);
+    prof_end(e);
     CU(cudaStreamSynchronize(e->st));
     s->base.len = n;
     return 0;
 }
 
 /* ------------------------------------------------------------ decode */
+
+/* The launches of one decode step (inputs already on the device). */
+static int decode_body(cu_engine *e, const attend_ctx *a, int B, lk_err *err) {
+    KR(lk_op_embed(e->dt, e->x, e->embed, e->d_step, B, e->D, e->st));
+    mark(e, PH_EMBED);
+    TRY(forward(e, a, B, e->d_step + e->max_batch, 0, err));
+    TRY(gemm(e, e->lrows, CUDA_R_32F, e->xb, e->lm_head, B, e->V, e->D, err));
+    KR(lk_op_scatter_rows(e->d_lptr, e->lrows, B, e->V, e->st));
+    mark(e, PH_HEAD);
+    return 0;
+}
 
 static int cu_decode(lk_engine *be, lk_seq *const *seqs, int B, const int *ids, lk_err *err) {
     cu_engine *e = (cu_engine *)be;
@@ -659,7 +914,10 @@ static int cu_decode(lk_engine *be, lk_seq *const *seqs, int B, const int *ids, 
             if (s->plan->group != g) continue;
             e->h_order[r] = b;
             e->h_rows[r++] = s;
-            if (s->base.len + 1 > a.g_maxlen[g]) a.g_maxlen[g] = s->base.len + 1;
+            /* the longest a sequence of the group may grow (not its length
+             * now): the same split geometry every step, so a captured
+             * step can be replayed */
+            if (s->base.max_len > a.g_maxlen[g]) a.g_maxlen[g] = s->base.max_len;
             if (s->n_mid > ms) ms = s->n_mid;
             if (s->n_full > fs) fs = s->n_full;
         }
@@ -719,10 +977,58 @@ static int cu_decode(lk_engine *be, lk_seq *const *seqs, int B, const int *ids, 
         kv->mid_stride = ms;
         kv->full_stride = fs;
     }
-    KR(lk_op_embed(e->dt, e->x, e->embed, e->d_step, B, e->D, e->st));
-    TRY(forward(e, &a, B, e->d_step + mb, 0, err));
-    TRY(gemm(e, e->lrows, CUDA_R_32F, e->xb, e->lm_head, B, e->V, e->D, err));
-    KR(lk_op_scatter_rows(e->d_lptr, e->lrows, B, e->V, e->st));
+    /* The step's launches depend only on the batch's make-up (group sizes,
+     * plans, strides, max lengths; the rest is read from device arrays
+     * uploaded above): the same make-up twice running is captured
+     * into a CUDA graph, replayed while it stays the same. */
+    int graphs = e->use_graph && !e->prof && !e->check;
+    size_t sn = 7 + 3 * (size_t)ng;
+    if (graphs && sn > e->sig_cap) {
+        free(e->sig_now);
+        free(e->sig_graph);
+        free(e->sig_prev);
+        e->sig_cap = sn * 2;
+        e->sig_now = (uintptr_t *)calloc(e->sig_cap, sizeof(uintptr_t));
+        e->sig_graph = (uintptr_t *)calloc(e->sig_cap, sizeof(uintptr_t));
+        e->sig_prev = (uintptr_t *)calloc(e->sig_cap, sizeof(uintptr_t));
+        e->sig_graph_n = e->sig_prev_n = 0;
+    }
+    if (graphs) {
+        uintptr_t *g = e->sig_now;
+        size_t k = 0;
+        g[k++] = B, g[k++] = ng, g[k++] = ms, g[k++] = fs, g[k++] = (uintptr_t)e->pool;
+        g[k++] = (uintptr_t)e->d_tab, g[k++] = (uintptr_t)e->attn_ws; /* buffers that may move */
+        for (int i = 0; i < ng; i++)
+            g[k++] = a.g_off[i + 1], g[k++] = a.g_maxlen[i], g[k++] = (uintptr_t)a.g_plan[i]->dmem;
+        if (e->gexec && sn == e->sig_graph_n && !memcmp(g, e->sig_graph, sn * sizeof *g)) {
+            CU(cudaGraphLaunch(e->gexec, e->st));
+            for (int b = 0; b < B; b++) seqs[b]->len++;
+            return 0;
+        }
+        if (sn == e->sig_prev_n && !memcmp(g, e->sig_prev, sn * sizeof *g)) { /* second time: capture */
+            cudaGraph_t graph;
+            CU(cudaStreamBeginCapture(e->st, cudaStreamCaptureModeRelaxed));
+            int rc = decode_body(e, &a, B, err);
+            cudaError_t r = cudaStreamEndCapture(e->st, &graph);
+            if (rc) return rc;
+            CU(r);
+            if (e->gexec) cudaGraphExecDestroy(e->gexec);
+            e->gexec = NULL;
+            r = cudaGraphInstantiate(&e->gexec, graph, 0);
+            cudaGraphDestroy(graph);
+            CU(r);
+            CU(cudaGraphLaunch(e->gexec, e->st));
+            memcpy(e->sig_graph, g, sn * sizeof *g);
+            e->sig_graph_n = sn;
+            for (int b = 0; b < B; b++) seqs[b]->len++;
+            return 0;
+        }
+        memcpy(e->sig_prev, g, sn * sizeof *g); /* first time: run plainly (and tune its products) */
+        e->sig_prev_n = sn;
+    }
+    prof_begin(e, 1);
+    TRY(decode_body(e, &a, B, err));
+    prof_end(e);
     for (int b = 0; b < B; b++) seqs[b]->len++;
     return 0;
 }
@@ -805,6 +1111,10 @@ static void cu_free(lk_engine *be) {
     if (!e) return;
     cudaSetDevice(e->dev);
     if (e->st) cudaStreamSynchronize(e->st);
+    if (e->prof) {
+        prof_print(e);
+        for (int i = 0; i < 4096; i++) cudaEventDestroy(e->ev[i]);
+    }
     while (e->plans) {
         cu_plan *p = e->plans;
         e->plans = p->next;
@@ -829,9 +1139,22 @@ static void cu_free(lk_engine *be) {
     cudaFree(e->d_tab);
     cudaFree(e->d_one);
     cudaFree(e->blas_ws);
+    cudaFree(e->chk);
+    if (e->gexec) cudaGraphExecDestroy(e->gexec);
+    free(e->sig_now);
+    free(e->sig_graph);
+    free(e->sig_prev);
     if (e->pin) cudaFreeHost(e->pin);
     if (e->pin_evt) cudaEventDestroy(e->pin_evt);
     if (e->blas) cublasDestroy(e->blas);
+    for (int i = 0; e->tuned && i < e->n_tuned; i++) {
+        cublasLtMatmulDescDestroy(e->tuned[i].op);
+        cublasLtMatrixLayoutDestroy(e->tuned[i].la);
+        cublasLtMatrixLayoutDestroy(e->tuned[i].lb);
+        cublasLtMatrixLayoutDestroy(e->tuned[i].lc);
+    }
+    free(e->tuned);
+    if (e->lt) cublasLtDestroy(e->lt);
     if (e->st) cudaStreamDestroy(e->st);
     free(e->layers);
     free(e->free_blocks);
@@ -860,8 +1183,9 @@ static int ensure_rope(cu_engine *e, int n, lk_err *err) {
     int rc = dalloc(e, (void **)&e->rope_cos, bytes, "RoPE tables", err);
     if (!rc) rc = dalloc(e, (void **)&e->rope_sin, bytes, "RoPE tables", err);
     if (!rc) {
-        cudaError_t r = cudaMemcpy(e->rope_cos, t.cos, bytes, cudaMemcpyHostToDevice);
-        if (r == cudaSuccess) r = cudaMemcpy(e->rope_sin, t.sin, bytes, cudaMemcpyHostToDevice);
+        cudaError_t r = cudaMemcpyAsync(e->rope_cos, t.cos, bytes, cudaMemcpyHostToDevice, e->st);
+        if (r == cudaSuccess) r = cudaMemcpyAsync(e->rope_sin, t.sin, bytes, cudaMemcpyHostToDevice, e->st);
+        if (r == cudaSuccess) r = cudaStreamSynchronize(e->st);
         if (r != cudaSuccess)
             rc = lk_seterr(err, LK_EDEVICE, "%s:%d: RoPE upload: %s", __FILE__, __LINE__, cudaGetErrorString(r));
     }
@@ -1028,8 +1352,24 @@ static int engine_new(cu_engine **out, const lk_config *c, const lk_st *st, int 
         return lk_seterr(err, LK_EDEVICE, "%s:%d: cuda set-up on GPU %d: %s", __FILE__, __LINE__, gpu,
                          cudaGetErrorString(cr));
     }
+    const char *pv = getenv("LEANK_CUDA_GEMV");
+    e->use_gemv = !(pv && !strcmp(pv, "0"));
+    pv = getenv("LEANK_CUDA_CHECK");
+    e->check = pv && strcmp(pv, "0");
+    pv = getenv("LEANK_CUDA_GRAPH");
+    e->use_graph = !(pv && !strcmp(pv, "0"));
+    pv = getenv("LEANK_CUDA_TUNE");
+    e->use_tune = !(pv && !strcmp(pv, "0"));
+    e->tuned = (cu_tuned *)calloc(MAX_TUNED, sizeof(cu_tuned));
+    pv = getenv("LEANK_CUDA_PROFILE");
+    if (pv && strcmp(pv, "0")) {
+        e->prof = 1;
+        for (int i = 0; i < 4096 && e->prof; i++)
+            if (cudaEventCreate(&e->ev[i]) != cudaSuccess) e->prof = 0;
+    }
     cublasStatus_t bs = cublasCreate(&e->blas);
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(e->blas, e->st);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasLtCreate(&e->lt);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         cu_free(&e->base);
         return lk_seterr(err, LK_EDEVICE, "%s:%d: cuBLAS set-up: %s", __FILE__, __LINE__,
@@ -1114,7 +1454,8 @@ static int put_host(cu_engine *e, void *dst, const void *src, int src_dt, size_t
                     size_t *stage_bytes, lk_err *err) {
     size_t ssz = src_dt == LK_OP_F32 ? 4 : 2;
     if (src_dt == e->dt) {
-        CU(cudaMemcpy(dst, src, n * ssz, cudaMemcpyHostToDevice));
+        CU(cudaMemcpyAsync(dst, src, n * ssz, cudaMemcpyHostToDevice, e->st));
+        CU(cudaStreamSynchronize(e->st));
         return 0;
     }
     const size_t chunk = 16u << 20; /* elements per staged piece */
@@ -1124,7 +1465,8 @@ static int put_host(cu_engine *e, void *dst, const void *src, int src_dt, size_t
     }
     for (size_t i = 0; i < n; i += chunk) {
         size_t m = n - i < chunk ? n - i : chunk;
-        CU(cudaMemcpy(*stage, (const char *)src + i * ssz, m * ssz, cudaMemcpyHostToDevice));
+        /* same stream as the conversion: the copy has landed when it runs */
+        CU(cudaMemcpyAsync(*stage, (const char *)src + i * ssz, m * ssz, cudaMemcpyHostToDevice, e->st));
         KR(lk_op_convert(e->dt, (char *)dst + i * e->esz, src_dt, *stage, m, e->st));
         CU(cudaStreamSynchronize(e->st));
     }

@@ -267,8 +267,31 @@ template <typename T> __global__ void swiglu_kernel(T *out, const T *gu, int n, 
     }
 }
 
+/* bf16, hidden a multiple of 8: 16-byte loads and stores, 8 outputs a thread */
+__global__ void swiglu_vec_kernel(uint4 *out, const uint4 *gu, int n, int hidden) {
+    int h8 = hidden / 8;
+    size_t total = (size_t)n * h8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / h8, c = i % h8;
+        uint4 g = gu[r * 2 * h8 + c], u = gu[r * 2 * h8 + h8 + c], o;
+        const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)&g, *u2 = (const __nv_bfloat162 *)&u;
+        __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 gf = __bfloat1622float2(g2[k]), uf = __bfloat1622float2(u2[k]);
+            o2[k] = __floats2bfloat162_rn(gf.x / (1.0f + expf(-gf.x)) * uf.x, gf.y / (1.0f + expf(-gf.y)) * uf.y);
+        }
+        out[i] = o;
+    }
+}
+
 extern "C" int lk_op_swiglu(int dt, void *out, const void *gu, int n, int hidden, void *stream) {
     if (n <= 0) return 0;
+    if (dt == LK_OP_BF16 && hidden % 8 == 0 && !(((uintptr_t)out | (uintptr_t)gu) & 15)) {
+        swiglu_vec_kernel<<<grid_for((size_t)n * hidden / 8, 256), 256, 0, S(stream)>>>((uint4 *)out,
+                                                                                       (const uint4 *)gu, n, hidden);
+        return launched();
+    }
     unsigned g = grid_for((size_t)n * hidden, 256);
     if (dt == LK_OP_F32)
         swiglu_kernel<<<g, 256, 0, S(stream)>>>((float *)out, (const float *)gu, n, hidden);
@@ -358,10 +381,12 @@ sample_kernel(const float *const *logits, const lk_op_sample_params *params, int
     z = block_sum(z);
     float invz = 1.0f / z;
 #define PROB(i) (expf(l[(i)] / T - m) * invz)
+#define KEPT(q, i) ((q) > t || ((q) == t && (i) < cut))
 
     /* threshold t: keep prob >= t. t_k = k-th largest, t_p = largest t whose
      * kept mass reaches top_p; t = max of the two (searched on float bits). */
     float t = 0.0f;
+    int cut = V; /* tokens with probability == t are kept only below id cut */
     int use_k = p.top_k > 0 && p.top_k < V, use_p = p.top_p < 1.0f;
     if (use_k || use_p) {
         uint32_t klo = 0, khi = 0x3f800001u, plo = 0, phi = 0x3f800001u;
@@ -382,13 +407,42 @@ sample_kernel(const float *const *logits, const lk_op_sample_params *params, int
         }
         float tk = use_k ? __uint_as_float(klo) : 0.0f, tp = use_p ? __uint_as_float(plo) : 0.0f;
         t = tk > tp ? tk : tp;
+        /* ties at t: lk_sample orders by (probability desc, id asc), so the
+         * kept set takes the tied ids lowest first, as many as k / top_p need */
+        float ties = 0.0f, gtc = 0.0f, gtm = 0.0f;
+        for (int i = tid; i < V; i += nt) {
+            float q = PROB(i);
+            ties += q == t ? 1.0f : 0.0f;
+            gtc += q > t ? 1.0f : 0.0f;
+            gtm += q > t ? q : 0.0f;
+        }
+        ties = block_sum(ties);
+        gtc = block_sum(gtc);
+        gtm = block_sum(gtm);
+        if (ties > 1.0f) {
+            int ck = V, cp = V;
+            for (int which = 0; which < 2; which++) {
+                if (which == 0 ? !(use_k && t == tk) : !(use_p && t == tp)) continue;
+                int lo = 0, hi = V; /* smallest x with enough ties below id x */
+                while (hi - lo > 1) {
+                    int mid = lo + (hi - lo) / 2;
+                    float c = 0.0f;
+                    for (int i = tid; i < mid; i += nt) c += PROB(i) == t ? 1.0f : 0.0f;
+                    c = block_sum(c);
+                    bool ok = which == 0 ? gtc + c >= (float)p.top_k : gtm + t * c >= p.top_p;
+                    if (ok) hi = mid; else lo = mid;
+                }
+                if (which == 0) ck = hi; else cp = hi;
+            }
+            cut = ck < cp ? ck : cp;
+        }
     }
     /* draw: r = u * kept mass, first kept id where the cumulative sum (id order) passes r */
     int chunk = (V + nt - 1) / nt, b0 = tid * chunk, b1 = min(V, b0 + chunk);
     float loc = 0.0f;
     for (int i = b0; i < b1; i++) {
         float q = PROB(i);
-        if (q >= t) loc += q;
+        if (KEPT(q, i)) loc += q;
     }
     incl[tid] = loc;
     if (tid == 0) pick = INT_MAX;
@@ -406,7 +460,7 @@ sample_kernel(const float *const *logits, const lk_op_sample_params *params, int
         int got = -1, last = -1;
         for (int i = b0; i < b1; i++) {
             float q = PROB(i);
-            if (q < t) continue;
+            if (!KEPT(q, i)) continue;
             last = i;
             cdf += q;
             if (r < cdf) {
@@ -420,11 +474,213 @@ sample_kernel(const float *const *logits, const lk_op_sample_params *params, int
     __syncthreads();
     if (tid == 0) ids[blockIdx.x] = pick == INT_MAX ? top : pick;
 #undef PROB
+#undef KEPT
 }
 
 extern "C" int lk_op_sample(const float *const *logits, const lk_op_sample_params *params, int *ids,
                             int B, int vocab, void *stream) {
     if (B <= 0) return 0;
     sample_kernel<<<B, SAMPLE_THREADS, 0, S(stream)>>>(logits, params, ids, vocab);
+    return launched();
+}
+
+/* ================================================================ skinny GEMM */
+
+/* out (M, N) = x (M, K) w^T for few rows (decode at small batch), bf16 x and
+ * w, f32 accumulation: each warp streams GEMV_ROWS rows of w (16-byte loads
+ * that bypass L1) and dots them with the M rows of x (cached); one warp-sum
+ * per output. Memory-bound on w, which cuBLAS's small-M kernels do not
+ * stream at full bandwidth. */
+#define GEMV_ROWS 2
+#define GEMV_WARPS 4
+
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ void bf16x8(uint4 v, float *f) {
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(h[i]);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+
+/* Each lane issues GEMV_U x GEMV_ROWS 16-byte loads of w before using any:
+ * enough bytes in flight per SM to run at the memory's rate. */
+#define GEMV_U 4
+template <typename OT, int M>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(OT *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int N, int K) {
+    int lane = threadIdx.x & 31;
+    int n0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * GEMV_ROWS;
+    if (n0 >= N) return;
+    const uint4 *wr[GEMV_ROWS];
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++) wr[r] = (const uint4 *)(w + (size_t)min(n0 + r, N - 1) * K);
+    float acc[GEMV_ROWS][M];
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
+    int KC = K >> 3;
+    for (int c0 = lane; c0 < KC; c0 += 32 * GEMV_U) {
+        uint4 wv[GEMV_U][GEMV_ROWS];
+#pragma unroll
+        for (int u = 0; u < GEMV_U; u++)
+#pragma unroll
+            for (int r = 0; r < GEMV_ROWS; r++)
+                wv[u][r] = c0 + 32 * u < KC ? ld_stream(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < GEMV_U; u++) {
+            int c = c0 + 32 * u;
+            if (c >= KC) break;
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                float xf[8];
+                bf16x8(__ldg((const uint4 *)(x + (size_t)m * K) + c), xf);
+#pragma unroll
+                for (int r = 0; r < GEMV_ROWS; r++) {
+                    float wf[8];
+                    bf16x8(wv[u][r], wf);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[r][m] = fmaf(wf[i], xf[i], acc[r][m]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = warp_sum(acc[r][m]);
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < GEMV_ROWS; r++)
+            if (n0 + r < N)
+#pragma unroll
+                for (int m = 0; m < M; m++) stf(out, (size_t)m * N + n0 + r, acc[r][m]);
+    }
+}
+
+template <typename OT>
+static int gemv_launch(OT *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, int M, int N, int K,
+                       cudaStream_t st) {
+    unsigned g = (unsigned)((N + GEMV_ROWS * GEMV_WARPS - 1) / (GEMV_ROWS * GEMV_WARPS));
+    switch (M) {
+#define CASE(m) \
+    case m: gemv_kernel<OT, m><<<g, GEMV_WARPS * 32, 0, st>>>(out, x, w, N, K); break;
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+    default: return (int)cudaErrorInvalidValue;
+    }
+    return launched();
+}
+
+extern "C" int lk_op_gemv_ok(int M, int K) { return M >= 1 && M <= LK_OP_GEMV_MAX_M && K % 8 == 0; }
+
+extern "C" int lk_op_gemv(int out_dt, void *out, const void *x, const void *w, int M, int N, int K,
+                          void *stream) {
+    if (!lk_op_gemv_ok(M, K) || (((uintptr_t)x | (uintptr_t)w) & 15)) return (int)cudaErrorInvalidValue;
+    if (out_dt == LK_OP_F32)
+        return gemv_launch((float *)out, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, M, N, K, S(stream));
+    return gemv_launch((__nv_bfloat16 *)out, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, M, N, K,
+                       S(stream));
+}
+
+/* ================================================================ references (LEANK_CUDA_CHECK) */
+
+/* out (M, N) = x (M, K) w^T, one thread an output, f32 sums: the slow
+ * definition the engine's checked mode compares its products with. */
+template <typename T, typename OT>
+__global__ void ref_gemm_kernel(OT *out, const T *x, const T *w, int M, int N, int K) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= (size_t)M * N) return;
+    int m = (int)(i / N), n = (int)(i % N);
+    float s = 0.0f;
+    for (int k = 0; k < K; k++) s += ldf(x, (size_t)m * K + k) * ldf(w, (size_t)n * K + k);
+    stf(out, i, s);
+}
+
+extern "C" int lk_op_ref_gemm(int dt, int out_dt, void *out, const void *x, const void *w, int M, int N, int K,
+                              void *stream) {
+    unsigned g = (unsigned)(((size_t)M * N + 127) / 128);
+    if (dt == LK_OP_F32)
+        ref_gemm_kernel<<<g, 128, 0, S(stream)>>>((float *)out, (const float *)x, (const float *)w, M, N, K);
+    else if (out_dt == LK_OP_F32)
+        ref_gemm_kernel<<<g, 128, 0, S(stream)>>>((float *)out, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w,
+                                                  M, N, K);
+    else
+        ref_gemm_kernel<<<g, 128, 0, S(stream)>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)x,
+                                                  (const __nv_bfloat16 *)w, M, N, K);
+    return launched();
+}
+
+/* Causal attention of n rows among themselves, one block a (row, head). */
+template <typename T>
+__global__ void ref_attention_kernel(T *out, const T *q, const T *k, const T *v, int n, int H, int G, int hd,
+                                     float scale, float *scratch) {
+    int i = blockIdx.x, h = blockIdx.y, g = h / (H / G);
+    float *sc = scratch + ((size_t)h * n + i) * n;
+    const T *qi = q + ((size_t)i * H + h) * hd;
+    for (int j = threadIdx.x; j <= i; j += blockDim.x) {
+        const T *kj = k + ((size_t)j * G + g) * hd;
+        float d = 0.0f;
+        for (int c = 0; c < hd; c++) d += ldf(qi, c) * ldf(kj, c);
+        sc[j] = d * scale;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = 0; j <= i; j++) mx = fmaxf(mx, sc[j]);
+    float z = 0.0f;
+    for (int j = 0; j <= i; j++) z += expf(sc[j] - mx);
+    for (int c = threadIdx.x; c < hd; c += blockDim.x) {
+        float o = 0.0f;
+        for (int j = 0; j <= i; j++) o += expf(sc[j] - mx) / z * ldf(v + ((size_t)j * G + g) * hd, c);
+        stf(out + ((size_t)i * H + h) * hd, c, o);
+    }
+}
+
+extern "C" int lk_op_ref_attention(int dt, void *out, const void *q, const void *k, const void *v, int n, int H,
+                                   int G, int hd, float scale, float *scratch, void *stream) {
+    dim3 g(n, H);
+    if (dt == LK_OP_F32)
+        ref_attention_kernel<<<g, 64, 0, S(stream)>>>((float *)out, (const float *)q, (const float *)k,
+                                                      (const float *)v, n, H, G, hd, scale, scratch);
+    else
+        ref_attention_kernel<<<g, 64, 0, S(stream)>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q,
+                                                      (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, n, H, G, hd,
+                                                      scale, scratch);
+    return launched();
+}
+
+/* acc[0] += sum (a - b)^2, acc[1] += sum b^2 (b the reference). */
+template <typename T> __global__ void diff_kernel(const T *a, const T *b, size_t n, double *acc) {
+    float d = 0.0f, r = 0.0f;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float x = ldf(a, i), y = ldf(b, i);
+        d += (x - y) * (x - y);
+        r += y * y;
+    }
+    d = block_sum(d);
+    r = block_sum(r);
+    if (threadIdx.x == 0) {
+        atomicAdd(acc, (double)d);
+        atomicAdd(acc + 1, (double)r);
+    }
+}
+
+extern "C" int lk_op_diff(int dt, const void *a, const void *b, size_t n, double *acc, void *stream) {
+    unsigned g = grid_for(n, 256);
+    if (g > 1024) g = 1024;
+    if (dt == LK_OP_F32)
+        diff_kernel<<<g, 256, 0, S(stream)>>>((const float *)a, (const float *)b, n, acc);
+    else
+        diff_kernel<<<g, 256, 0, S(stream)>>>((const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n, acc);
     return launched();
 }

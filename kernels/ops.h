@@ -61,6 +61,14 @@ int lk_op_swiglu(int dt, void *out, const void *gu, int n, int hidden, void *str
 /* dst[b] (n floats, device pointers in dst, a device array of B) = src + b * n. */
 int lk_op_scatter_rows(float *const *dst, const float *src, int B, int n, void *stream);
 
+/* out (M, N) = x (M, K) w^T, x and w bf16 (w (N, K) row-major, 16-byte
+ * aligned), f32 accumulation, out bf16 or f32 (out_dt): the decode products
+ * at small batch (lk_matmul's twin). Only where lk_op_gemv_ok(M, K):
+ * 1 <= M <= LK_OP_GEMV_MAX_M and K a multiple of 8. */
+#define LK_OP_GEMV_MAX_M 8
+int lk_op_gemv_ok(int M, int K);
+int lk_op_gemv(int out_dt, void *out, const void *x, const void *w, int M, int N, int K, void *stream);
+
 /* ---- sampling (lk_sample's rule, on the device) ---- */
 typedef struct {
     float temperature; /* <= 0: greedy, ties to the lowest id */
@@ -75,6 +83,16 @@ typedef struct {
  * threshold kept), renormalised; u picks by the cumulative sum in id order. */
 int lk_op_sample(const float *const *logits, const lk_op_sample_params *params, int *ids, int B,
                  int vocab, void *stream);
+
+/* ---- slow references for the engine's checked mode (LEANK_CUDA_CHECK=1) ---- */
+/* out (M, N) = x (M, K) w^T, one thread an output (out_dt: f32 or dt). */
+int lk_op_ref_gemm(int dt, int out_dt, void *out, const void *x, const void *w, int M, int N, int K, void *stream);
+/* Causal attention of n rows (lk_cuda_prefill_attention's contract);
+ * scratch: n_heads * n * n floats. */
+int lk_op_ref_attention(int dt, void *out, const void *q, const void *k, const void *v, int n, int n_heads,
+                        int n_kv_heads, int hd, float scale, float *scratch, void *stream);
+/* acc[0] += sum (a - b)^2, acc[1] += sum b^2 over n elements of type dt (acc: 2 doubles on the device). */
+int lk_op_diff(int dt, const void *a, const void *b, size_t n, double *acc, void *stream);
 
 #ifdef __cplusplus
 }
