@@ -58,6 +58,16 @@ __device__ float block_sum(float v) {
     return total;
 }
 
+__device__ __forceinline__ void bf16x8_(uint4 v, float *f) {
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&v;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(h[i]);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+
 /* ================================================================ convert */
 
 template <typename D, typename Src>
@@ -185,9 +195,64 @@ static int row_threads(int dim) {
     return t;
 }
 
+/* bf16, dim a multiple of 8: each thread keeps CH chunks of 8 elements in
+ * registers, one 16-byte load each (x: two), so a row costs one round trip
+ * to memory and one block reduction (the decode rows are latency-bound). */
+template <int CH>
+__global__ void rmsnorm_vec_kernel(__nv_bfloat16 *out, float *x, const __nv_bfloat16 *delta,
+                                   const __nv_bfloat16 *w, int dim, float eps) {
+    int r = blockIdx.x, nc = dim >> 3;
+    float4 *xr = (float4 *)(x + (size_t)r * dim);
+    float v[CH][8];
+    float ss = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int i = threadIdx.x + c * blockDim.x;
+        if (i >= nc) break;
+        float4 a = xr[2 * i], b = xr[2 * i + 1];
+        v[c][0] = a.x, v[c][1] = a.y, v[c][2] = a.z, v[c][3] = a.w;
+        v[c][4] = b.x, v[c][5] = b.y, v[c][6] = b.z, v[c][7] = b.w;
+        if (delta) {
+            float d[8];
+            bf16x8_(((const uint4 *)(delta + (size_t)r * dim))[i], d);
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[c][k] += d[k];
+            xr[2 * i] = make_float4(v[c][0], v[c][1], v[c][2], v[c][3]);
+            xr[2 * i + 1] = make_float4(v[c][4], v[c][5], v[c][6], v[c][7]);
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++) ss += v[c][k] * v[c][k];
+    }
+    if (!out) return;
+    ss = block_sum(ss);
+    float inv = (float)(1.0 / sqrt((double)ss / dim + (double)eps));
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int i = threadIdx.x + c * blockDim.x;
+        if (i >= nc) break;
+        float wf[8];
+        bf16x8_(((const uint4 *)w)[i], wf);
+        uint4 o;
+        __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            o2[k] = __floats2bfloat162_rn(wf[2 * k] * (v[c][2 * k] * inv), wf[2 * k + 1] * (v[c][2 * k + 1] * inv));
+        ((uint4 *)(out + (size_t)r * dim))[i] = o;
+    }
+}
+
 extern "C" int lk_op_rmsnorm(int dt, void *out, float *x, const void *delta, const void *w, int n,
                              int dim, float eps, void *stream) {
     if (n <= 0) return 0;
+    if (dt == LK_OP_BF16 && dim % 8 == 0 && !(((uintptr_t)out | (uintptr_t)x | (uintptr_t)delta | (uintptr_t)w) & 15)) {
+        int nc = dim / 8, t = nc < 1024 ? (nc + 31) / 32 * 32 : 1024, ch = (nc + t - 1) / t;
+        __nv_bfloat16 *o = (__nv_bfloat16 *)out;
+        const __nv_bfloat16 *d = (const __nv_bfloat16 *)delta, *ww = (const __nv_bfloat16 *)w;
+        if (ch == 1) rmsnorm_vec_kernel<1><<<n, t, 0, S(stream)>>>(o, x, d, ww, dim, eps);
+        else if (ch == 2) rmsnorm_vec_kernel<2><<<n, t, 0, S(stream)>>>(o, x, d, ww, dim, eps);
+        else if (ch <= 4) rmsnorm_vec_kernel<4><<<n, t, 0, S(stream)>>>(o, x, d, ww, dim, eps);
+        if (ch <= 4) return launched();
+    }
     int t = row_threads(dim);
     if (dt == LK_OP_F32)
         rmsnorm_kernel<<<n, t, 0, S(stream)>>>((float *)out, x, (const float *)delta,
@@ -238,10 +303,73 @@ __global__ void qkv_rope_kernel(const T *qkv, const T *bias, T *q, T *k, T *v, c
     }
 }
 
+/* bf16, head_dim a multiple of 16: 8 rotated pairs (or 8 values of v) a
+ * thread, 16-byte loads and stores. */
+__global__ void qkv_rope_vec_kernel(const uint4 *qkv, const uint4 *bias, uint4 *q, uint4 *k, uint4 *v,
+                                    const float *cosb, const float *sinb, const int *pos, int pos0, int nh, int nkv,
+                                    int hd) {
+    int r = blockIdx.x, half = hd / 2, h8 = half / 8, hd8 = hd / 8;
+    int qd8 = nh * hd8, kd8 = nkv * hd8, w8 = qd8 + 2 * kd8;
+    const uint4 *row = qkv + (size_t)r * w8;
+    int p = pos ? pos[r] : pos0 + r;
+    const float4 *cs = (const float4 *)(cosb + (size_t)p * half), *sn = (const float4 *)(sinb + (size_t)p * half);
+    int nrot = (nh + nkv) * h8;
+    for (int t = threadIdx.x; t < nrot + kd8; t += blockDim.x) {
+        if (t >= nrot) { /* v */
+            int c = t - nrot;
+            uint4 x = row[qd8 + kd8 + c];
+            if (bias) {
+                float a[8], b[8];
+                bf16x8_(x, a);
+                bf16x8_(bias[qd8 + kd8 + c], b);
+                __nv_bfloat162 *x2 = (__nv_bfloat162 *)&x;
+#pragma unroll
+                for (int i = 0; i < 4; i++) x2[i] = __floats2bfloat162_rn(a[2 * i] + b[2 * i], a[2 * i + 1] + b[2 * i + 1]);
+            }
+            v[(size_t)r * kd8 + c] = x;
+            continue;
+        }
+        int h = t / h8, i8 = t % h8, col = h * hd8 + i8; /* in 8-element chunks */
+        float x1[8], x2[8];
+        bf16x8_(row[col], x1);
+        bf16x8_(row[col + h8], x2);
+        if (bias) {
+            float b1[8], b2[8];
+            bf16x8_(bias[col], b1);
+            bf16x8_(bias[col + h8], b2);
+#pragma unroll
+            for (int i = 0; i < 8; i++) x1[i] += b1[i], x2[i] += b2[i];
+        }
+        float4 c0 = cs[2 * i8], c1 = cs[2 * i8 + 1], s0 = sn[2 * i8], s1 = sn[2 * i8 + 1];
+        float c[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+        float sv[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+        uint4 oa, ob;
+        __nv_bfloat162 *a2 = (__nv_bfloat162 *)&oa, *b2 = (__nv_bfloat162 *)&ob;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int j = 2 * i;
+            a2[i] = __floats2bfloat162_rn(x1[j] * c[j] - x2[j] * sv[j], x1[j + 1] * c[j + 1] - x2[j + 1] * sv[j + 1]);
+            b2[i] = __floats2bfloat162_rn(x2[j] * c[j] + x1[j] * sv[j], x2[j + 1] * c[j + 1] + x1[j + 1] * sv[j + 1]);
+        }
+        uint4 *o = h < nh ? q + (size_t)r * qd8 + (size_t)h * hd8 : k + (size_t)r * kd8 + (size_t)(h - nh) * hd8;
+        o[i8] = oa;
+        o[i8 + h8] = ob;
+    }
+}
+
 extern "C" int lk_op_qkv_rope(int dt, const void *qkv, const void *bias, void *q, void *k, void *v,
                               const float *cos, const float *sin, const int *pos, int pos0, int n,
                               int n_heads, int n_kv_heads, int hd, void *stream) {
     if (n <= 0) return 0;
+    if (dt == LK_OP_BF16 && hd % 16 == 0 &&
+        !(((uintptr_t)qkv | (uintptr_t)bias | (uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)cos |
+           (uintptr_t)sin) & 15)) {
+        int work = (n_heads + n_kv_heads) * hd / 16 + n_kv_heads * hd / 8;
+        int t = work >= 256 ? 256 : (work + 31) / 32 * 32;
+        qkv_rope_vec_kernel<<<n, t, 0, S(stream)>>>((const uint4 *)qkv, (const uint4 *)bias, (uint4 *)q, (uint4 *)k,
+                                                    (uint4 *)v, cos, sin, pos, pos0, n_heads, n_kv_heads, hd);
+        return launched();
+    }
     int t = row_threads((n_heads + n_kv_heads) * hd / 2);
     if (dt == LK_OP_F32)
         qkv_rope_kernel<<<n, t, 0, S(stream)>>>((const float *)qkv, (const float *)bias, (float *)q,
