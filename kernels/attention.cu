@@ -21,7 +21,6 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "kvcache.h"
 
@@ -669,34 +668,7 @@ __device__ __forceinline__ uint32_t movt(uint32_t x) {
     return y;
 }
 
-/* The bulk copy engine (sm_90): one instruction copies a whole row into
- * shared memory and completes on an mbarrier that counts the bytes. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define SM90_ONLY(...) __trap()
-#else
-#define SM90_ONLY(...) asm volatile(__VA_ARGS__)
-#endif
-__device__ __forceinline__ void mbar_init(uint64_t *bar) {
-    SM90_ONLY("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, uint32_t bytes) {
-    SM90_ONLY("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
-    SM90_ONLY("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
-    SM90_ONLY("{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra W;\n}\n" ::"r"(
-                  smem_u32(bar)), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void fence_async_smem() { SM90_ONLY("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-__device__ __forceinline__ void fence_mbar_init() { SM90_ONLY("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
-    SM90_ONLY("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                  smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
-}
-
-template <int HD, int DW, int DS_, int MINB, bool TMA>
+template <int HD, int DW, int DS_, int MINB>
 __global__ void __launch_bounds__(DW * 32, MINB)
     decode_t_kernel(const bf16 *q,   // (B, H, HD)
                     bf16 *out,       // (B, H, HD)
@@ -710,19 +682,9 @@ __global__ void __launch_bounds__(DW * 32, MINB)
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2, tq = lane & 3;
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *wt = (bf16 *)smraw + (size_t)warp * DS * 2 * C::TILE; /* this warp's stages: K, V */
-    uint64_t *bars = (uint64_t *)(smraw + (size_t)DW * DS * 2 * C::TILE * sizeof(bf16)) + warp * DS;
     Cache c = cache_of(pl, kv, layer, b, g);
     int w = c.w, wpad = (w + 15) & ~15, len = kv.seq_len[b], ns, rs;
     key_ranges(c, len, &ns, &rs);
-    if constexpr (TMA) {
-        /* bulk copies write only the rows present: the rest of a stage must hold
-         * finite values (zero here, earlier rows later) under zero weights */
-        if (lane < DS) mbar_init(bars + lane);
-        for (int i = lane; i < DS * 2 * C::TILE / 8; i += 32) ((uint4 *)wt)[i] = make_uint4(0, 0, 0, 0);
-        fence_mbar_init();
-        fence_async_smem();
-        __syncwarp();
-    }
 
     int j0 = s * chunk, j1 = min(len, j0 + chunk);
     int a0 = j0, a1 = min(j1, ns);
@@ -774,36 +736,6 @@ __global__ void __launch_bounds__(DW * 32, MINB)
             vr = pg + (x.mid ? c.mv : c.fv) + (int64_t)rr.rip * HD;
         }
         int kw = x.mid ? w : HD, cpr = (x.mid ? wpad : HD) / 8; /* 16 B chunks a K row */
-        if constexpr (TMA) {
-            /* lanes 0-15 copy K row lane, lanes 16-31 V row lane - 16 */
-            if (k >= nk) return;
-            uint64_t *bar = bars + stage;
-            const bf16 *src = lane < 16 ? kr : vr;
-            uint32_t bytes = lane < 16 ? kw * 2 : HD * 2;
-            bool aligned = __all_sync(0xffffffffu, !src || ((((uintptr_t)src) & 15) == 0 && (bytes & 15) == 0));
-            __syncwarp();
-            fence_async_smem(); /* this stage's last reads (ldmatrix) before the copy engine's writes */
-            if (aligned) {
-                if (lane == 0) mbar_expect_tx(bar, (uint32_t)x.cnt * (kw + HD) * 2);
-                __syncwarp();
-                if (src) bulk_copy((lane < 16 ? ks : vs) + (lane & 15) * RS, src, bytes, bar);
-                return;
-            }
-            for (int i = lane; i < 16 * cpr; i += 32) { /* an odd width or page offset */
-                int r = i / cpr, ch = i - r * cpr;
-                const bf16 *sr = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
-                load8(ks + r * RS + ch * 8, sr + ch * 8, sr ? min(8, kw - ch * 8) : 0);
-            }
-            for (int i = lane; i < 16 * HD / 8; i += 32) {
-                int r = i / (HD / 8), ch = i % (HD / 8);
-                const bf16 *sr = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
-                load8(vs + r * RS + ch * 8, sr + ch * 8, sr ? 8 : 0);
-            }
-            cp_async_wait<0>();
-            __syncwarp();
-            if (lane == 0) mbar_arrive(bar);
-            return;
-        }
         /* one page, consecutive rows, aligned: the tile is two contiguous ranges */
         int pid0 = __shfl_sync(0xffffffffu, rr.pid, 0), pidl = __shfl_sync(0xffffffffu, rr.pid, x.cnt - 1);
         int rip0 = __shfl_sync(0xffffffffu, rr.rip, 0), ripl = __shfl_sync(0xffffffffu, rr.rip, x.cnt - 1);
@@ -848,7 +780,7 @@ __global__ void __launch_bounds__(DW * 32, MINB)
 #pragma unroll
     for (int t = 0; t < DS - 1; t++) {
         load_tile(t, t, row_ref(t));
-        if constexpr (!TMA) cp_async_commit();
+        cp_async_commit();
     }
     /* (after the first copies are in flight) Q^T as the B operand: lane (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each
      * 16-channel block; qg the same over the kept channels (zero past the width) */
@@ -877,14 +809,10 @@ __global__ void __launch_bounds__(DW * 32, MINB)
     int vrow = (lane & 7) + (lane >> 4) * 8, vcol = ((lane >> 3) & 1) * 8; /* V^T as A (.trans) */
     for (int t = 0; t < nk; t++) {
         if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS, next);
-        if constexpr (!TMA) cp_async_commit();
+        cp_async_commit();
         next = row_ref(t + DS);
-        if constexpr (TMA) {
-            mbar_wait(bars + t % DS, (t / DS) & 1);
-        } else {
-            cp_async_wait<DS - 1>();
-            __syncwarp();
-        }
+        cp_async_wait<DS - 1>();
+        __syncwarp();
         Tile x = tile_at(warp + t * DW);
         const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
         float sa[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -993,20 +921,19 @@ __global__ void __launch_bounds__(DW * 32, MINB)
     }
 }
 
-template <int HD, int DW, int DS, int MINB, bool TMA>
+template <int HD, int DW, int DS, int MINB>
 static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
                            int layer, int B, int H, int S, int chunk, float sl2, float *ws, cudaStream_t st) {
     typedef DecodeCfg<HD, DW, DS> C;
-    /* no query staging; DS mbarriers a warp */
-    const size_t smem = C::SMEM - 2 * C::TILE * sizeof(bf16) + (size_t)DW * DS * sizeof(uint64_t);
+    const size_t smem = C::SMEM - 2 * C::TILE * sizeof(bf16); /* no query staging */
     static int attr_set;
     if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, MINB, TMA>,
+        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, MINB>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = 1;
     }
     dim3 grid(S, pl->n_kv_heads, B);
-    decode_t_kernel<HD, DW, DS, MINB, TMA><<<grid, DW * 32, smem, st>>>(
+    decode_t_kernel<HD, DW, DS, MINB><<<grid, DW * 32, smem, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
     CU_LAUNCHED();
     return 0;
@@ -1030,28 +957,6 @@ static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl,
     return 0;
 }
 
-/* sm_90 or later: the bulk copy engine is there */
-static int g_sm90 = -1;
-static int has_sm90(void) {
-    if (g_sm90 < 0) {
-        int dev = 0, major = 0;
-        g_sm90 = cudaGetDevice(&dev) == cudaSuccess &&
-                 cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-                 major >= 9;
-    }
-    return g_sm90;
-}
-
-/* LEANK_ATTN_LAB=n: a variant under study (NOTES-attention.md) */
-static int lab_variant(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("LEANK_ATTN_LAB");
-        v = e ? atoi(e) : 0;
-    }
-    return v;
-}
-
 extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out,
                                         const lk_kv_plan_dev *plan, const lk_kv_batch_dev *kv,
                                         int layer, int B, int n_heads, int max_len, float scale,
@@ -1072,17 +977,11 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
     if (mma) {
         /* 12 warps x 2 stages (hd 128): as fast as 8 x 3 and 2-3 blocks/SM on dense,
          * 2 % faster on LeanK layers (NOTES-attention.md, v3) */
-        int e, tma = has_sm90() && lab_variant() >= 1;
-        if (grp <= 8 && hd == 64 && tma)
-            e = launch_decode_t<64, 8, 5, 1, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        else if (grp <= 8 && hd == 64)
-            e = launch_decode_t<64, 8, 5, 1, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        else if (grp <= 8 && tma && lab_variant() == 2)
-            e = launch_decode_t<128, 8, 3, 1, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
-        else if (grp <= 8 && tma)
-            e = launch_decode_t<128, 12, 2, 1, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        int e;
+        if (grp <= 8 && hd == 64)
+            e = launch_decode_t<64, 8, 5, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         else if (grp <= 8)
-            e = launch_decode_t<128, 12, 2, 1, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            e = launch_decode_t<128, 12, 2, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         else if (hd == 64)
             e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         else
