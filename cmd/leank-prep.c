@@ -426,8 +426,7 @@ int main(int argc, char **argv) {
     int maxlen = 0;
     for (int i = 0; i < n_lens; i++) maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     if (!po.pool_tokens) po.pool_tokens = 4L * maxlen > 262144 ? 4L * maxlen : 262144;
-    if (!strcmp(out_path, "-") && isatty(STDOUT_FILENO))
-        lk_die(LK_EUSAGE, "refusing to write a binary samples file to a terminal (use -o FILE)");
+    if (!strcmp(out_path, "-")) lk_refuse_tty_stdout("a binary samples file");
     po.corpora = corpora;
     po.n_corpora = n_corpora;
 

@@ -348,10 +348,12 @@ int main(int argc, char **argv) {
     if (a.init && !a.resume) lk_train_clamp(st.alpha, st.n);
     int progress = lk_progress_enabled(a.progress);
     char fp[17];
-    char steps_s[32];
+    char steps_s[32], sink_s[16], recent_s[16];
     lk_alpha_meta meta = {stage == 2 ? "2" : "1", steps_s, method == LK_TRAIN_NORM ? "norm" : "learned",
-                          hex64(mfp, fp)};
+                          hex64(mfp, fp), sink_s, recent_s};
     snprintf(steps_s, sizeof steps_s, "%ld", o.steps);
+    snprintf(sink_s, sizeof sink_s, "%d", o.sink);
+    snprintf(recent_s, sizeof recent_s, "%d", o.recent);
 
     if (method == LK_TRAIN_NORM) {
         run_norm(&o, &b, &src, st.rng, st.alpha, progress, &err);

@@ -57,11 +57,30 @@ static int positions(const lk_generator *g, const lk_gen_request *q) {
     return want < ctx ? (int)want : ctx;
 }
 
+/* prefill progress (g->progress): "\rNAME: prefill N tokens, layer l/L, s" */
+typedef struct {
+    const char *name;
+    int n;
+    double t0;
+} prefill_progress;
+static void on_layer(void *ctx, int done, int n_layers) {
+    const prefill_progress *p = ctx;
+    fprintf(stderr, "\r%s: prefill %d tokens, layer %d/%d, %.1f s", p->name, p->n, done, n_layers, lk_now() - p->t0);
+    if (done == n_layers) fputc('\n', stderr);
+}
+
 int lk_gen_prefill(lk_generator *g, const lk_gen_request *q, lk_err *err) {
     if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
     int rc = ensure_state(g, q->n_prompt, positions(g, q), err);
     if (rc) return rc;
-    return lk_forward(g->model, &g->state, q->prompt, q->n_prompt, NULL, err);
+    prefill_progress pp = {g->progress, q->n_prompt, lk_now()};
+    if (g->progress && q->n_prompt >= 1024) {
+        g->state.on_layer = on_layer;
+        g->state.on_layer_ctx = &pp;
+    }
+    rc = lk_forward(g->model, &g->state, q->prompt, q->n_prompt, NULL, err);
+    g->state.on_layer = NULL;
+    return rc;
 }
 
 int lk_gen_adopt(lk_generator *g, const lk_generator *src, const lk_gen_request *q, lk_err *err) {

@@ -21,6 +21,7 @@ typedef struct {
     int n_eos;
     lk_state state;
     int built; /* state allocated */
+    const char *progress; /* non-NULL: prefills of 1024+ tokens show their layers on stderr under this name */
 } lk_generator;
 
 typedef struct {

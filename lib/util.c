@@ -230,6 +230,29 @@ void lk_install_cleanup(void) {
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], cleanup_signal);
 }
 
+void lk_refuse_tty_stdout(const char *what) {
+    if (isatty(STDOUT_FILENO)) lk_die(LK_EUSAGE, "refusing to write %s to a terminal (use -o FILE or a pipe)", what);
+}
+
+const char *lk_human_bytes(char *buf, size_t n, double bytes) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) {
+        bytes /= 1024;
+        i++;
+    }
+    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
+    return buf;
+}
+
+const char *lk_kv_phrase(char *buf, size_t n, double bytes, double dense, const char *dtype) {
+    char a[32], b[32];
+    double pct = dense > 0 ? 100.0 * bytes / dense : 100.0;
+    snprintf(buf, n, "KV %.1f %% of dense, %.1f %% saved (%s cache, %s of %s)", pct, 100.0 - pct, dtype,
+             lk_human_bytes(a, sizeof a, bytes), lk_human_bytes(b, sizeof b, dense));
+    return buf;
+}
+
 int lk_progress_enabled(int forced) { return forced || isatty(STDERR_FILENO); }
 
 double lk_now(void) {

@@ -82,8 +82,20 @@ void lk_out_abort(lk_out *o);
 void lk_out_cleanup_all(void);
 void lk_install_cleanup(void);
 
+/* Binary outputs never go to a terminal: when stdout is one, print
+ * "refusing to write WHAT to a terminal (use -o FILE or a pipe)" and exit
+ * LK_EUSAGE. Call it up front when the output path is "-". */
+void lk_refuse_tty_stdout(const char *what);
+
 /* Progress on stderr: on when stderr is a terminal or when forced. */
 int lk_progress_enabled(int forced);
+
+/* The one way leank states cache memory: "KV 71.3 % of dense, 28.7 % saved
+ * (bf16 cache, 1.21 GiB of 1.70 GiB)" -- bytes of the cache actually
+ * allocated against a dense cache of the same dtype. Returns buf. */
+const char *lk_kv_phrase(char *buf, size_t n, double bytes, double dense, const char *dtype);
+/* "1.21 GiB", "512 B" */
+const char *lk_human_bytes(char *buf, size_t n, double bytes);
 
 /* Monotonic wall clock in seconds. */
 double lk_now(void);
