@@ -169,11 +169,11 @@ static void usage(FILE *f) {
             "tokenizer), scored as RULER does (string_match_all: the share of reference strings found,\n"
             "case-insensitive), dense and, with --mask, with the LeanK pruned cache, side by side.\n\n"
             "  -m, --model DIR      model directory\n"
-            "      --mask FILE      LeanK mask (leank-binarize output): also answer with that pruned\n"
+            "  -k, --mask FILE      LeanK mask (leank-binarize output): also answer with that pruned\n"
             "                       cache (up to 4 --mask, one column each)\n"
             "      --sink N         first N tokens keep every channel (default 128)\n"
             "      --recent N       N most recent tokens keep every channel (default 1024)\n"
-            "  -n, --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
+            "      --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
             "      --limit N        only the first N samples\n"
             "  -j, --threads N      samples answered in parallel (default 1; OpenBLAS runs single-threaded)\n"
             "  -o, --outputs FILE   every sample's generated text and scores, as JSON lines\n"
@@ -202,10 +202,10 @@ static void mask_labels(char labels[][32], const char *const *paths, int n) {
 }
 
 int lk_bench_accuracy(int argc, char **argv) {
-    enum { O_MASK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS };
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, O_MASK},
+    enum { O_MAXTOK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS };
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, 'k'},
                                          {"sink", required_argument, 0, O_SINK},    {"recent", required_argument, 0, O_RECENT},
-                                         {"max-tokens", required_argument, 0, 'n'}, {"limit", required_argument, 0, O_LIMIT},
+                                         {"max-tokens", required_argument, 0, O_MAXTOK}, {"limit", required_argument, 0, O_LIMIT},
                                          {"threads", required_argument, 0, 'j'},    {"outputs", required_argument, 0, 'o'},
                                          {"json", no_argument, 0, O_JSON},          {"progress", no_argument, 0, O_PROGRESS},
                                          {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
@@ -214,16 +214,19 @@ int lk_bench_accuracy(int argc, char **argv) {
         window_set = 0;
     long limit = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:n:j:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:k:j:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case O_MASK:
+        case 'k':
             if (n_masks == MAX_MASKS) lk_die(LK_EUSAGE, "accuracy: at most %d --mask", MAX_MASKS);
             mask_paths[n_masks++] = optarg;
             break;
         case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); window_set = 1; break;
         case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 0, 1 << 30); window_set = 1; break;
-        case 'n': max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
+        case 'n':
+            lk_die(LK_EUSAGE, "accuracy: -n counts samples across leank (see leank(7)): the tokens to generate are "
+                   "--max-tokens %s, the samples taken --limit %s", optarg, optarg);
+        case O_MAXTOK: max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
         case O_LIMIT: limit = lk_parse_long("--limit", optarg, 1, 1L << 40); break;
         case 'j': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
         case 'o': outputs = optarg; break;

@@ -253,6 +253,41 @@ const char *lk_kv_phrase(char *buf, size_t n, double bytes, double dense, const 
     return buf;
 }
 
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *lk_share_dir(void) {
+    const char *env = getenv("LEANK_SHARE");
+    if (env && *env) return is_dir(env) ? lk_strdup(env) : NULL;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    const char *tails[2] = {"../share/leank", "../data"};
+    for (int i = 0; i < 2; i++) {
+        char *d = lk_asprintf("%s/%s", exe, tails[i]);
+        if (is_dir(d)) return d;
+        free(d);
+    }
+    return NULL;
+}
+
+char *lk_share_find(const char *sub, const char *name) {
+    if (strchr(name, '/') || access(name, F_OK) == 0) return NULL;
+    char *d = lk_share_dir();
+    if (!d) return NULL;
+    char *p = lk_asprintf("%s/%s/%s", d, sub, name);
+    free(d);
+    if (access(p, R_OK) == 0) return p;
+    free(p);
+    return NULL;
+}
+
 int lk_progress_enabled(int forced) { return forced || isatty(STDERR_FILENO); }
 
 double lk_now(void) {

@@ -97,6 +97,16 @@ const char *lk_kv_phrase(char *buf, size_t n, double bytes, double dense, const 
 /* "1.21 GiB", "512 B" */
 const char *lk_human_bytes(char *buf, size_t n, double bytes);
 
+/* leank's own data (configs/, models/leank-mini, bench/): $LEANK_SHARE if
+ * set, else PREFIX/share/leank beside an installed program (PREFIX/bin), else
+ * the data/ of the source tree the program was built in (bin/../data). NULL
+ * when none is a directory. Returns a heap string. */
+char *lk_share_dir(void);
+/* A file named without a directory (e.g. "leank-mini.yaml") that is not in
+ * the working directory: SHARE/sub/name if that exists (heap string), else
+ * NULL. */
+char *lk_share_find(const char *sub, const char *name);
+
 /* Monotonic wall clock in seconds. */
 double lk_now(void);
 
