@@ -20,7 +20,7 @@ char *lk_bench_data_dir(const char *opt, const char *bench, const char *needs, c
         from = "the default";
     }
     if (!is_dir(d))
-        lk_die(LK_EIO, "%s: %s (%s) is not a directory, and %s come from there: give --data DIR or set "
+        lk_die(LK_EIO, "%s: %s (%s) is not a directory; it would hold %s: give --data DIR or set "
                "LEANK_DATA to the reference data (the project's ../shared, with data/ and models/), or %s",
                bench, d, from, needs, alt);
     return lk_strdup(d);
