@@ -320,6 +320,7 @@ int main(int argc, char **argv) {
         char *data;
         size_t len;
         if (lk_read_file("-", &data, &len, &err)) lk_fail(&err);
+        if (!len) lk_die(LK_EINPUT, "<stdin>: empty (expected an alpha file or a mask)");
         const char *dir = getenv("TMPDIR");
         char *base = lk_asprintf("%s/leank-binarize-stdin", dir && *dir ? dir : "/tmp");
         if (lk_out_open(&spool, base, &err)) lk_fail(&err);

@@ -110,7 +110,11 @@ int lk_bench_decode(int argc, char **argv) {
     progress = lk_progress_enabled(progress);
     char *model_owned = NULL;
     if (!model_dir) {
-        char *d = lk_bench_data_dir(data, "decode", "the default model (stories260K)", "give -m DIR");
+        char *share = lk_share_dir();
+        char *alt = share ? lk_asprintf("give -m DIR (e.g. -m %s/models/leank-mini)", share) : lk_strdup("give -m DIR");
+        char *d = lk_bench_data_dir(data, "decode", "the default model (stories260K)", alt);
+        free(alt);
+        free(share);
         model_dir = model_owned = lk_asprintf("%s/models/stories260K", d);
         free(d);
     } else if (data)

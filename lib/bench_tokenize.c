@@ -134,7 +134,12 @@ int lk_bench_tokenize(int argc, char **argv) {
     }
     if (optind < argc) lk_die(LK_EUSAGE, "tokenize: unexpected argument '%s' (see --help)", argv[optind]);
     if (!tok_path || !file) {
-        char *d = lk_bench_data_dir(data, "tokenize", "the default tokenizer and text", "give -t and --file");
+        char *share = lk_share_dir();
+        char *alt = share ? lk_asprintf("give -t and --file (e.g. -t %s/models/leank-mini --file TEXT)", share)
+                          : lk_strdup("give -t and --file");
+        char *d = lk_bench_data_dir(data, "tokenize", "the default tokenizer and text", alt);
+        free(alt);
+        free(share);
         if (!tok_path) tok_path = lk_asprintf("%s/data/tokenizers/llama3/tokenizer.json", d);
         if (!file) file = lk_asprintf("%s/data/tokenizers/vectors/pg-excerpt.txt", d);
         free(d);

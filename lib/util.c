@@ -270,8 +270,11 @@ char *lk_share_dir(void) {
     *slash = 0;
     const char *tails[2] = {"../share/leank", "../data"};
     for (int i = 0; i < 2; i++) {
-        char *d = lk_asprintf("%s/%s", exe, tails[i]);
-        if (is_dir(d)) return d;
+        char *d = lk_asprintf("%s/%s", exe, tails[i]), *r;
+        if (is_dir(d) && (r = realpath(d, NULL))) {
+            free(d);
+            return r;
+        }
         free(d);
     }
     return NULL;
