@@ -355,6 +355,12 @@ int main(int argc, char **argv) {
         free(y);
     }
     if (config_found) a.config = config_found;
+    else if (a.config && !strchr(a.config, '/') && access(a.config, F_OK) != 0) {
+        char *share = lk_share_dir();
+        lk_die(LK_EIO, "%s: no such config here nor in %s/configs (expected a path to a training config, or the "
+               "name of one of leank's: leank-mini.yaml, llama3.1-8b-instruct.yaml, ...)", a.config,
+               share ? share : "leank's share directory (not found)");
+    }
     if (a.config && lk_train_config_load(&o, a.config, &err)) lk_fail(&err);
     if (!isnan(lr)) o.lr = lr;
     if (!isnan(lambda)) o.lambda = lambda;
