@@ -30,11 +30,11 @@ grep -q "share/leank/configs" "$T/err" || fail "the message does not say where c
     fail "installed leank-decode on leank-mini"
 # leank-bench: reference data absent -> one clear line, non-zero, no table
 for c in tokenize decode prep; do
-    "$P/bin/leank-bench" $c >out 2>err; rc=$?
+    env -u LEANK_SHARED "$P/bin/leank-bench" $c >out 2>err; rc=$?
     [ $rc -eq 4 ] && [ ! -s out ] && grep -q -- '--data DIR or set LEANK_DATA' err && ok "bench $c without data: exit 4: $(head -c 120 err)..." ||
         fail "bench $c without data: exit $rc, stdout '$(head -c 100 out)', stderr '$(cat err)'"
 done
-"$P/bin/leank-bench" decode >/dev/null 2>err; grep -qF -- "-m $(cd "$P" && pwd -P)/share/leank/models/leank-mini" err &&
+env -u LEANK_SHARED "$P/bin/leank-bench" decode >/dev/null 2>err; grep -qF -- "-m $(cd "$P" && pwd -P)/share/leank/models/leank-mini" err &&
     ok "bench decode suggests the installed leank-mini" || fail "no installed model suggested: $(cat err)"
 LEANK_DATA=$T/nowhere "$P/bin/leank-bench" decode >/dev/null 2>err; grep -q "$T/nowhere (LEANK_DATA)" err &&
     ok "LEANK_DATA named when wrong" || fail "LEANK_DATA: $(cat err)"
