@@ -376,7 +376,10 @@ int main(int argc, char **argv) {
             lk_fail(&err);
     }
 
-    if (spool.tmp) lk_out_abort(&spool); /* read: the copy of stdin goes */
+    if (spool.tmp) { /* read: the copy of stdin goes */
+        lk_out_abort(&spool);
+        in.path = "-";
+    }
     if (sink_opt >= 0 || recent_opt >= 0) {
         if ((sink_opt < 0 || recent_opt < 0) && m.sink < 0)
             lk_die(LK_EUSAGE, "%s records no windows: give both --sink and --recent", in.name);
