@@ -4,7 +4,9 @@
 #   make demo         the whole pipeline on data/models/leank-mini
 #   make test         every CPU test (unit tests in C, shell tests of the programs)
 #   make test-gpu     GPU tests (on a machine with an NVIDIA GPU)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   programs, man pages, share/leank: configs, the
+#                     leank-mini model, leank-bench's HF script (the programs find it
+#                     beside themselves: ../share/leank)
 #   make O=DIR        put build/ and bin/ under DIR (parallel builds of one tree)
 
 O       ?= .
@@ -125,8 +127,12 @@ install: all
 	           $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(PROG_BIN) $(DESTDIR)$(PREFIX)/bin/
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
-	install -d $(DESTDIR)$(PREFIX)/share/leank/configs
+	install -d $(DESTDIR)$(PREFIX)/share/leank/configs $(DESTDIR)$(PREFIX)/share/leank/models/leank-mini \
+	           $(DESTDIR)$(PREFIX)/share/leank/bench
 	install -m 644 data/configs/*.yaml $(DESTDIR)$(PREFIX)/share/leank/configs/
+	install -m 644 data/models/leank-mini/* $(DESTDIR)$(PREFIX)/share/leank/models/leank-mini/
+	install -m 644 dev/bench/hf_tokenize.py $(DESTDIR)$(PREFIX)/share/leank/bench/
+	@echo "leank: installed in $(DESTDIR)$(PREFIX): bin/, share/man/, share/leank/{configs,models/leank-mini,bench}"
 
 clean:
 	rm -rf $(B) $(BIN) lib/libleank.a

@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "mask.h"
-#include "plan.h" /* lk_plan_load_mask: a mask or the one a plan carries */
 #include "plot.h"
 #include "safetensors.h"
 #include "util.h"
@@ -22,7 +22,7 @@ static void usage(FILE *f) {
             "       leank-binarize --from-tsv FILE.tsv [-o MASK] [--report]\n"
             "       leank-binarize MASK [--tsv] [--report [--json]] [--plot FILE.svg]\n"
             "INPUT is an alpha file (leank-train: F32 tensor \"alpha\" [layers, kv_heads,\n"
-            "head_dim], format=leank-alpha) or a mask (safetensors or TSV); '-' = stdin (masks).\n"
+            "head_dim], format=leank-alpha) or a mask (safetensors or TSV); '-' = stdin.\n"
             "  -r, --ratio R          fraction of K channels to prune, in [0, 1) (alpha input)\n"
             "  -a, --align A          per-head kept count multiple, divides head_dim (default 1)\n"
             "  -o, --output FILE      write the mask (safetensors; TSV with --tsv); '-' = stdout\n"
@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "      --report           print K kept, V dropped, widths, per layer, RoPE bands\n"
             "      --json             with --report: one JSON object\n"
             "      --plot FILE.svg    heatmap of alpha (alpha input) or of the mask\n"
+            "      --sink N, --recent N  record these cache windows in the mask (default: those\n"
+            "                         the alpha or input mask records, from the training config)\n"
             "  -q, --quiet            no summary line on stderr\n"
             "  -h, --help             show this help and exit\n"
             "  -V, --version          show the version and exit\n");
@@ -47,11 +49,11 @@ typedef struct {
     float *alpha;            /* (L, H, D) when is_alpha */
     int L, H, D;
     double alpha_mean, alpha_min, alpha_max;
+    int sink, recent; /* windows the alpha records, -1 = none */
 } input;
 
 /* Alpha file or mask? By the first bytes (safetensors) and then the metadata. */
 static int input_is_alpha(const char *path, lk_err *err) {
-    if (!strcmp(path, "-")) return 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -74,13 +76,26 @@ static int load_alpha(input *in, lk_err *err) {
     if (lk_st_open(&st, in->path, err)) return err->code;
     int rc = 0;
     const lk_tensor *t = lk_st_find(st, "alpha");
+    in->sink = in->recent = -1;
+    const char *ws = lk_st_meta(st, "sink"), *wr = lk_st_meta(st, "recent");
+    if (ws && wr) {
+        char *e1, *e2;
+        long s = strtol(ws, &e1, 10), r = strtol(wr, &e2, 10);
+        if (e1 == ws || *e1 || e2 == wr || *e2 || s < 0 || r < 0 || s > (1L << 30) || r > (1L << 30)) {
+            lk_st_close(st);
+            return lk_seterr(err, LK_EINPUT, "%s: metadata sink '%s', recent '%s' (expected integers in [0, 2^30])",
+                             in->name, ws, wr);
+        }
+        in->sink = (int)s;
+        in->recent = (int)r;
+    }
     if (!t) {
-        rc = lk_seterr(err, LK_EINPUT, "%s: no tensor 'alpha' (expected a leank-alpha file from leank-train)", in->path);
+        rc = lk_seterr(err, LK_EINPUT, "%s: no tensor 'alpha' (expected a leank-alpha file from leank-train)", in->name);
     } else if (t->ndim != 3 || t->shape[0] <= 0 || t->shape[1] <= 0 || t->shape[2] <= 0 ||
                t->shape[0] > 65536 || t->shape[1] > 65536 || t->shape[2] > 65536) {
         char sh[128];
         rc = lk_seterr(err, LK_EINPUT, "%s: tensor alpha has shape %s (expected [n_layers, n_kv_heads, head_dim], "
-                       "each in [1, 65536])", in->path, lk_shape_str(sh, sizeof sh, t->ndim, t->shape));
+                       "each in [1, 65536])", in->name, lk_shape_str(sh, sizeof sh, t->ndim, t->shape));
     } else {
         in->L = (int)t->shape[0];
         in->H = (int)t->shape[1];
@@ -126,6 +141,11 @@ static void report_text(FILE *f, const input *in, const lk_mask *m, const lk_mas
         fprintf(f, "from alpha: mean %.4f, min %.4f, max %.4f; target ratio %g (keep %.2f %%), align %d\n",
                 in->alpha_mean, in->alpha_min, in->alpha_max, ratio, 100 * (1 - ratio), align);
     fprintf(f, "K kept: %.2f %% (%zu of %zu channels)\n", 100.0 * s->kept / s->total, s->kept, s->total);
+    if (m->sink >= 0)
+        fprintf(f, "windows: sink %d, recent %d (trained for; leank-pack and leank-decode use them)\n", m->sink,
+                m->recent);
+    else
+        fprintf(f, "windows: not recorded (leank-pack and leank-decode fall back to their defaults)\n");
     fprintf(f, "V dropped: %.1f %% (%d of %d heads have width 0: their middle tokens keep no K and no V)\n",
             100.0 * s->heads_zero / s->heads, s->heads_zero, s->heads);
     fprintf(f, "\nhead widths:\n  width  heads\n");
@@ -173,6 +193,8 @@ static void report_json(FILE *f, const input *in, const lk_mask *m, const lk_mas
     json_object_set_new(o, "heads", json_integer(s->heads));
     json_object_set_new(o, "heads_width0", json_integer(s->heads_zero));
     json_object_set_new(o, "v_dropped_pct", json_real(100.0 * s->heads_zero / s->heads));
+    json_object_set_new(o, "sink", m->sink >= 0 ? json_integer(m->sink) : json_null());
+    json_object_set_new(o, "recent", m->recent >= 0 ? json_integer(m->recent) : json_null());
     if (in->is_alpha) {
         json_object_set_new(o, "ratio", json_real(ratio));
         json_object_set_new(o, "align", json_integer(align));
@@ -216,7 +238,7 @@ static void report_json(FILE *f, const input *in, const lk_mask *m, const lk_mas
 int main(int argc, char **argv) {
     lk_progname = "leank-binarize";
     lk_install_cleanup();
-    enum { O_TSV = 256, O_FROM_TSV, O_HEAD_DIM, O_CONFIG, O_REPORT, O_JSON, O_PLOT };
+    enum { O_TSV = 256, O_FROM_TSV, O_HEAD_DIM, O_CONFIG, O_REPORT, O_JSON, O_PLOT, O_SINK, O_RECENT };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                          {"version", no_argument, 0, 'V'},
                                          {"ratio", required_argument, 0, 'r'},
@@ -231,8 +253,11 @@ int main(int argc, char **argv) {
                                          {"json", no_argument, 0, O_JSON},
                                          {"plot", required_argument, 0, O_PLOT},
                                          {"quiet", no_argument, 0, 'q'},
+                                         {"sink", required_argument, 0, O_SINK},
+                                         {"recent", required_argument, 0, O_RECENT},
                                          {0, 0, 0, 0}};
     const char *out_path = NULL, *from_tsv = NULL, *model = NULL, *plot = NULL;
+    int sink_opt = -1, recent_opt = -1;
     double ratio = -1;
     int align = 0, tsv = 0, head_dim = 0, report = 0, json = 0, quiet = 0, c;
     while ((c = getopt_long(argc, argv, "hVr:a:o:m:q", opts, NULL)) != -1) {
@@ -254,6 +279,8 @@ int main(int argc, char **argv) {
         case O_JSON: json = 1; break;
         case O_PLOT: plot = optarg; break;
         case 'q': quiet = 1; break;
+        case O_SINK: sink_opt = (int)lk_parse_long("--sink", optarg, 0, 1L << 30); break;
+        case O_RECENT: recent_opt = (int)lk_parse_long("--recent", optarg, 0, 1L << 30); break;
         default: usage(stderr); return LK_EUSAGE;
         }
     }
@@ -274,6 +301,7 @@ int main(int argc, char **argv) {
         lk_die(LK_EUSAGE, "--plot - and -o - both write to stdout");
     int out_stdout = out_path && !strcmp(out_path, "-");
     if (out_stdout && plot && !strcmp(plot, "-")) lk_die(LK_EUSAGE, "the mask and the plot cannot both go to stdout");
+    if (out_stdout && !tsv) lk_refuse_tty_stdout("a binary mask");
 
     lk_err err = {0};
     lk_config cfg, *cfgp = NULL;
@@ -285,6 +313,23 @@ int main(int argc, char **argv) {
         head_dim = cfg.head_dim;
     }
 
+    /* stdin is copied to a temporary file (removed on every exit): an alpha
+     * file and a safetensors mask are read by mapping a file */
+    lk_out spool = {0};
+    if (!strcmp(in.path, "-")) {
+        char *data;
+        size_t len;
+        if (lk_read_file("-", &data, &len, &err)) lk_fail(&err);
+        if (!len) lk_die(LK_EINPUT, "<stdin>: empty (expected an alpha file or a mask)");
+        const char *dir = getenv("TMPDIR");
+        char *base = lk_asprintf("%s/leank-binarize-stdin", dir && *dir ? dir : "/tmp");
+        if (lk_out_open(&spool, base, &err)) lk_fail(&err);
+        free(base);
+        if (fwrite(data, 1, len, spool.f) != len || fflush(spool.f))
+            lk_die(LK_EIO, "%s: cannot write a temporary copy of <stdin>: %s", spool.tmp, strerror(errno));
+        free(data);
+        in.path = spool.tmp;
+    }
     if (!from_tsv) {
         int a = input_is_alpha(in.path, &err);
         if (a < 0) lk_fail(&err);
@@ -311,16 +356,35 @@ int main(int argc, char **argv) {
             }
             lk_fail(&err);
         }
+        m.sink = in.sink;
+        m.recent = in.recent;
     } else {
         if (ratio >= 0 || align)
             lk_die(LK_EUSAGE, "--ratio and --align apply to alpha input; %s is a mask", in.name);
-        int rc = from_tsv ? lk_mask_load_tsv_dim(&m, in.path, head_dim, &err)
-                          : lk_plan_load_mask(&m, in.path, head_dim, &err);
+        int rc;
+        if (from_tsv) {
+            char *text;
+            size_t len;
+            if (!(rc = lk_read_file(in.path, &text, &len, &err))) {
+                rc = lk_mask_parse_tsv(&m, text, len, in.name, head_dim, &err);
+                free(text);
+            }
+        } else
+            rc = lk_mask_load_as(&m, in.path, in.name, head_dim, &err);
         if (rc) lk_fail(&err);
         if (cfgp && lk_mask_check_shape(&m, in.name, cfgp->n_layers, cfgp->n_kv_heads, cfgp->head_dim, model, &err))
             lk_fail(&err);
     }
 
+    if (spool.tmp) { /* read: the copy of stdin goes */
+        lk_out_abort(&spool);
+        in.path = "-";
+    }
+    if (sink_opt >= 0 || recent_opt >= 0) {
+        if ((sink_opt < 0 || recent_opt < 0) && m.sink < 0)
+            lk_die(LK_EUSAGE, "%s records no windows: give both --sink and --recent", in.name);
+        lk_mask_pick_windows(&m, in.name, sink_opt, recent_opt, -1, -1, 1, &m.sink, &m.recent);
+    }
     lk_mask_stats s;
     lk_mask_stats_compute(&m, &s);
     if (plot) {

@@ -25,21 +25,23 @@ static void usage(FILE *f) {
             "      --device D         cuda, cpu or auto (default auto)\n"
             "  -p, --prompt TEXT      the prompt\n"
             "  -f, --prompt-file FILE read the prompt from FILE ('-' = stdin)\n"
-            "  -t, --template NAME    chat template: %s (default none)\n"
+            "      --template NAME    chat template: %s (default none)\n"
             "      --system TEXT      system message for the template\n"
-            "  -n, --max-tokens N     generate at most N tokens (default 256)\n"
+            "      --max-tokens N     generate at most N tokens (default 256)\n"
             "      --temperature T    0 = greedy (default 0)\n"
             "      --top-k K          sample among the K most likely tokens (0 = off)\n"
             "      --top-p P          nucleus sampling, 0 < P <= 1 (1 = off)\n"
-            "      --seed N           sampler seed (default 0)\n"
-            "      --plan FILE        LeanK decode plan (leank-pack) or mask (safetensors or TSV):\n"
-            "                         pruned cache; --mask FILE is the same option\n"
-            "      --sink N           first N tokens keep full keys (default: the plan's; a mask: 128)\n"
-            "      --recent N         last N tokens keep full keys (default: the plan's; a mask: 1024)\n"
+            "  -s, --seed N           sampler seed (default 0)\n"
+            "  -k, --mask FILE        LeanK decode plan (leank-pack) or mask (safetensors or TSV):\n"
+            "                         pruned cache; --plan FILE is the same option\n"
+            "      --sink N           first N tokens keep full keys (default: the plan's, or the\n"
+            "                         mask's training window; else 128)\n"
+            "      --recent N         last N tokens keep full keys (default: likewise; else 1024)\n"
             "      --ids              print token ids (space separated) instead of text\n"
             "      --echo             print the prompt before the generated text\n"
             "      --json             print one JSON summary on stdout instead of streaming\n"
             "      --batch FILE|-     JSON-lines requests in, one JSON result a line out\n"
+            "      --progress         prefill progress on stderr even when it is not a terminal\n"
             "  -q, --quiet            no statistics on stderr\n"
             "  -h, --help             show this help and exit\n"
             "  -V, --version          show the version and exit\n",
@@ -123,6 +125,7 @@ static void print_stats(const engine *e, const lk_gen_request *q, const lk_gen_r
 /* Prompt text -> ids through the template. */
 static int encode_prompt(engine *e, const char *template, const char *system, const char *text,
                          lk_gen_request *q, int **ids_out, lk_err *err) {
+    if (lk_chat_check(template, e->tok, "tokenizer.json", err)) return err->code;
     char *formatted = lk_chat_format(template, system, text, err);
     if (!formatted) return err->code ? err->code : LK_EUSAGE;
     size_t n = 0, cap = 0;
@@ -154,7 +157,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
     long lineno = 0;
     int rc = 0;
     lk_gen_result r = {0};
-    int progress = lk_progress_enabled(0);
+    int progress = e->gen.progress != NULL;
     while (rc == 0 && (ll = getline(&line, &lcap, in)) > 0) {
         lineno++;
         if (strspn(line, " \t\r\n") == (size_t)ll) continue;
@@ -180,10 +183,10 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
         if ((v = json_object_get(o, "seed"))) q.seed = (uint64_t)json_integer_value(v);
         json_t *ids = json_object_get(o, "ids"), *prompt = json_object_get(o, "prompt");
         if (q.max_tokens < 0 || q.max_tokens > 1000000 || q.temperature < 0 || q.top_k < 0 ||
-            q.top_p < 0 || q.top_p > 1) {
+            !(q.top_p > 0) || q.top_p > 1) {
             rc = lk_seterr(err, LK_EINPUT,
                            "%s:%ld: bad sampling field (expected max_tokens 0..1000000, "
-                           "temperature >= 0, top_k >= 0, 0 <= top_p <= 1)",
+                           "temperature >= 0, top_k >= 0, 0 < top_p <= 1)",
                            path, lineno);
         } else if (json_is_array(ids)) {
             q.n_prompt = (int)json_array_size(ids);
@@ -209,11 +212,13 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
             rc = lk_seterr(err, LK_EINPUT, "%s:%ld: request needs \"prompt\" (string) or \"ids\" (array)",
                            path, lineno);
         }
+        json_t *id = json_incref(json_object_get(o, "id")); /* echoed in the result */
         json_decref(o);
         if (rc == 0) {
             if (progress) fprintf(stderr, "\rleank-decode: request %ld", lineno);
             if ((rc = lk_generate(&e->gen, &q, e->has_plan ? &e->plan : NULL, NULL, &r, err)) == 0) {
                 json_t *res = result_json(&q, &r);
+                if (id) json_object_set(res, "id", id);
                 char *s = json_dumps(res, JSON_COMPACT);
                 puts(s);
                 fflush(stdout);
@@ -226,6 +231,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
             }
         }
         free(prompt_ids);
+        json_decref(id);
     }
     if (progress) fputc('\n', stderr);
     free(line);
@@ -238,39 +244,45 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
 int main(int argc, char **argv) {
     lk_progname = "leank-decode";
     enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_MASK, O_SINK, O_RECENT, O_IDS, O_ECHO,
-           O_JSON, O_BATCH, O_SYSTEM, O_DEVICE };
+           O_JSON, O_BATCH, O_SYSTEM, O_PROGRESS, O_TEMPLATE, O_MAXTOK, O_DEVICE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"prompt", required_argument, 0, 'p'},
-        {"prompt-file", required_argument, 0, 'f'}, {"template", required_argument, 0, 't'},
-        {"system", required_argument, 0, O_SYSTEM}, {"max-tokens", required_argument, 0, 'n'},
+        {"prompt-file", required_argument, 0, 'f'}, {"template", required_argument, 0, O_TEMPLATE},
+        {"system", required_argument, 0, O_SYSTEM}, {"max-tokens", required_argument, 0, O_MAXTOK},
         {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
-        {"top-p", required_argument, 0, O_TOPP},  {"seed", required_argument, 0, O_SEED},
-        {"mask", required_argument, 0, O_MASK},   {"plan", required_argument, 0, O_MASK},
+        {"top-p", required_argument, 0, O_TOPP},  {"seed", required_argument, 0, 's'},
+        {"mask", required_argument, 0, 'k'},      {"plan", required_argument, 0, 'k'},
         {"device", required_argument, 0, O_DEVICE}, {"sink", required_argument, 0, O_SINK},
         {"recent", required_argument, 0, O_RECENT}, {"ids", no_argument, 0, O_IDS},
         {"echo", no_argument, 0, O_ECHO},         {"json", no_argument, 0, O_JSON},
         {"batch", required_argument, 0, O_BATCH}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
+        {"progress", no_argument, 0, O_PROGRESS}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *prompt_file = NULL, *template = "none",
                *system = NULL, *mask_path = NULL, *batch = NULL;
     lk_gen_request def = {.max_tokens = 256, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
-    int sink = -1, recent = -1, ids_mode = 0, echo = 0, json = 0, quiet = 0;
+    int sink = -1, recent = -1, ids_mode = 0, echo = 0, json = 0, quiet = 0, progress = 0;
     lk_engine_opts eo = {.device = LK_DEVICE_AUTO};
     int c;
-    while ((c = getopt_long(argc, argv, "m:p:f:t:n:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:f:t:n:k:s:qhV", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case 'p': prompt = optarg; break;
         case 'f': prompt_file = optarg; break;
-        case 't': template = optarg; break;
+        case 't': lk_die(LK_EUSAGE, "-t is the tokenizer across leank (see leank(7)): the chat template is --template %s", optarg);
+        case 'n': lk_die(LK_EUSAGE, "-n counts samples across leank (see leank(7)): the tokens to generate are --max-tokens %s", optarg);
+        case O_TEMPLATE: template = optarg; break;
+        case O_PROGRESS: progress = 1; break;
         case O_SYSTEM: system = optarg; break;
-        case 'n': def.max_tokens = (int)lk_parse_long("--max-tokens", optarg, 0, 1000000); break;
+        case O_MAXTOK: def.max_tokens = (int)lk_parse_long("--max-tokens", optarg, 0, 1000000); break;
         case O_TEMP: def.temperature = (float)lk_parse_double("--temperature", optarg, 0, 100); break;
         case O_TOPK: def.top_k = (int)lk_parse_long("--top-k", optarg, 0, 1 << 30); break;
-        case O_TOPP: def.top_p = (float)lk_parse_double("--top-p", optarg, 0, 1); break;
-        case O_SEED: def.seed = (uint64_t)lk_parse_long("--seed", optarg, 0, INT64_MAX); break;
-        case O_MASK: mask_path = optarg; break;
+        case O_TOPP:
+            def.top_p = (float)lk_parse_double("--top-p", optarg, 0, 1);
+            if (!(def.top_p > 0)) lk_die(LK_EUSAGE, "--top-p: '%s' is not in (0, 1] (expected 0 < P <= 1; 1 = off)", optarg);
+            break;
+        case 's': def.seed = (uint64_t)lk_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case 'k': mask_path = optarg; break;
         case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); break;
         case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 1, 1 << 30); break;
         case O_DEVICE: {
@@ -311,6 +323,7 @@ int main(int argc, char **argv) {
             lk_warn("--sink/--recent override the plan's windows: sink %d, recent %d", e.plan.sink, e.plan.recent);
     }
     lk_generator_init(&e.gen, e.eng, e.tok);
+    if (lk_progress_enabled(progress)) e.gen.progress = "leank-decode";
 
     int rc;
     if (batch) {

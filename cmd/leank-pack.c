@@ -20,27 +20,21 @@ static void usage(FILE *f) {
             "  -m, --model DIR      model directory (its config.json)\n"
             "      --config FILE    a config.json\n"
             "  -o, --output FILE    write the decode plan (safetensors, format=leank-plan); '-' = stdout\n"
-            "      --sink N         full-width tokens at the start (default 128)\n"
-            "      --recent N       full-width most recent tokens (default 1024)\n"
+            "      --sink N         full-width tokens at the start (default: the mask's, else 128)\n"
+            "      --recent N       full-width most recent tokens (default: the mask's, else 1024)\n"
             "      --context N      tokens for the cache size report (default: the model's\n"
             "                       max_position_embeddings)\n"
             "      --dtype T        cache element type: bf16 (default), f16, f32\n"
             "      --json           the report as one JSON object\n"
-            "  -q, --quiet          no report\n"
+            "  -q, --quiet          no report (needs -o)\n"
             "  -h, --help           show this help and exit\n"
             "  -V, --version        show the version and exit\n");
 }
 
-static const char *human(char *buf, size_t n, double bytes) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (bytes >= 1024 && i < 4) {
-        bytes /= 1024;
-        i++;
-    }
-    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
-    return buf;
-}
+#define human lk_human_bytes
+
+/* where the windows came from, for the report */
+static const char *windows_from = "the mask";
 
 static double pct_saved(int64_t dense, int64_t pruned) {
     return dense ? 100.0 * (double)(dense - pruned) / (double)dense : 0.0;
@@ -56,8 +50,8 @@ static void report_text(FILE *f, const lk_plan *p, const lk_config *c, const cha
             p->n_kv_heads, p->head_dim);
     fprintf(f, "mask: %.2f %% of K channels kept, %d of %d heads width 0 (V dropped), widths multiple of %d\n",
             100.0 * full_k / all_k, zero, p->n_layers * p->n_kv_heads, p->align);
-    fprintf(f, "cache: %s (%d bytes), sink %d + recent %d tokens full width\n", p->dtype,
-            p->elem_bytes, p->sink, p->recent);
+    fprintf(f, "cache: %s (%d bytes), sink %d + recent %d tokens full width (%s)\n", p->dtype,
+            p->elem_bytes, p->sink, p->recent, windows_from);
     fprintf(f, "\nbytes per token     dense       pruned (middle token)   saved\n");
     fprintf(f, "  K            %10lld   %10lld               %6.2f %%\n", (long long)b->k_dense,
             (long long)b->k_middle, pct_saved(b->k_dense, b->k_middle));
@@ -76,6 +70,9 @@ static void report_text(FILE *f, const lk_plan *p, const lk_config *c, const cha
     fprintf(f, "  K+V  dense %12s   pruned %12s   saved %6.2f %%\n",
             human(h1, sizeof h1, (double)b->total_dense), human(h2, sizeof h2, (double)b->total),
             pct_saved(b->total_dense, b->total));
+    char phrase[160];
+    fprintf(f, "\n%s at %ld tokens\n", lk_kv_phrase(phrase, sizeof phrase, (double)b->total, (double)b->total_dense, p->dtype),
+            p->context);
 }
 
 static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const char *mask,
@@ -90,6 +87,8 @@ static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const cha
         "sink", p->sink, "recent", p->recent, "context", (json_int_t)p->context, "k_kept_pct",
         100.0 * p->k_off[p->n_layers] / ((double)p->n_layers * p->n_kv_heads * p->head_dim),
         "heads_width0", zero, "align", p->align);
+    json_object_set_new(o, "windows_from", json_string(windows_from));
+    json_object_set_new(o, "kv_pct_of_dense", json_real(b->total_dense ? 100.0 * b->total / b->total_dense : 100.0));
     json_object_set_new(o, "per_token", json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f}",
         "k_dense", (json_int_t)b->k_dense, "k_middle", (json_int_t)b->k_middle,
         "v_dense", (json_int_t)b->v_dense, "v_middle", (json_int_t)b->v_middle,
@@ -126,7 +125,7 @@ int main(int argc, char **argv) {
                                          {"quiet", no_argument, 0, 'q'},
                                          {0, 0, 0, 0}};
     const char *mask_path = NULL, *model = NULL, *out_path = NULL, *dtype = "bf16";
-    int sink = 128, recent = 1024, json = 0, quiet = 0, c;
+    int sink = -1, recent = -1, json = 0, quiet = 0, c;
     long context = -1;
     while ((c = getopt_long(argc, argv, "hVk:m:o:q", opts, NULL)) != -1) {
         switch (c) {
@@ -152,6 +151,8 @@ int main(int argc, char **argv) {
     if (!mask_path) lk_die(LK_EUSAGE, "--mask FILE is required (see --help)");
     if (!model) lk_die(LK_EUSAGE, "-m MODEL_DIR or --config config.json is required (see --help)");
     if (json && quiet) lk_die(LK_EUSAGE, "--json and --quiet contradict each other");
+    if (quiet && !out_path) lk_die(LK_EUSAGE, "--quiet without -o PLAN does nothing (give -o FILE, or drop -q for the report)");
+    if (out_path && !strcmp(out_path, "-")) lk_refuse_tty_stdout("a binary decode plan");
     if (out_path && !strcmp(out_path, "-") && !quiet && !json)
         quiet = 1; /* the plan owns stdout; the text report would corrupt it */
     if (out_path && !strcmp(out_path, "-") && json)
@@ -162,8 +163,13 @@ int main(int argc, char **argv) {
     if (lk_config_load(&cfg, model, &err)) lk_fail(&err);
     if (context < 0) context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 131072;
     lk_mask m;
-    if (lk_plan_load_mask(&m, mask_path, cfg.head_dim, &err)) lk_fail(&err);
+    if (lk_mask_load_dim(&m, mask_path, cfg.head_dim, &err)) lk_fail(&err);
     const char *mask_name = strcmp(mask_path, "-") ? mask_path : "<stdin>";
+    int has = m.sink >= 0 && m.recent >= 0;
+    windows_from = sink >= 0 && recent >= 0 ? (has ? "--sink/--recent, over the mask's" : "--sink/--recent")
+                 : sink >= 0 || recent >= 0 ? (has ? "the mask's, with an option over one" : "an option and a default")
+                 : has ? "the mask's" : "defaults: the mask records none";
+    lk_mask_pick_windows(&m, mask_name, sink, recent, 128, 1024, quiet || json, &sink, &recent);
     lk_plan p;
     if (lk_plan_build(&p, &m, mask_name, &cfg, model, sink, recent, context, dtype, &err)) lk_fail(&err);
     lk_plan_bytes b;

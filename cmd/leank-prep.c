@@ -26,7 +26,7 @@ static void usage(FILE *f) {
             "       leank-prep -t TOKENIZER --decode [--skip-special] < IDS\n"
             "Makes training / evaluation samples sized in the tokenizer's tokens (see leank-prep(1)).\n\n"
             "  -t, --tokenizer PATH  model directory or tokenizer.json (required)\n"
-            "  -c, --corpus FILE     haystack text: .json {\"text\"}, .jsonl[.zst] lines with \"text\",\n"
+            "      --corpus FILE     haystack text: .json {\"text\"}, .jsonl[.zst] lines with \"text\",\n"
             "                        a directory of .txt files, or a .txt file (repeatable)\n"
             "  -T, --task LIST       comma-separated tasks; train (= train-uuid and train-essay\n"
             "                        alternating), ruler (the 11 RULER tasks), all; --list-tasks\n"
@@ -287,11 +287,11 @@ int main(int argc, char **argv) {
     lk_progname = "leank-prep";
     lk_install_cleanup();
     enum { O_ENCODE = 256, O_DECODE, O_ADD_SPECIAL, O_SKIP_SPECIAL, O_DUMP, O_LIST, O_MIN, O_MAX, O_COUNT,
-           O_TEMPLATE, O_POOL, O_PROGRESS };
+           O_TEMPLATE, O_POOL, O_PROGRESS, O_CORPUS };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                          {"version", no_argument, 0, 'V'},
                                          {"tokenizer", required_argument, 0, 't'},
-                                         {"corpus", required_argument, 0, 'c'},
+                                         {"corpus", required_argument, 0, O_CORPUS},
                                          {"task", required_argument, 0, 'T'},
                                          {"lengths", required_argument, 0, 'l'},
                                          {"min", required_argument, 0, O_MIN},
@@ -323,6 +323,8 @@ int main(int argc, char **argv) {
         case 'V': lk_print_version(stdout); return 0;
         case 't': tok_path = optarg; break;
         case 'c':
+            lk_die(LK_EUSAGE, "-c is the training config across leank (see leank(7)): give the corpus as --corpus %s", optarg);
+        case O_CORPUS:
             corpora = lk_realloc(corpora, (size_t)(n_corpora + 1) * sizeof *corpora);
             corpora[n_corpora++] = optarg;
             break;
@@ -426,14 +428,14 @@ int main(int argc, char **argv) {
     int maxlen = 0;
     for (int i = 0; i < n_lens; i++) maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     if (!po.pool_tokens) po.pool_tokens = 4L * maxlen > 262144 ? 4L * maxlen : 262144;
-    if (!strcmp(out_path, "-") && isatty(STDOUT_FILENO))
-        lk_die(LK_EUSAGE, "refusing to write a binary samples file to a terminal (use -o FILE)");
+    if (!strcmp(out_path, "-")) lk_refuse_tty_stdout("a binary samples file");
     po.corpora = corpora;
     po.n_corpora = n_corpora;
 
     double t0 = lk_now();
     lk_tokenizer *tok;
     if (lk_tok_load(&tok, tok_path, &err)) lk_fail(&err);
+    if (lk_chat_check(po.template_name, tok, tok_path, &err)) lk_fail(&err);
     lk_prep *prep;
     if (lk_prep_new(&prep, tok, &po, &err)) lk_fail(&err);
     int show = lk_progress_enabled(progress);

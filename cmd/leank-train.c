@@ -24,7 +24,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: leank-train -m MODEL -c CONFIG.yaml [OPTION]... SAMPLES -o ALPHA.safetensors\n"
             "  -m, --model DIR          model directory (config.json, safetensors, tokenizer.json)\n"
-            "  -c, --config FILE        training config (YAML); options below override it\n"
+            "  -c, --config FILE        training config (YAML); options below override it; a bare\n"
+            "                           name (leank-mini.yaml, leank-mini) not in the working\n"
+            "                           directory is looked up in leank's configs (share/leank/configs)\n"
             "  -o, --output FILE        alpha (safetensors, tensor \"alpha\"); - for stdout\n"
             "      --stage2             stage 2: train through the binary mask (needs --init)\n"
             "      --init FILE          start from this alpha (stage 1's output for stage 2)\n"
@@ -77,7 +79,26 @@ typedef struct {
     slot *slots;       /* (n_slots) the shuffle buffer */
     int n_slots;
     slot cur;          /* the sample handed out */
+    /* stdin cannot be read twice: its samples are kept, and replayed in the
+     * same order where a file would be reopened */
+    slot *mem;
+    long n_mem, cap_mem, mem_pos;
+    size_t mem_bytes;
+    int replay;
 } source;
+
+#define STDIN_KEEP_MAX ((size_t)8 << 30) /* bytes of stdin samples kept for replay */
+
+static void slot_copy(slot *d, const slot *src) {
+    if (src->n > d->cap) {
+        d->tok = lk_realloc(d->tok, (size_t)src->n * sizeof(int));
+        d->cap = src->n;
+    }
+    memcpy(d->tok, src->tok, (size_t)src->n * sizeof(int));
+    d->n = src->n;
+    d->n_ctx = src->n_ctx;
+    d->index = src->index;
+}
 
 static int source_open_pass(source *s, lk_err *err) {
     if (s->r) lk_samples_close(s->r);
@@ -96,16 +117,24 @@ static int source_open_pass(source *s, lk_err *err) {
 /* Next sample of the stream into d, reopening the file at its end (cycling). */
 static int source_read(source *s, slot *d, lk_err *err) {
     lk_sample smp;
+    int is_stdin = !strcmp(s->path, "-");
     for (;;) {
+        if (s->replay) {
+            slot_copy(d, &s->mem[s->mem_pos]);
+            s->mem_pos = (s->mem_pos + 1) % s->n_mem;
+            s->read++;
+            return 0;
+        }
         int rc = lk_samples_next(s->r, &smp, err);
         if (rc < 0) return -rc;
         if (rc == 1) break;
         if (s->in_pass == 0)
-            return lk_seterr(err, LK_EINPUT, "%s: no samples", s->path);
-        if (!strcmp(s->path, "-"))
-            return lk_seterr(err, LK_EINPUT, "<stdin>: ran out after %ld samples, and a stream cannot be read "
-                             "again (expected --steps plus --shuffle samples): give a file, or lower --steps "
-                             "or --shuffle", s->in_pass);
+            return lk_seterr(err, LK_EINPUT, "%s: no samples", is_stdin ? "<stdin>" : s->path);
+        if (is_stdin) {
+            s->replay = 1;
+            s->mem_pos = 0;
+            continue;
+        }
         if ((rc = source_open_pass(s, err))) return rc;
     }
     s->read++;
@@ -128,6 +157,20 @@ static int source_read(source *s, slot *d, lk_err *err) {
     d->n = n;
     d->n_ctx = smp.n_ctx;
     d->index = s->in_pass - 1;
+    if (is_stdin) {
+        s->mem_bytes += (size_t)n * sizeof(int);
+        if (s->mem_bytes > STDIN_KEEP_MAX)
+            return lk_seterr(err, LK_EINPUT, "<stdin>: more than %zu GiB of samples to keep for replay "
+                             "(expected a stream that fits in memory): write the samples to a file and give its path",
+                             STDIN_KEEP_MAX >> 30);
+        if (s->n_mem == s->cap_mem) {
+            s->cap_mem = s->cap_mem ? 2 * s->cap_mem : 64;
+            s->mem = lk_realloc(s->mem, (size_t)s->cap_mem * sizeof *s->mem);
+        }
+        slot *k = &s->mem[s->n_mem++];
+        memset(k, 0, sizeof *k);
+        slot_copy(k, d);
+    }
     return 0;
 }
 
@@ -161,6 +204,8 @@ static void source_close(source *s) {
     for (int i = 0; i < s->n_slots; i++) free(s->slots[i].tok);
     free(s->slots);
     free(s->cur.tok);
+    for (long i = 0; i < s->n_mem; i++) free(s->mem[i].tok);
+    free(s->mem);
     memset(s, 0, sizeof *s);
 }
 
@@ -295,11 +340,27 @@ int main(int argc, char **argv) {
     if (stop_after && !a.ckpt) lk_die(LK_EUSAGE, "--stop-after with -o -: give --checkpoint FILE");
     if (a.log && !strcmp(a.log, "-") && !strcmp(a.output, "-"))
         lk_die(LK_EUSAGE, "--log - and -o - would both write to stdout");
+    if (!strcmp(a.output, "-")) lk_refuse_tty_stdout("a binary alpha file");
+    if (!strcmp(a.samples, "-") && a.init && !strcmp(a.init, "-"))
+        lk_die(LK_EUSAGE, "SAMPLES and --init cannot both be stdin");
 
     lk_err err;
     lk_train_opts o;
     lk_train_opts_default(&o, stage);
     o.method = method;
+    char *config_found = NULL; /* -c NAME[.yaml] from the installed configs */
+    if (a.config && !(config_found = lk_share_find("configs", a.config)) && !strchr(a.config, '.')) {
+        char *y = lk_asprintf("%s.yaml", a.config);
+        config_found = lk_share_find("configs", y);
+        free(y);
+    }
+    if (config_found) a.config = config_found;
+    else if (a.config && !strchr(a.config, '/') && access(a.config, F_OK) != 0) {
+        char *share = lk_share_dir();
+        lk_die(LK_EIO, "%s: no such config here nor in %s/configs (expected a path to a training config, or the "
+               "name of one of leank's: leank-mini.yaml, llama3.1-8b-instruct.yaml, ...)", a.config,
+               share ? share : "leank's share directory (not found)");
+    }
     if (a.config && lk_train_config_load(&o, a.config, &err)) lk_fail(&err);
     if (!isnan(lr)) o.lr = lr;
     if (!isnan(lambda)) o.lambda = lambda;
@@ -348,10 +409,12 @@ int main(int argc, char **argv) {
     if (a.init && !a.resume) lk_train_clamp(st.alpha, st.n);
     int progress = lk_progress_enabled(a.progress);
     char fp[17];
-    char steps_s[32];
+    char steps_s[32], sink_s[16], recent_s[16];
     lk_alpha_meta meta = {stage == 2 ? "2" : "1", steps_s, method == LK_TRAIN_NORM ? "norm" : "learned",
-                          hex64(mfp, fp)};
+                          hex64(mfp, fp), sink_s, recent_s};
     snprintf(steps_s, sizeof steps_s, "%ld", o.steps);
+    snprintf(sink_s, sizeof sink_s, "%d", o.sink);
+    snprintf(recent_s, sizeof recent_s, "%d", o.recent);
 
     if (method == LK_TRAIN_NORM) {
         run_norm(&o, &b, &src, st.rng, st.alpha, progress, &err);
@@ -423,5 +486,6 @@ int main(int argc, char **argv) {
     lk_train_backend_free(&b);
     lk_model_free(&m);
     free(ckpt_owned);
+    free(config_found);
     return 0;
 }

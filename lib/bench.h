@@ -10,4 +10,12 @@ int lk_bench_prep(int argc, char **argv);     /* sample generation speed (issue:
 int lk_bench_accuracy(int argc, char **argv); /* RULER accuracy, dense vs LeanK pruned cache */
 int lk_bench_e2e(int argc, char **argv);      /* end-to-end generation speed and memory (GPU) */
 
+/* The reference data directory (the project's ../shared: data/tokenizers,
+ * data/paulgraham, data/words, models/stories260K): `opt` (--data DIR) if
+ * given, else $LEANK_DATA, else $LEANK_SHARED, else ../shared. Exits
+ * (LK_EIO) with one line naming the directory, what comes from it (needs),
+ * how to say where it is, and the alternative (alt) when it is not a
+ * directory. Returns a heap string. */
+char *lk_bench_data_dir(const char *opt, const char *bench, const char *needs, const char *alt);
+
 #endif

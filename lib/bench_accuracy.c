@@ -186,12 +186,13 @@ static void usage(FILE *f) {
             "case-insensitive), dense and, with --mask, with the LeanK pruned cache, side by side.\n\n"
             "  -m, --model DIR      model directory\n"
             "      --device D       cuda, cpu or auto (default auto: cuda when built with it and a GPU is present)\n"
-            "      --mask FILE      LeanK plan (leank-pack) or mask (leank-binarize): also answer with that\n"
+            "  -k, --mask FILE      LeanK plan (leank-pack) or mask (leank-binarize): also answer with that\n"
             "                       pruned cache (up to 4 --mask, one column each); --plan is the same\n"
-            "      --sink N         first N tokens keep every channel (default: the plan's; a mask: 128)\n"
-            "      --recent N       N most recent tokens keep every channel (default: the plan's; a mask: 1024)\n"
+            "      --sink N         first N tokens keep every channel (default: the plan's, or the mask's\n"
+            "                       training window; else 128)\n"
+            "      --recent N       N most recent tokens keep every channel (default: likewise; else 1024)\n"
             "  -b, --batch N        samples answered together (default 16 on the GPU, 1 on the CPU)\n"
-            "  -n, --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
+            "      --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
             "      --limit N        only the first N samples\n"
             "  -j, --threads N      CPU: samples answered in parallel (default 1; OpenBLAS runs single-threaded)\n"
             "  -o, --outputs FILE   every sample's generated text and scores, as JSON lines\n"
@@ -220,12 +221,12 @@ static void mask_labels(char labels[][32], const char *const *paths, int n) {
 }
 
 int lk_bench_accuracy(int argc, char **argv) {
-    enum { O_MASK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS, O_DEVICE };
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, O_MASK},
-                                         {"plan", required_argument, 0, O_MASK},    {"device", required_argument, 0, O_DEVICE},
+    enum { O_MAXTOK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS, O_DEVICE };
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, 'k'},
+                                         {"plan", required_argument, 0, 'k'},       {"device", required_argument, 0, O_DEVICE},
                                          {"batch", required_argument, 0, 'b'},
                                          {"sink", required_argument, 0, O_SINK},    {"recent", required_argument, 0, O_RECENT},
-                                         {"max-tokens", required_argument, 0, 'n'}, {"limit", required_argument, 0, O_LIMIT},
+                                         {"max-tokens", required_argument, 0, O_MAXTOK}, {"limit", required_argument, 0, O_LIMIT},
                                          {"threads", required_argument, 0, 'j'},    {"outputs", required_argument, 0, 'o'},
                                          {"json", no_argument, 0, O_JSON},          {"progress", no_argument, 0, O_PROGRESS},
                                          {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
@@ -234,10 +235,10 @@ int lk_bench_accuracy(int argc, char **argv) {
     lk_engine_opts eo = {.device = LK_DEVICE_AUTO};
     long limit = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:n:j:o:b:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:k:j:o:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case O_MASK:
+        case 'k':
             if (n_masks == MAX_MASKS) lk_die(LK_EUSAGE, "accuracy: at most %d --mask", MAX_MASKS);
             mask_paths[n_masks++] = optarg;
             break;
@@ -250,7 +251,10 @@ int lk_bench_accuracy(int argc, char **argv) {
             eo.device = (lk_device)d;
             break;
         }
-        case 'n': max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
+        case 'n':
+            lk_die(LK_EUSAGE, "accuracy: -n counts samples across leank (see leank(7)): the tokens to generate are "
+                   "--max-tokens %s, the samples taken --limit %s", optarg, optarg);
+        case O_MAXTOK: max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
         case O_LIMIT: limit = lk_parse_long("--limit", optarg, 1, 1L << 40); break;
         case 'j': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
         case 'o': outputs = optarg; break;

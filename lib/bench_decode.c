@@ -27,13 +27,15 @@ static void usage(FILE *f) {
             "usage: leank-bench decode [OPTION]...\n"
             "CPU engine speed: greedy decode of stories260K, prefill of a long prompt on a\n"
             "random Llama-3-head-shaped model (head_dim 128, GQA 4:1, 4 layers of dim 1024).\n\n"
-            "  -m, --model DIR     stories260K directory (default $LEANK_SHARED/models/stories260K)\n"
-            "  -n, --tokens N      decode steps on stories260K (default 511; context 512)\n"
+            "  -m, --model DIR     stories260K directory (default DATA/models/stories260K)\n"
+            "      --data DIR      reference data directory (default $LEANK_DATA, else ../shared)\n"
+            "      --tokens N      decode steps on stories260K (default 511; context 512)\n"
             "      --prompt-len N  prefill length on the random model (default 2048; 0 = skip)\n"
             "      --decode-steps N  decode steps after that prompt (default 32)\n"
-            "  -r, --repeat N      runs of each measurement, best kept (default 3)\n"
-            "  -t, --threads N     OpenBLAS threads (default 1)\n"
+            "      --repeat N      runs of each measurement, best kept (default 3)\n"
+            "  -j, --threads N     OpenBLAS threads (default 1)\n"
             "      --json          JSON instead of the table\n"
+            "      --progress      a line per measurement on stderr even when it is not a terminal\n"
             "  -h, --help          show this help and exit\n");
 }
 
@@ -80,41 +82,52 @@ int lk_bench_decode(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},  {"tokens", required_argument, 0, 'n'},
         {"prompt-len", required_argument, 0, 'P'}, {"decode-steps", required_argument, 0, 'D'},
-        {"repeat", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+        {"repeat", required_argument, 0, 'r'}, {"threads", required_argument, 0, 'j'},
+        {"json", no_argument, 0, 'J'},         {"help", no_argument, 0, 'h'},
+        {"data", required_argument, 0, 'd'},   {"progress", no_argument, 0, 'G'},
         {0, 0, 0, 0}};
-    const char *model_dir = NULL;
-    int n_tokens = 511, prompt_len = 2048, decode_steps = 32, repeat = 3, threads = 1, json = 0;
+    const char *model_dir = NULL, *data = NULL;
+    int n_tokens = 511, prompt_len = 2048, decode_steps = 32, repeat = 3, threads = 1, json = 0, progress = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:n:r:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:j:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
+        case 'd': data = optarg; break;
+        case 'G': progress = 1; break;
         case 'n': n_tokens = (int)lk_parse_long("--tokens", optarg, 1, 1 << 20); break;
         case 'P': prompt_len = (int)lk_parse_long("--prompt-len", optarg, 0, 1 << 20); break;
         case 'D': decode_steps = (int)lk_parse_long("--decode-steps", optarg, 0, 1 << 20); break;
         case 'r': repeat = (int)lk_parse_long("--repeat", optarg, 1, 1000); break;
-        case 't': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
-        case 'j': json = 1; break;
+        case 'j': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
+        case 'J': json = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return LK_EUSAGE;
         }
     }
     if (optind < argc) lk_die(LK_EUSAGE, "decode: unexpected argument '%s'", argv[optind]);
     openblas_set_num_threads(threads);
-    char dirbuf[4096];
+    progress = lk_progress_enabled(progress);
+    char *model_owned = NULL;
     if (!model_dir) {
-        const char *sh = getenv("LEANK_SHARED");
-        snprintf(dirbuf, sizeof dirbuf, "%s/models/stories260K", sh ? sh : "../shared");
-        model_dir = dirbuf;
-    }
+        char *share = lk_share_dir();
+        char *alt = share ? lk_asprintf("give -m DIR (e.g. -m %s/models/leank-mini)", share) : lk_strdup("give -m DIR");
+        char *d = lk_bench_data_dir(data, "decode", "the default model (stories260K)", alt);
+        free(alt);
+        free(share);
+        model_dir = model_owned = lk_asprintf("%s/models/stories260K", d);
+        free(d);
+    } else if (data)
+        lk_die(LK_EUSAGE, "decode: --data is where the default model lives; -m %s was given", model_dir);
     bench_row rows[3];
     int nrows = 0;
     lk_err err;
 
     /* 1. stories260K greedy decode */
     lk_model m;
-    if (lk_model_load(&m, model_dir, &err) == 0) {
+    if (lk_model_load(&m, model_dir, &err)) lk_fail(&err);
+    if (progress) lk_warn("decode: %d greedy steps on %s, best of %d", n_tokens, model_dir, repeat);
+    {
         int bos = m.cfg.bos_token_id >= 0 ? m.cfg.bos_token_id : 1;
         lk_state s;
         if (lk_state_build(&s, &m, 1, n_tokens + 1, NULL, 0, 0, &err)) lk_fail(&err);
@@ -136,12 +149,12 @@ int lk_bench_decode(int argc, char **argv) {
         b->seconds = best;
         lk_state_free(&s);
         lk_model_free(&m);
-    } else {
-        lk_warn("decode: stories260K skipped: %s", err.msg);
     }
+    free(model_owned);
 
     /* 2. prefill (and decode after it) on a random Llama-3-head-shaped model */
     if (prompt_len > 0) {
+        if (progress) lk_warn("decode: prefill of %d tokens on a random model", prompt_len);
         random_llama3_head_model(&m);
         lk_state s;
         if (lk_state_build(&s, &m, prompt_len, prompt_len + decode_steps, NULL, 0, 0, &err))

@@ -12,43 +12,59 @@
 #include "samples.h"
 #include "tokenizer.h"
 
-static const char *shared_path(const char *rel, char *buf, size_t n) {
-    const char *s = getenv("LEANK_SHARED");
-    snprintf(buf, n, "%s/%s", s ? s : "../shared", rel);
-    return buf;
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: leank-bench prep [OPTION]...\n"
+            "Times leank-prep's generation of N samples of LEN tokens, one thread, written (zstd\n"
+            "included) to /dev/null. The defaults come from the reference data directory DATA.\n\n"
+            "  -t, --tokenizer PATH  tokenizer.json or its directory (default DATA/data/tokenizers/llama3)\n"
+            "      --corpus FILE     haystack corpus (default DATA/data/paulgraham/PaulGrahamEssays.json)\n"
+            "  -w, --words PATH      word lists (default DATA/data/words)\n"
+            "      --data DIR        reference data directory DATA (default $LEANK_DATA, else ../shared)\n"
+            "  -T, --task NAME       task (default train; see leank-prep --list-tasks)\n"
+            "  -n, --samples N       samples (default 200)\n"
+            "  -l, --length LEN      tokens per sample (default 32768)\n"
+            "      --json            one JSON object instead of the table\n"
+            "      --progress        progress on stderr even when it is not a terminal\n"
+            "  -h, --help            show this help and exit\n");
 }
 
 int lk_bench_prep(int argc, char **argv) {
-    char b1[4096], b2[4096], b3[4096];
-    const char *tok_path = shared_path("data/tokenizers/llama3/tokenizer.json", b1, sizeof b1);
-    const char *corpus = shared_path("data/paulgraham/PaulGrahamEssays.json", b2, sizeof b2);
-    const char *words = shared_path("data/words", b3, sizeof b3);
-    const char *task = "train";
+    char *tok_path = NULL, *corpus = NULL, *words = NULL;
+    const char *task = "train", *data = NULL;
     long n = 200, len = 32768;
-    int json = 0, c;
+    int json = 0, progress = 0, c;
     static const struct option opts[] = {{"tokenizer", required_argument, 0, 't'}, {"corpus", required_argument, 0, 'c'},
                                          {"words", required_argument, 0, 'w'},     {"task", required_argument, 0, 'T'},
                                          {"samples", required_argument, 0, 'n'},   {"length", required_argument, 0, 'l'},
                                          {"json", no_argument, 0, 'J'},            {"help", no_argument, 0, 'h'},
+                                         {"data", required_argument, 0, 'd'},      {"progress", no_argument, 0, 'G'},
                                          {0, 0, 0, 0}};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:c:w:T:n:l:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:w:T:n:l:h", opts, NULL)) != -1) {
         switch (c) {
-        case 't': tok_path = optarg; break;
-        case 'c': corpus = optarg; break;
-        case 'w': words = optarg; break;
+        case 't': free(tok_path); tok_path = lk_strdup(optarg); break;
+        case 'c': free(corpus); corpus = lk_strdup(optarg); break;
+        case 'w': free(words); words = lk_strdup(optarg); break;
+        case 'd': data = optarg; break;
+        case 'G': progress = 1; break;
         case 'T': task = optarg; break;
         case 'n': n = lk_parse_long("--samples", optarg, 1, 1000000); break;
         case 'l': len = lk_parse_long("--length", optarg, 64, 1 << 24); break;
         case 'J': json = 1; break;
-        case 'h':
-            printf("usage: leank-bench prep [-t TOKENIZER] [-c CORPUS] [-w WORDS] [--task T] [-n N] [-l LEN] [--json]\n"
-                   "Times leank-prep's generation of N samples of LEN tokens (default: train, 200 x 32768,\n"
-                   "Llama-3 tokenizer, Paul Graham essays, from $LEANK_SHARED or ../shared), one thread.\n");
-            return 0;
-        default: return LK_EUSAGE;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return LK_EUSAGE;
         }
     }
+    if (optind < argc) lk_die(LK_EUSAGE, "prep: unexpected argument '%s' (see --help)", argv[optind]);
+    if (!tok_path || !corpus || !words) {
+        char *d = lk_bench_data_dir(data, "prep", "the default tokenizer, corpus and word lists", "give -t, --corpus and -w");
+        if (!tok_path) tok_path = lk_asprintf("%s/data/tokenizers/llama3/tokenizer.json", d);
+        if (!corpus) corpus = lk_asprintf("%s/data/paulgraham/PaulGrahamEssays.json", d);
+        if (!words) words = lk_asprintf("%s/data/words", d);
+        free(d);
+    }
+    progress = lk_progress_enabled(progress);
     lk_err err = {0};
     double t0 = lk_now();
     lk_tokenizer *tok;
@@ -70,7 +86,9 @@ int lk_bench_prep(int argc, char **argv) {
         lk_sample s;
         if (lk_prep_sample(g, task, (int)len, i, &s, &err) || lk_samples_write(w, &s, &err)) lk_fail(&err);
         tokens += s.n_ctx + s.n_ans;
+        if (progress) fprintf(stderr, "\rleank-bench prep: %ld/%ld samples", i + 1, n);
     }
+    if (progress) fputc('\n', stderr);
     if (lk_samples_write_close(w, &err)) lk_fail(&err);
     fclose(f);
     double t3 = lk_now();
@@ -91,5 +109,8 @@ int lk_bench_prep(int argc, char **argv) {
     lk_prep_gen_free(g);
     lk_prep_free(p);
     lk_tok_free(tok);
+    free(tok_path);
+    free(corpus);
+    free(words);
     return 0;
 }

@@ -13,18 +13,19 @@
 #include "util.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: leank-bench tokenize [-t TOKENIZER] [--file F] [-n N] [--hf] [--json]\n"
+    fprintf(f, "usage: leank-bench tokenize [-t TOKENIZER] [--file F] [--repeat N] [--hf] [--json]\n"
                "Encode F (no special tokens) with TOKENIZER, best of N runs, one thread.\n\n"
                "  -t, --tokenizer PATH  tokenizer.json or its directory\n"
-               "                        (default $LEANK_SHARED/data/tokenizers/llama3)\n"
-               "      --file F          UTF-8 text (default $LEANK_SHARED/data/tokenizers/vectors/pg-excerpt.txt)\n"
-               "  -n, --repeat N        runs; the best is reported (default 5)\n"
+               "                        (default DATA/data/tokenizers/llama3)\n"
+               "      --file F          UTF-8 text (default DATA/data/tokenizers/vectors/pg-excerpt.txt)\n"
+               "      --data DIR        reference data directory DATA (default $LEANK_DATA, else ../shared)\n"
+               "      --repeat N        runs; the best is reported (default 5)\n"
                "      --hf              also run HF tokenizers (python3 dev/bench/hf_tokenize.py,\n"
                "                        and compare every id: exit 1 if any differs;\n"
                "                        $LEANK_HF_SCRIPT overrides) with RAYON_NUM_THREADS=1\n"
                "      --json            one JSON object on stdout\n"
-               "  -h, --help            this help\n"
-               "LEANK_SHARED defaults to ../shared.\n");
+               "      --progress        a line per phase on stderr even when it is not a terminal\n"
+               "  -h, --help            this help\n");
 }
 
 /* dev/bench/hf_tokenize.py: $LEANK_HF_SCRIPT, else from the working
@@ -33,6 +34,8 @@ static char *hf_script(void) {
     const char *env = getenv("LEANK_HF_SCRIPT");
     if (env) return lk_strdup(env);
     if (access("dev/bench/hf_tokenize.py", R_OK) == 0) return lk_strdup("dev/bench/hf_tokenize.py");
+    char *share = lk_share_find("bench", "hf_tokenize.py"); /* installed: share/leank/bench */
+    if (share) return share;
     const char *top = getenv("LEANK_TOP");
     if (top) return lk_asprintf("%s/dev/bench/hf_tokenize.py", top);
     char exe[4096];
@@ -102,24 +105,27 @@ static json_t *run_hf(const char *tok, const char *file, int repeat, const char 
 }
 
 int lk_bench_tokenize(int argc, char **argv) {
-    enum { O_FILE = 256, O_HF, O_JSON };
+    enum { O_FILE = 256, O_HF, O_JSON, O_DATA, O_PROGRESS, O_REPEAT };
     static const struct option opts[] = {{"tokenizer", required_argument, 0, 't'},
                                          {"file", required_argument, 0, O_FILE},
-                                         {"repeat", required_argument, 0, 'n'},
+                                         {"repeat", required_argument, 0, O_REPEAT},
+                                         {"data", required_argument, 0, O_DATA},
+                                         {"progress", no_argument, 0, O_PROGRESS},
                                          {"hf", no_argument, 0, O_HF},
                                          {"json", no_argument, 0, O_JSON},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *shared = getenv("LEANK_SHARED") ? getenv("LEANK_SHARED") : "../shared";
-    char *tok_path = lk_asprintf("%s/data/tokenizers/llama3/tokenizer.json", shared);
-    char *file = lk_asprintf("%s/data/tokenizers/vectors/pg-excerpt.txt", shared);
-    int repeat = 5, hf = 0, json = 0, c;
+    char *tok_path = NULL, *file = NULL;
+    const char *data = NULL;
+    int repeat = 5, hf = 0, json = 0, progress = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
         switch (c) {
         case 't': free(tok_path); tok_path = lk_strdup(optarg); break;
         case O_FILE: free(file); file = lk_strdup(optarg); break;
-        case 'n': repeat = (int)lk_parse_long("--repeat", optarg, 1, 1000); break;
+        case O_DATA: data = optarg; break;
+        case O_PROGRESS: progress = 1; break;
+        case O_REPEAT: repeat = (int)lk_parse_long("--repeat", optarg, 1, 1000); break;
         case O_HF: hf = 1; break;
         case O_JSON: json = 1; break;
         case 'h': usage(stdout); return 0;
@@ -127,6 +133,19 @@ int lk_bench_tokenize(int argc, char **argv) {
         }
     }
     if (optind < argc) lk_die(LK_EUSAGE, "tokenize: unexpected argument '%s' (see --help)", argv[optind]);
+    if (!tok_path || !file) {
+        char *share = lk_share_dir();
+        char *alt = share ? lk_asprintf("give -t and --file (e.g. -t %s/models/leank-mini --file TEXT)", share)
+                          : lk_strdup("give -t and --file");
+        char *d = lk_bench_data_dir(data, "tokenize", "the default tokenizer and text", alt);
+        free(alt);
+        free(share);
+        if (!tok_path) tok_path = lk_asprintf("%s/data/tokenizers/llama3/tokenizer.json", d);
+        if (!file) file = lk_asprintf("%s/data/tokenizers/vectors/pg-excerpt.txt", d);
+        free(d);
+    }
+    progress = lk_progress_enabled(progress);
+    if (progress) lk_warn("tokenize: %s with %s, best of %d", file, tok_path, repeat);
 
     lk_err err = {0};
     char *text;
@@ -154,6 +173,7 @@ int lk_bench_tokenize(int argc, char **argv) {
         int fd = mkstemp(tmp);
         if (fd < 0) lk_die(LK_EIO, "/tmp: cannot create a temporary file");
         close(fd);
+        if (progress) lk_warn("tokenize: HF tokenizers on the same text");
         h = run_hf(tok_path, file, repeat, tmp);
         char *raw;
         size_t rl;

@@ -18,4 +18,13 @@ int lk_chat_known(const char *template_name);
  * system block, qwen uses its default system message, none ignores it. */
 char *lk_chat_format(const char *template_name, const char *system, const char *user, lk_err *err);
 
+/* Error (LK_EINPUT) unless the tokenizer has every special token the
+ * template writes (llama3: <|begin_of_text|>, <|start_header_id|>,
+ * <|end_header_id|>, <|eot_id|>; qwen: <|im_start|>, <|im_end|>): a template
+ * a tokenizer lacks would be encoded as plain text. tok_name names the
+ * tokenizer in the message. */
+struct lk_tokenizer;
+int lk_chat_check(const char *template_name, const struct lk_tokenizer *tok, const char *tok_name,
+                  lk_err *err);
+
 #endif

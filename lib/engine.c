@@ -137,6 +137,10 @@ void lk_seq_free(lk_seq *s) {
 
 int lk_seq_len(const lk_seq *s) { return s->len; }
 int lk_seq_max_len(const lk_seq *s) { return s->max_len; }
+void lk_seq_set_progress(lk_seq *s, lk_layer_fn fn, void *ctx) {
+    s->on_layer = fn;
+    s->on_layer_ctx = ctx;
+}
 
 void lk_seq_kv_info(const lk_seq *s, lk_seq_kv *kv) {
     const lk_engine *e = s->e;

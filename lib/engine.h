@@ -117,6 +117,10 @@ int lk_seq_new(lk_engine *e, lk_seq **s, const lk_seq_opts *o, lk_err *err);
 void lk_seq_free(lk_seq *s); /* gives its cache back to the pool */
 int lk_seq_len(const lk_seq *s);     /* tokens in its cache */
 int lk_seq_max_len(const lk_seq *s); /* positions it may reach */
+/* Called after each layer of a prefill (NULL: none), for progress on long
+ * prompts; backends that run asynchronously may call it less often. */
+typedef void (*lk_layer_fn)(void *ctx, int layers_done, int n_layers);
+void lk_seq_set_progress(lk_seq *s, lk_layer_fn fn, void *ctx);
 
 /* KV cache of a sequence, in bytes of the cache dtype, at its length. */
 typedef struct {

@@ -101,7 +101,10 @@ static int cpu_prefill(lk_engine *e, lk_seq *sq, const int *ids, int n, lk_err *
         int rc = build_state(s, n, err);
         if (rc) return rc;
     }
+    s->st.on_layer = s->base.on_layer;
+    s->st.on_layer_ctx = s->base.on_layer_ctx;
     int rc = lk_forward(((cpu_engine *)e)->m, &s->st, ids, n, NULL, err);
+    s->st.on_layer = NULL;
     if (rc == 0) s->base.len = s->st.kv.len;
     return rc;
 }

@@ -27,6 +27,8 @@ struct lk_seq {
     const lk_plan *plan; /* NULL: dense */
     int len, max_len;
     lk_sampling sampling;
+    lk_layer_fn on_layer; /* prefill progress, may be NULL */
+    void *on_layer_ctx;
 };
 
 struct lk_engine_ops {

@@ -1,6 +1,7 @@
 /* generate.c - prefill + sampling loop over the engine (see generate.h). */
 #include "generate.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,18 @@ int lk_gen_positions(const lk_generator *g, const lk_gen_request *q) {
     if (ctx < q->n_prompt) ctx = q->n_prompt;
     long want = (long)q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
     return want < ctx ? (int)want : ctx;
+}
+
+/* prefill progress (g->progress): "\rNAME: prefill N tokens, layer l/L, s" */
+typedef struct {
+    const char *name;
+    int n;
+    double t0;
+} prefill_progress;
+static void on_layer(void *ctx, int done, int n_layers) {
+    const prefill_progress *p = ctx;
+    fprintf(stderr, "\r%s: prefill %d tokens, layer %d/%d, %.1f s", p->name, p->n, done, n_layers, lk_now() - p->t0);
+    if (done == n_layers) fputc('\n', stderr);
 }
 
 /* The prompt's text goes through the task's stream first, so that the
@@ -97,7 +110,11 @@ int lk_gen_run(const lk_generator *g, lk_gen_task *t, int n, lk_err *err) {
         if (t[i].adopt >= 0) {
             rc = lk_seq_adopt(g->e, t[i].seq, t[t[i].adopt].seq, err);
         } else {
+            prefill_progress pp = {g->progress, t[i].q.n_prompt, t0};
+            int show = g->progress && t[i].q.n_prompt >= 1024;
+            if (show) lk_seq_set_progress(t[i].seq, on_layer, &pp);
             rc = lk_engine_prefill(g->e, t[i].seq, t[i].q.prompt, t[i].q.n_prompt, err);
+            if (show) lk_seq_set_progress(t[i].seq, NULL, NULL);
             t[i].r.prefill_s = lk_now() - t0;
         }
         if (rc == 0) rc = start_text(g, &t[i], err);

@@ -17,6 +17,7 @@ typedef struct {
     const lk_tokenizer *tok;
     int eos[10]; /* stop ids: the config's eos list and the tokenizer's eos */
     int n_eos;
+    const char *progress; /* non-NULL: prefills of 1024+ tokens show their layers on stderr under this name */
 } lk_generator;
 
 typedef struct {

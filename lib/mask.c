@@ -17,6 +17,7 @@ void lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int va
     size_t n = (size_t)n_layers * n_kv_heads * head_dim;
     m->keep = lk_malloc(n);
     memset(m->keep, value ? 1 : 0, n);
+    m->sink = m->recent = -1;
 }
 
 void lk_mask_free(lk_mask *m) {
@@ -158,6 +159,26 @@ static int tsv_comment_dims(const char *s, size_t len, int dims[3]) {
     return 1;
 }
 
+/* The " sink=S recent=R" of our header comment: win[0..1] = -1 where absent,
+ * -2 where present but not an integer in [0, 2^30]. */
+static void tsv_comment_windows(const char *s, size_t len, int win[2]) {
+    char buf[256];
+    size_t n = len < sizeof buf - 1 ? len : sizeof buf - 1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    const char *keys[2] = {" sink=", " recent="};
+    for (int i = 0; i < 2; i++) {
+        const char *q = strstr(buf, keys[i]);
+        if (!q) continue;
+        char *end;
+        long v = strtol(q + strlen(keys[i]), &end, 10);
+        win[i] = end != q + strlen(keys[i]) && (*end == 0 || *end == ' ' || *end == '\t') && v >= 0 &&
+                         v <= (1L << 30)
+                     ? (int)v
+                     : -2;
+    }
+}
+
 int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name, int head_dim,
                       lk_err *err) {
     memset(m, 0, sizeof *m);
@@ -166,6 +187,7 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
     size_t n_rows = 0, cap_rows = 0, n_chan = 0, cap_chan = 0;
     int max_layer = -1, max_head = -1, max_chan = -1, rc = 0;
     int cdims[3] = {0, 0, 0}; /* from our header comment, if any */
+    int cwin[2] = {-1, -1};   /* its sink= and recent= */
     const int limit = 1 << 16; /* layers, heads, channels: sanity bound */
     const char *p = text, *end = text + len;
     for (int line = 1; p < end; line++) {
@@ -183,6 +205,14 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
                 rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad leank-mask header (expected n_layers, n_kv_heads and head_dim in [1, 65536])",
                                name, line);
                 goto out;
+            }
+            if (tsv_comment_dims(t, (size_t)(e - t), cdims)) {
+                tsv_comment_windows(t, (size_t)(e - t), cwin);
+                if (cwin[0] == -2 || cwin[1] == -2 || (cwin[0] < 0) != (cwin[1] < 0)) {
+                    rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad leank-mask header windows (expected both sink= and recent=, integers in [0, 2^30])",
+                                   name, line);
+                    goto out;
+                }
             }
             continue;
         }
@@ -321,6 +351,8 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
     }
     /* with n_rows >= nl x nh and no line twice, every head has its line */
     free(seen);
+    m->sink = cwin[0];
+    m->recent = cwin[1];
     if (rc) lk_mask_free(m);
 out:
     free(rows);
@@ -346,8 +378,10 @@ int lk_mask_save_tsv(const lk_mask *m, const char *path, lk_err *err) {
     lk_out o;
     if (lk_out_open(&o, path, err)) return err ? err->code : LK_EIO;
     fprintf(o.f, "# layer\tkv_head\tkept\tchannels (0-based, post-RoPE, rotate_half layout)\n");
-    fprintf(o.f, "# leank-mask n_layers=%d n_kv_heads=%d head_dim=%d\n", m->n_layers, m->n_kv_heads,
+    fprintf(o.f, "# leank-mask n_layers=%d n_kv_heads=%d head_dim=%d", m->n_layers, m->n_kv_heads,
             m->head_dim);
+    if (m->sink >= 0 && m->recent >= 0) fprintf(o.f, " sink=%d recent=%d", m->sink, m->recent);
+    fputc('\n', o.f);
     int *idx = lk_malloc((size_t)m->head_dim * sizeof *idx);
     for (int l = 0; l < m->n_layers; l++)
         for (int h = 0; h < m->n_kv_heads; h++) {
@@ -382,6 +416,10 @@ int lk_mask_save_meta(const lk_mask *m, const char *path, double ratio, int alig
     if (ratio >= 0) lk_stw_metaf(w, "ratio", "%g", ratio);
     if (align > 0) lk_stw_metaf(w, "align", "%d", align);
     if (source) lk_stw_meta(w, "source", source);
+    if (m->sink >= 0 && m->recent >= 0) {
+        lk_stw_metaf(w, "sink", "%d", m->sink);
+        lk_stw_metaf(w, "recent", "%d", m->recent);
+    }
     int rc = lk_stw_write(w, path, err);
     lk_stw_free(w);
     return rc;
@@ -391,13 +429,45 @@ int lk_mask_save(const lk_mask *m, const char *path, lk_err *err) {
     return lk_mask_save_meta(m, path, -1, 0, NULL, err);
 }
 
+/* The mask a plan (leank-pack) carries: its I32 tables width [L, H] and
+ * channels [L, H, head_dim] (kept channels, then -1), and its windows. Read
+ * here from the tensors, not through plan.c, which depends on masks. */
+static int from_plan(lk_mask *m, const lk_st *st, const char *name, lk_err *err) {
+    const lk_tensor *w = lk_st_find(st, "width"), *c = lk_st_find(st, "channels");
+    if (!w || !c || w->dtype != LK_DT_I32 || c->dtype != LK_DT_I32 || w->ndim != 2 || c->ndim != 3 ||
+        c->shape[0] != w->shape[0] || c->shape[1] != w->shape[1] || w->shape[0] <= 0 || w->shape[1] <= 0 ||
+        c->shape[2] <= 0 || w->shape[0] > 65536 || w->shape[1] > 65536 || c->shape[2] > 65536)
+        return lk_seterr(err, LK_EINPUT, "%s: a plan without consistent I32 tables width [L, H] and channels [L, H, "
+                         "head_dim] (expected leank-pack output)", name);
+    int L = (int)w->shape[0], H = (int)w->shape[1], D = (int)c->shape[2];
+    lk_mask_init(m, L, H, D, 0);
+    for (size_t lh = 0; lh < (size_t)L * H; lh++) {
+        int32_t wd;
+        memcpy(&wd, (const char *)w->data + 4 * lh, 4);
+        for (int j = 0; j < D; j++) {
+            int32_t ch;
+            memcpy(&ch, (const char *)c->data + 4 * (lh * D + j), 4);
+            if (j < wd ? (ch < 0 || ch >= D) : ch != -1) {
+                lk_mask_free(m);
+                return lk_seterr(err, LK_EINPUT, "%s: channels[%zu, %zu, %d] is %d with width %d (expected kept "
+                                 "channels in [0, %d), then -1)", name, lh / H, lh % H, j, ch, wd, D);
+            }
+            if (j < wd) m->keep[lh * D + ch] = 1;
+        }
+    }
+    const char *sk = lk_st_meta(st, "sink"), *rc = lk_st_meta(st, "recent");
+    m->sink = sk ? (int)strtol(sk, NULL, 10) : -1;
+    m->recent = rc ? (int)strtol(rc, NULL, 10) : -1;
+    return 0;
+}
+
 static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) {
     lk_st *st;
     if (lk_st_open(&st, path, err)) return err ? err->code : LK_EINPUT;
     int rc = 0;
     const char *fmt = lk_st_meta(st, "format");
-    if (fmt && !strcmp(fmt, "leank-plan")) { /* plan.h depends on masks, not the other way */
-        rc = lk_seterr(err, LK_EINPUT, "%s: a decode plan, not a mask (lk_plan_load_mask reads both)", name);
+    if (fmt && !strcmp(fmt, "leank-plan")) { /* a decode plan carries its mask */
+        rc = from_plan(m, st, name, err);
         goto out;
     }
     if (fmt && strcmp(fmt, "leank-mask")) {
@@ -437,7 +507,26 @@ static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) 
                        name, meta_nl, nl);
         goto out;
     }
+    int win[2] = {-1, -1};
+    const char *wkey[2] = {"sink", "recent"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = lk_st_meta(st, wkey[i]);
+        char *end;
+        long x = v ? strtol(v, &end, 10) : -1;
+        if (v && (end == v || *end || x < 0 || x > (1L << 30))) {
+            rc = lk_seterr(err, LK_EINPUT, "%s: metadata %s is '%s' (expected an integer in [0, 2^30])", name, wkey[i], v);
+            goto out;
+        }
+        win[i] = (int)x;
+    }
+    if ((win[0] < 0) != (win[1] < 0)) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: metadata has %s but not %s (expected both windows or neither)", name,
+                       win[0] < 0 ? "recent" : "sink", win[0] < 0 ? "sink" : "recent");
+        goto out;
+    }
     lk_mask_init(m, nl, (int)t0->shape[0], (int)t0->shape[1], 0);
+    m->sink = win[0];
+    m->recent = win[1];
     size_t per = (size_t)m->n_kv_heads * m->head_dim;
     for (int l = 0; l < nl && !rc; l++) {
         snprintf(tn, sizeof tn, "layers.%d", l);
@@ -511,19 +600,55 @@ int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
         free(data);
         return rc;
     }
+    return lk_mask_load_as(m, path, path, head_dim, err);
+}
+
+int lk_mask_load_as(lk_mask *m, const char *path, const char *name, int head_dim, lk_err *err) {
+    memset(m, 0, sizeof *m);
     FILE *f = fopen(path, "rb");
-    if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", name, strerror(errno));
     uint8_t head[16];
     size_t n = fread(head, 1, sizeof head, f);
     fclose(f);
-    if (looks_safetensors(head, n)) {
-        return check_head_dim(m, path, head_dim, load_st(m, path, path, err), err);
-    }
-    return lk_mask_load_tsv_dim(m, path, head_dim, err);
+    if (looks_safetensors(head, n)) return check_head_dim(m, name, head_dim, load_st(m, path, name, err), err);
+    char *text;
+    size_t len;
+    if (lk_read_file(path, &text, &len, err)) return err ? err->code : LK_EIO;
+    int rc = lk_mask_parse_tsv(m, text, len, name, head_dim, err);
+    free(text);
+    return rc;
 }
 
 int lk_mask_load(lk_mask *m, const char *path, lk_err *err) {
     return lk_mask_load_dim(m, path, 0, err);
+}
+
+int lk_mask_windows(const char *path, int *sink, int *recent, lk_err *err) {
+    *sink = *recent = -1;
+    if (!strcmp(path, "-")) return -lk_seterr(err, LK_EUSAGE, "lk_mask_windows: '-' (stdin) cannot be read twice");
+    lk_mask m;
+    int rc = lk_mask_load(&m, path, err);
+    if (rc) return -rc;
+    *sink = m.sink;
+    *recent = m.recent;
+    lk_mask_free(&m);
+    return *sink >= 0 && *recent >= 0;
+}
+
+void lk_mask_pick_windows(const lk_mask *m, const char *mask_name, int sink_opt, int recent_opt,
+                          int def_sink, int def_recent, int quiet, int *sink, int *recent) {
+    int has = m->sink >= 0 && m->recent >= 0;
+    const int opt[2] = {sink_opt, recent_opt}, rec[2] = {m->sink, m->recent}, def[2] = {def_sink, def_recent};
+    const char *names[2] = {"sink", "recent"};
+    int *out[2] = {sink, recent};
+    for (int i = 0; i < 2; i++) {
+        *out[i] = opt[i] >= 0 ? opt[i] : has ? rec[i] : def[i];
+        if (opt[i] >= 0 && has && opt[i] != rec[i])
+            lk_warn("--%s %d overrides the %d that %s was trained for", names[i], opt[i], rec[i], mask_name);
+    }
+    if (!has && !quiet && (sink_opt < 0 || recent_opt < 0))
+        lk_warn("%s records no cache windows: sink %d, recent %d (%s)", mask_name, *sink, *recent,
+                sink_opt < 0 && recent_opt < 0 ? "the defaults" : "defaults and options");
 }
 
 /* ---- summary ---- */

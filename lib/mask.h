@@ -8,8 +8,11 @@
 typedef struct {
     int n_layers, n_kv_heads, head_dim;
     uint8_t *keep; /* (n_layers, n_kv_heads, head_dim): 1 = channel kept */
+    int sink, recent; /* the full-width cache windows the mask was trained for
+                       * (a plan: packed for); -1 = not recorded */
 } lk_mask;
 
+/* Allocates keep (every channel = value); windows not recorded (-1). */
 void lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value);
 void lk_mask_free(lk_mask *m);
 static inline uint8_t *lk_mask_head(const lk_mask *m, int layer, int kv_head) {
@@ -51,7 +54,11 @@ int lk_mask_from_alpha(lk_mask *m, const float *alpha, int n_layers, int n_kv_he
  * channels, ascending on output, any order on input; the fourth field is
  * empty when kept is 0); exactly one line per (layer, kv_head). Our writer adds
  * the comment "# leank-mask n_layers=L n_kv_heads=H head_dim=D", which the
- * reader uses for head_dim. */
+ * reader uses for head_dim, followed by " sink=S recent=R" when the mask
+ * records its windows.
+ * Windows: the safetensors metadata sink and recent (decimal, both or
+ * neither), the TSV comment's sink= and recent=, a plan's sink and recent;
+ * loaded into m->sink / m->recent (-1 when absent), written when >= 0. */
 /* lk_mask_load: either format, by content ("-" = stdin); a decode plan
  * (leank-pack, format=leank-plan) is accepted too and gives its mask. */
 int lk_mask_load(lk_mask *m, const char *path, lk_err *err);
@@ -64,6 +71,9 @@ int lk_mask_save_tsv(const lk_mask *m, const char *path, lk_err *err);
  * else the smallest power of two > the largest channel listed. */
 int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err);
 int lk_mask_load_tsv_dim(lk_mask *m, const char *path, int head_dim, lk_err *err);
+/* lk_mask_load_dim of a file (not "-") named `name` in messages (a
+ * temporary copy of stdin, say). */
+int lk_mask_load_as(lk_mask *m, const char *path, const char *name, int head_dim, lk_err *err);
 /* Parse TSV text (name for messages). */
 int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name, int head_dim,
                       lk_err *err);
@@ -71,6 +81,20 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
  * not recorded; align 0: not recorded; source NULL: not recorded). */
 int lk_mask_save_meta(const lk_mask *m, const char *path, double ratio, int align,
                       const char *source, lk_err *err);
+
+/* The windows a mask file records (any form lk_mask_load reads, "-" not
+ * allowed: it would consume stdin): returns 1 and sets *sink and *recent when
+ * it records them, 0 when it does not (both set to -1), or -LK_E* with err
+ * set when the file cannot be read as a mask. */
+int lk_mask_windows(const char *path, int *sink, int *recent, lk_err *err);
+
+/* The windows to run a mask with: sink_opt / recent_opt when given (>= 0,
+ * e.g. --sink/--recent), else the mask's recorded ones, else def_sink /
+ * def_recent. Says on stderr ("PROG: --sink 32 overrides the 64 that MASK
+ * was trained for") when an option overrides a recorded window, and, when
+ * quiet is 0, when a mask records none and the defaults are used. */
+void lk_mask_pick_windows(const lk_mask *m, const char *mask_name, int sink_opt, int recent_opt,
+                          int def_sink, int def_recent, int quiet, int *sink, int *recent);
 
 /* Error (LK_EINPUT) unless the mask has shape (n_layers, n_kv_heads,
  * head_dim); the message names the mask file and the model. */

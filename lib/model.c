@@ -321,6 +321,7 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
         lk_swiglu(s->hb, s->hb2, (size_t)n * H);
         lk_matmul(s->xb, s->hb, w->w_down + (size_t)l * D * H, NULL, n, H, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
+        if (s->on_layer && n > 1) s->on_layer(s->on_layer_ctx, l + 1, c->n_layers);
     }
     s->kv.len += n;
     lk_rmsnorm(s->xb, s->x, w->final_norm, n, D, eps);

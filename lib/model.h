@@ -151,6 +151,10 @@ typedef struct {
     float *logits;  // (vocab) logits of the last row of the last call
     lk_rope_table rope; /* (max_seq, head_dim/2) */
     lk_kvcache kv;
+    /* NULL (lk_state_build's default), or called after each layer of a call
+     * of more than one token: prefill progress */
+    void (*on_layer)(void *ctx, int layers_done, int n_layers);
+    void *on_layer_ctx;
 } lk_state;
 
 /* max_rows: most tokens one lk_forward call takes (prompt length for a single

@@ -283,19 +283,6 @@ static int is_plan_file(const char *path) {
     return yes;
 }
 
-int lk_plan_load_mask(lk_mask *m, const char *path, int head_dim, lk_err *err) {
-    if (!is_plan_file(path)) return lk_mask_load_dim(m, path, head_dim, err);
-    lk_plan p;
-    int rc = lk_plan_load(&p, path, err);
-    if (rc) return rc;
-    if (head_dim && p.head_dim != head_dim)
-        rc = lk_seterr(err, LK_EINPUT, "%s: plan for head_dim %d (expected %d)", path, p.head_dim, head_dim);
-    else
-        lk_plan_mask(&p, m);
-    lk_plan_free(&p);
-    return rc;
-}
-
 int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
                  int recent, const char *dtype, int *overridden, lk_err *err) {
     memset(p, 0, sizeof *p);
@@ -319,8 +306,10 @@ int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *m
     lk_mask m;
     int rc = lk_mask_load_dim(&m, path, c->head_dim, err);
     if (rc) return rc;
-    rc = lk_plan_build(p, &m, path, c, model_name, sink >= 0 ? sink : LK_PLAN_DEFAULT_SINK,
-                       recent >= 0 ? recent : LK_PLAN_DEFAULT_RECENT, 0, dtype, err);
+    /* the windows the mask was trained for, when it records them */
+    int fs = m.sink >= 0 ? m.sink : LK_PLAN_DEFAULT_SINK, fr = m.recent >= 0 ? m.recent : LK_PLAN_DEFAULT_RECENT;
+    if (overridden) *overridden = (sink >= 0 && sink != fs) || (recent >= 0 && recent != fr);
+    rc = lk_plan_build(p, &m, path, c, model_name, sink >= 0 ? sink : fs, recent >= 0 ? recent : fr, 0, dtype, err);
     lk_mask_free(&m);
     return rc;
 }

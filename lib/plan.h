@@ -79,10 +79,6 @@ void lk_plan_bytes_at(const lk_plan *p, long context, lk_plan_bytes *b);
 int lk_plan_save(const lk_plan *p, const char *path, const char *const *extra, lk_err *err);
 int lk_plan_load(lk_plan *p, const char *path, lk_err *err);
 
-/* A mask from a mask file (lk_mask_load_dim) or from the mask a plan
- * carries (leank-pack output): what leank-pack and leank-binarize accept. */
-int lk_plan_load_mask(lk_mask *m, const char *path, int head_dim, lk_err *err);
-
 /* The cache geometry for decoding from a file given as --mask or --plan:
  * a plan (leank-pack) is loaded as it is; a mask (safetensors or TSV) gets
  * a plan made in memory (dtype, context 0). Windows: sink/recent >= 0

@@ -362,6 +362,7 @@ int lk_prep_new(lk_prep **pp, const lk_tokenizer *tok, const lk_prep_opts *o, lk
         free(x);
         rc = err->code;
     }
+    if (!rc) rc = lk_chat_check(p->template_name, tok, "tokenizer", err);
     if (!rc) {
         char *c = lk_chat_format(p->template_name, NULL, "\x01", err);
         char *mark = strchr(c, 1);

@@ -286,6 +286,10 @@ int lk_alpha_save(const char *path, const float *alpha, int n_layers, int n_kv_h
         if (meta->steps) lk_stw_meta(w, "steps", meta->steps);
         if (meta->method) lk_stw_meta(w, "method", meta->method);
         if (meta->model) lk_stw_meta(w, "model", meta->model);
+        if (meta->sink && meta->recent) {
+            lk_stw_meta(w, "sink", meta->sink);
+            lk_stw_meta(w, "recent", meta->recent);
+        }
     }
     int rc = lk_stw_write(w, path, err);
     lk_stw_free(w);

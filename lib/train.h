@@ -130,9 +130,10 @@ int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o
 
 /* Alpha file: safetensors, one F32 tensor "alpha" (n_layers, n_kv_heads,
  * head_dim), metadata format=leank-alpha, stage, steps, method, model
- * (fingerprint, 16 hex digits). */
+ * (fingerprint, 16 hex digits), sink and recent (the cache windows it was
+ * trained with; leank-binarize carries them into the mask). NULL = not written. */
 typedef struct {
-    const char *stage, *steps, *method, *model;
+    const char *stage, *steps, *method, *model, *sink, *recent;
 } lk_alpha_meta;
 int lk_alpha_save(const char *path, const float *alpha, int n_layers, int n_kv_heads,
                   int head_dim, const lk_alpha_meta *meta, lk_err *err);

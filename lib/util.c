@@ -230,6 +230,67 @@ void lk_install_cleanup(void) {
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], cleanup_signal);
 }
 
+void lk_refuse_tty_stdout(const char *what) {
+    if (isatty(STDOUT_FILENO)) lk_die(LK_EUSAGE, "refusing to write %s to a terminal (use -o FILE or a pipe)", what);
+}
+
+const char *lk_human_bytes(char *buf, size_t n, double bytes) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) {
+        bytes /= 1024;
+        i++;
+    }
+    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
+    return buf;
+}
+
+const char *lk_kv_phrase(char *buf, size_t n, double bytes, double dense, const char *dtype) {
+    char a[32], b[32];
+    double pct = dense > 0 ? 100.0 * bytes / dense : 100.0;
+    snprintf(buf, n, "KV %.1f %% of dense, %.1f %% saved (%s cache, %s of %s)", pct, 100.0 - pct, dtype,
+             lk_human_bytes(a, sizeof a, bytes), lk_human_bytes(b, sizeof b, dense));
+    return buf;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *lk_share_dir(void) {
+    const char *env = getenv("LEANK_SHARE");
+    if (env && *env) return is_dir(env) ? lk_strdup(env) : NULL;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    const char *tails[2] = {"../share/leank", "../data"};
+    for (int i = 0; i < 2; i++) {
+        char *d = lk_asprintf("%s/%s", exe, tails[i]), *r;
+        if (is_dir(d) && (r = realpath(d, NULL))) {
+            free(d);
+            return r;
+        }
+        free(d);
+    }
+    return NULL;
+}
+
+char *lk_share_find(const char *sub, const char *name) {
+    if (strchr(name, '/') || access(name, F_OK) == 0) return NULL;
+    char *d = lk_share_dir();
+    if (!d) return NULL;
+    char *p = lk_asprintf("%s/%s/%s", d, sub, name);
+    free(d);
+    if (access(p, R_OK) == 0) return p;
+    free(p);
+    return NULL;
+}
+
 int lk_progress_enabled(int forced) { return forced || isatty(STDERR_FILENO); }
 
 double lk_now(void) {

@@ -82,8 +82,30 @@ void lk_out_abort(lk_out *o);
 void lk_out_cleanup_all(void);
 void lk_install_cleanup(void);
 
+/* Binary outputs never go to a terminal: when stdout is one, print
+ * "refusing to write WHAT to a terminal (use -o FILE or a pipe)" and exit
+ * LK_EUSAGE. Call it up front when the output path is "-". */
+void lk_refuse_tty_stdout(const char *what);
+
 /* Progress on stderr: on when stderr is a terminal or when forced. */
 int lk_progress_enabled(int forced);
+
+/* The one way leank states cache memory: "KV 71.3 % of dense, 28.7 % saved
+ * (bf16 cache, 1.21 GiB of 1.70 GiB)" -- bytes of the cache actually
+ * allocated against a dense cache of the same dtype. Returns buf. */
+const char *lk_kv_phrase(char *buf, size_t n, double bytes, double dense, const char *dtype);
+/* "1.21 GiB", "512 B" */
+const char *lk_human_bytes(char *buf, size_t n, double bytes);
+
+/* leank's own data (configs/, models/leank-mini, bench/): $LEANK_SHARE if
+ * set, else PREFIX/share/leank beside an installed program (PREFIX/bin), else
+ * the data/ of the source tree the program was built in (bin/../data). NULL
+ * when none is a directory. Returns a heap string. */
+char *lk_share_dir(void);
+/* A file named without a directory (e.g. "leank-mini.yaml") that is not in
+ * the working directory: SHARE/sub/name if that exists (heap string), else
+ * NULL. */
+char *lk_share_find(const char *sub, const char *name);
 
 /* Monotonic wall clock in seconds. */
 double lk_now(void);

@@ -5,7 +5,7 @@
 # Binaries and data: .carry/m2 (leank-prep, leank-decode, pg_heldout.txt, words).
 set -e
 M=.carry/m2
-$M/bin/leank-prep -t data/models/leank-mini -c $M/pg_heldout.txt -w $M/words -j 4 \
+$M/bin/leank-prep -t data/models/leank-mini --corpus $M/pg_heldout.txt -w $M/words -j 4 \
 	-T niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,vt \
 	-l "${3:-4096,8192,16384}" -n "$1" -s "${4:-42}" -o /tmp/ev.smp
 $M/bin/leank-prep -t data/models/leank-mini --dump /tmp/ev.smp -o /tmp/ev.jsonl

@@ -11,7 +11,7 @@ shift 3
 M=.carry/m2
 masks=
 for m in "$@"; do masks="$masks --mask $m"; done
-$M/bin/leank-prep -t data/models/leank-mini -c $M/pg_heldout.txt -w $M/words -j 4 \
+$M/bin/leank-prep -t data/models/leank-mini --corpus $M/pg_heldout.txt -w $M/words -j 4 \
 	-T niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,vt -l "$lengths" -n "$n" -s "$seed" -o /tmp/ev.smp
 $M/bin/leank-bench accuracy -m data/models/leank-mini /tmp/ev.smp $masks --sink 64 --recent 256 \
 	-j "$(nproc)" -o "$OUT/answers.jsonl" | tee "$OUT/acc.txt"

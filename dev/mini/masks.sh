@@ -12,7 +12,7 @@ S=${2:-../shared/data}
 M=data/models/leank-mini
 C=data/configs/leank-mini.yaml
 mkdir -p "$O"
-bin/leank-prep -t $M -c .carry/m2/pg_train.txt -w "$S/words" --task train -l 4096 -n 300 -s 11 -o "$O/train.smp"
+bin/leank-prep -t $M --corpus .carry/m2/pg_train.txt -w "$S/words" --task train -l 4096 -n 300 -s 11 -o "$O/train.smp"
 bin/leank-train -m $M -c $C "$O/train.smp" --log "$O/stage1.tsv" -o "$O/alpha1.safetensors"
 bin/leank-train -m $M -c $C --stage2 --init "$O/alpha1.safetensors" "$O/train.smp" \
 	--log "$O/stage2.tsv" -o "$O/alpha2.safetensors"

@@ -7,7 +7,7 @@ set -e
 . dev/mini/unpack.sh
 export PYTHONUNBUFFERED=1
 # leank-prep's own RULER prompts, on the TRAINING essays only
-.carry/m2/bin/leank-prep -t data/models/leank-mini -c $D/pg_train.txt -w $D/words -j 16 \
+.carry/m2/bin/leank-prep -t data/models/leank-mini --corpus $D/pg_train.txt -w $D/words -j 16 \
 	-T niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,fwe \
 	-l 2048,4096,8192,16384 -n 30 -s 7 -o /tmp/ft.smp
 .carry/m2/bin/leank-prep -t data/models/leank-mini --dump /tmp/ft.smp -o /tmp/ft.jsonl

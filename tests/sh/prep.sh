@@ -24,7 +24,7 @@ ids=$(printf '%s' "$txt" | $P -t $TOK --encode) || fail "--encode"
 
 # every task, 20 samples at each length, both corpora (samples alternate them)
 start=$(date +%s)
-$P -t $TOK -c $PG -c $BOOKS -w $W --template llama3 --task all -l 4096,16384,65536 -n 20 -s 7 \
+$P -t $TOK --corpus $PG --corpus $BOOKS -w $W --template llama3 --task all -l 4096,16384,65536 -n 20 -s 7 \
     -o $T/all.smp || fail "generate all tasks"
 $P -t $TOK --dump $T/all.smp -o $T/all.jsonl || fail "--dump"
 echo "generated and dumped in $(( $(date +%s) - start )) s"
@@ -76,7 +76,7 @@ else
 fi
 
 # determinism: same seed -> same bytes (threads too), another seed -> different
-args="-t $TOK -c $PG -c $BOOKS -w $W --task train,passkey,niah_multikey_2,vt,cwe,fwe -l 4096,16384 -n 3"
+args="-t $TOK --corpus $PG --corpus $BOOKS -w $W --task train,passkey,niah_multikey_2,vt,cwe,fwe -l 4096,16384 -n 3"
 $P $args -s 1 -o $T/a.smp && $P $args -s 1 -j 1 -o $T/b.smp && $P $args -s 2 -o $T/c.smp || fail "determinism runs"
 cmp -s $T/a.smp $T/b.smp && ok "same seed, 1 or 2 threads: identical" || fail "same seed differs"
 cmp -s $T/a.smp $T/c.smp && fail "different seeds give the same file" || ok "different seeds differ"
@@ -87,12 +87,17 @@ $P -t $TOK --dump < $T/a.smp | head -n1 | grep -q '"tokenizer_fingerprint"' && o
 mkdir -p $T/txt
 python3 -c "import json;t=json.load(open('$PG'))['text'];open('$T/txt/a.txt','w').write(t[:400000]);open('$T/txt/b.txt','w').write(t[400000:800000])" 2>/dev/null ||
     head -c 400000 $PG | tr -d '{}"\\' > $T/txt/a.txt
-$P -t $TOK -c $T/txt -w $W/nounlist.txt --template qwen --task niah_single_2,niah_multivalue \
-    --min 2000 --max 3000 --count 3 -n 2 -o $T/q.smp && $P -t $TOK --dump $T/q.smp |
+QTOK=$S/data/tokenizers/qwen3
+$P -t $QTOK --corpus $T/txt -w $W/nounlist.txt --template qwen --task niah_single_2,niah_multivalue \
+    --min 2000 --max 3000 --count 3 -n 2 -o $T/q.smp && $P -t $QTOK --dump $T/q.smp |
     grep -c '"target_len":2500' | grep -q '^4$' && ok "--min/--max/--count, txt dir, qwen" || fail "--min/--max/--count"
-$P -t $TOK --dump $T/q.smp | grep -q 'im_start|>system' && ok "qwen template in prompt" || fail "qwen template"
+$P -t $QTOK --dump $T/q.smp | grep -q 'im_start|>system' && ok "qwen template in prompt" || fail "qwen template"
+# a template whose special tokens the tokenizer lacks is refused, naming the token
+expect_fail 3 "qwen template with the Llama-3 tokenizer" -- $P -t $TOK --template qwen --task vt -l 2048 -n 1 -o $T/x.smp
+grep -q '<|im_start|>' "$T/err" || fail "template refusal does not name the token: $(cat "$T/err")"
+[ -e $T/x.smp ] && fail "refused template left $T/x.smp"
 # no template: the tokenizer's BOS starts the context, once (as leank-decode and HF add it)
-$P -t $TOK -c $PG -w $W --template none --task niah_single_2,vt -l 2048 -n 2 -o $T/n.smp &&
+$P -t $TOK --corpus $PG -w $W --template none --task niah_single_2,vt -l 2048 -n 2 -o $T/n.smp &&
     [ "$($P -t $TOK --dump $T/n.smp | tail -n +2 | grep -c '"prompt":"<|begin_of_text|>[^<]')" = 4 ] &&
     ok "--template none: BOS first" || fail "--template none BOS: $($P -t $TOK --dump $T/n.smp | sed -n 2p | cut -c1-200)"
 finish

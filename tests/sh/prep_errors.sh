@@ -22,29 +22,29 @@ check() { # CODE WHAT PATTERN -- command...
 }
 
 : > $T/empty.txt
-check 3 "empty corpus" "empty corpus" $gen -c $T/empty.txt
+check 3 "empty corpus" "empty corpus" $gen --corpus $T/empty.txt
 : > $T/empty.jsonl
-check 3 "empty JSON lines" "empty corpus" $gen -c $T/empty.jsonl
+check 3 "empty JSON lines" "empty corpus" $gen --corpus $T/empty.jsonl
 mkdir -p $T/nodocs
-check 3 "directory without .txt" "no .txt files" $gen -c $T/nodocs
+check 3 "directory without .txt" "no .txt files" $gen --corpus $T/nodocs
 printf 'Caf\xe9 au lait. It is good.\n' > $T/latin1.txt
-check 3 "not UTF-8" "not UTF-8" $gen -c $T/latin1.txt
+check 3 "not UTF-8" "not UTF-8" $gen --corpus $T/latin1.txt
 printf '{"title": "no text here"}\n' > $T/notext.jsonl
-check 3 "JSON lines without text" 'no "text"' $gen -c $T/notext.jsonl
+check 3 "JSON lines without text" 'no "text"' $gen --corpus $T/notext.jsonl
 printf '{"title": "no text here"}' > $T/notext.json
-check 3 "JSON without text" 'no "text"' $gen -c $T/notext.json
+check 3 "JSON without text" 'no "text"' $gen --corpus $T/notext.json
 printf '{"text": "unterminated' > $T/broken.json
-check 3 "broken JSON" "broken.json" $gen -c $T/broken.json
+check 3 "broken JSON" "broken.json" $gen --corpus $T/broken.json
 head -c 100000 $S/data/books/books.jsonl.zst > $T/trunc.jsonl.zst
-check 3 "truncated zstd" "truncated zstd" $gen -c $T/trunc.jsonl.zst
+check 3 "truncated zstd" "truncated zstd" $gen --corpus $T/trunc.jsonl.zst
 head -c 5000 $S/data/books/books.jsonl.zst > $T/garbage.jsonl.zst
 printf 'this is not zstd at all' >> $T/garbage.jsonl.zst
-check 3 "corrupt zstd" "zstd" $gen -c $T/garbage.jsonl.zst --pool 100000000
-check 4 "missing corpus" "cannot open" $gen -c $T/nonexistent.json
+check 3 "corrupt zstd" "zstd" $gen --corpus $T/garbage.jsonl.zst --pool 100000000
+check 4 "missing corpus" "cannot open" $gen --corpus $T/nonexistent.json
 
 PG=$S/data/paulgraham/PaulGrahamEssays.json
-check 2 "length shorter than the question" "too short" $P -t $TOK -c $PG -w $W --task niah_multiquery -l 100 -n 1
-check 2 "passkeys do not fit" "too short" $P -t $TOK -c $PG --task passkey -l 800 -n 1
+check 2 "length shorter than the question" "too short" $P -t $TOK --corpus $PG -w $W --task niah_multiquery -l 100 -n 1
+check 2 "passkeys do not fit" "too short" $P -t $TOK --corpus $PG --task passkey -l 800 -n 1
 check 2 "cwe example and common words do not fit" "too short" $P -t $TOK -w $W --task cwe -l 300 -n 1
 # ... while a short cwe that fits is made (RULER's 6x/1x repeats under 4K tokens)
 $P -t $TOK -w $W --task cwe -l 1024 -n 2 -o $T/cwe.smp 2>$T/err && ok "cwe at 1024 tokens" \
@@ -91,9 +91,9 @@ check 3 "word lists with 4 keys" "16 adjective-noun keys" $P -t $TOK -w $T/w2 --
 for _ in $(seq 100); do echo same; done >$T/w1.txt
 check 3 "a word file of one word 100 times" "16 adjective-noun keys" $P -t $TOK -w $T/w1.txt --task niah_multikey_2 -l 2048 -n 1
 python3 -c "print('一二三四五六七八九十' * 20000)" >$T/nobreak.txt
-check 3 "corpus without breaks" "sentence or word breaks" $gen -c $T/nobreak.txt
+check 3 "corpus without breaks" "sentence or word breaks" $gen --corpus $T/nobreak.txt
 # a hang-up mid-run leaves no temporary file
-$P -t $TOK -w $W -c $PG --task ruler -l 131072 -n 100 -j 1 -o $T/out.smp 2>/dev/null &
+$P -t $TOK -w $W --corpus $PG --task ruler -l 131072 -n 100 -j 1 -o $T/out.smp 2>/dev/null &
 pid=$!
 for _ in $(seq 50); do ls $T/out.smp.tmp.* >/dev/null 2>&1 && break; sleep 0.1; done
 kill -HUP $pid

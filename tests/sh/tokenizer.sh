@@ -41,7 +41,7 @@ expect_fail 4 "missing tokenizer" -- "$P" -t "$T/nope.json" --encode </dev/null
 expect_fail 3 "id out of range refused" -- "$P" -t "$st" --decode <<<"1 512"
 
 # the benchmark runs and finds the same number of ids (no HF here: CI may lack it)
-if LEANK_SHARED=$S "$B/leank-bench" tokenize -n 1 --json >"$T/bench.json"; then
+if LEANK_SHARED=$S "$B/leank-bench" tokenize --repeat 1 --json >"$T/bench.json"; then
     grep -q '"ids": 58773' "$T/bench.json" && ok "leank-bench tokenize: $(grep -o '"mb_per_s": [0-9.]*' "$T/bench.json")" ||
         fail "leank-bench tokenize: $(cat "$T/bench.json")"
 else fail "leank-bench tokenize exited $?"; fi

@@ -317,7 +317,49 @@ static void test_plan(void) {
     lk_mask_free(&m);
 }
 
+/* The windows a mask was trained for: recorded in safetensors and TSV,
+ * carried by a plan, read by lk_mask_windows, picked by lk_mask_pick_windows. */
+static void test_windows(void) {
+    lk_mask m, r;
+    lk_err err = {0};
+    lk_mask_init(&m, 2, 1, 8, 1);
+    CHECK(m.sink == -1 && m.recent == -1);
+    char st[] = "/tmp/test_win.XXXXXX", tsv[] = "/tmp/test_win_tsv.XXXXXX";
+    close(mkstemp(st));
+    close(mkstemp(tsv));
+    int s, rc;
+    CHECK(lk_mask_save(&m, st, &err) == 0);
+    CHECK(lk_mask_windows(st, &s, &rc, &err) == 0 && s == -1 && rc == -1); /* none recorded */
+    m.sink = 16, m.recent = 64;
+    CHECK(lk_mask_save(&m, st, &err) == 0 && lk_mask_save_tsv(&m, tsv, &err) == 0);
+    CHECKF(lk_mask_windows(st, &s, &rc, &err) == 1 && s == 16 && rc == 64, "%s", err.msg);
+    CHECKF(lk_mask_windows(tsv, &s, &rc, &err) == 1 && s == 16 && rc == 64, "%s", err.msg);
+    CHECK(lk_mask_load(&r, tsv, &err) == 0 && r.sink == 16 && r.recent == 64);
+    lk_mask_free(&r);
+    CHECK(lk_mask_windows("/nonexistent/m", &s, &rc, &err) == -LK_EIO);
+    /* a plan gives its own windows */
+    lk_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layers = 2, c.n_kv_heads = 1, c.head_dim = 8, c.n_heads = 2;
+    lk_plan p;
+    CHECK(lk_plan_build(&p, &m, "m", &c, "cfg", 4, 32, 100, "bf16", &err) == 0 && lk_plan_save(&p, st, NULL, &err) == 0);
+    CHECK(lk_mask_windows(st, &s, &rc, &err) == 1 && s == 4 && rc == 32);
+    lk_plan_free(&p);
+    /* picking: options over the record, the record over the defaults */
+    lk_mask_pick_windows(&m, "m", -1, -1, 128, 1024, 1, &s, &rc);
+    CHECK(s == 16 && rc == 64);
+    lk_mask_pick_windows(&m, "m", 8, -1, 128, 1024, 1, &s, &rc);
+    CHECK(s == 8 && rc == 64);
+    m.sink = m.recent = -1;
+    lk_mask_pick_windows(&m, "m", -1, 5, 128, 1024, 1, &s, &rc);
+    CHECK(s == 128 && rc == 5);
+    unlink(st);
+    unlink(tsv);
+    lk_mask_free(&m);
+}
+
 int main(void) {
+    test_windows();
     test_plan();
     test_exact_ratio();
     test_ties_at_zero();
