@@ -782,8 +782,9 @@ __global__ void __launch_bounds__(DW * 32, MINB)
         load_tile(t, t, row_ref(t));
         cp_async_commit();
     }
-    /* (after the first copies are in flight) Q^T as the B operand: lane (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each
-     * 16-channel block; qg the same over the kept channels (zero past the width) */
+    /* (loaded once the first copies are in flight) Q^T as the B operand: lane
+     * (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each 16-channel
+     * block; qg the same over the kept channels (zero past the width) */
     uint32_t qf[KC][2], qg[KC][2];
     {
         const bf16 *qh = q + ((size_t)b * H + (size_t)g * grp + gl) * HD;
