@@ -81,6 +81,7 @@ typedef struct cu_plan {
     void *dmem;    /* one device allocation behind dev's arrays */
     lk_kv_plan_dev dev;
     int group;     /* decode: index of its group in the current call */
+    uint64_t serial; /* unique for the engine's life (a captured step names its plans by it) */
 } cu_plan;
 
 typedef struct {
@@ -176,6 +177,7 @@ typedef struct {
     int *free_blocks;
     cu_plan *plans;
     cu_plan *dense;
+    uint64_t plan_serial;
     size_t dev_bytes;            /* every device allocation of the engine */
     unsigned mark;
     int use_gemv;                /* small-batch products on lk_op_gemv (LEANK_CUDA_GEMV=0: cuBLAS) */
@@ -522,6 +524,7 @@ static int plan_make(cu_engine *e, const lk_plan *src, cu_plan **out, lk_err *er
         return rc;
     }
     p->refs = 0;
+    p->serial = ++e->plan_serial;
     *out = p;
     return 0;
 }
@@ -721,6 +724,10 @@ static int forward(cu_engine *e, const attend_ctx *a, int n, const int *pos, int
             if (!one_chunk) KR(lk_op_rmsnorm(e->dt, NULL, xc, e->delta, NULL, m, D, e->eps, e->st));
         }
         pending = one_chunk;
+        if (a->prefill && a->seq->base.on_layer && n > 1) { /* progress: the layer has run */
+            CU(cudaStreamSynchronize(e->st));
+            a->seq->base.on_layer(a->seq->base.on_layer_ctx, l + 1, e->L);
+        }
     }
     int m = n - last0;
     KR(lk_op_rmsnorm(e->dt, e->xb, e->x + (size_t)last0 * D,
@@ -770,7 +777,8 @@ static void cu_seq_free(lk_seq *bs) {
     cu_seq *s = (cu_seq *)bs;
     if (!s) return;
     cu_engine *e = (cu_engine *)bs->e;
-    for (int i = 0; i < s->n_mid + s->n_full; i++) e->free_blocks[e->n_free++] = s->pages[i];
+    /* last page first: the next sequence pops them in ascending order again */
+    for (int i = s->n_mid + s->n_full - 1; i >= 0; i--) e->free_blocks[e->n_free++] = s->pages[i];
     if (s->slot >= 0) e->free_slots[e->n_free_slots++] = s->slot;
     plan_release(e, s->plan);
     free(s->pages);
@@ -799,6 +807,7 @@ static int cu_seq_new(lk_engine *be, lk_seq **out, const lk_seq_opts *o, lk_err 
                          "cuda: %d sequences are live, the most this engine keeps logits for (max_batch %d); free "
                          "one first or raise max_batch",
                          e->n_slots, e->max_batch);
+    CU(cudaSetDevice(e->dev));
     TRY(ensure_rope(e, o->max_len, err));
     cu_seq *s = (cu_seq *)calloc(1, sizeof *s);
     if (!s) return lk_seterr(err, LK_ENOMEM, "cuda: out of host memory");
@@ -982,7 +991,7 @@ static int cu_decode(lk_engine *be, lk_seq *const *seqs, int B, const int *ids, 
      * uploaded above): the same make-up twice running is captured
      * into a CUDA graph, replayed while it stays the same. */
     int graphs = e->use_graph && !e->prof && !e->check;
-    size_t sn = 7 + 3 * (size_t)ng;
+    size_t sn = 8 + 3 * (size_t)ng;
     if (graphs && sn > e->sig_cap) {
         free(e->sig_now);
         free(e->sig_graph);
@@ -998,8 +1007,9 @@ static int cu_decode(lk_engine *be, lk_seq *const *seqs, int B, const int *ids, 
         size_t k = 0;
         g[k++] = B, g[k++] = ng, g[k++] = ms, g[k++] = fs, g[k++] = (uintptr_t)e->pool;
         g[k++] = (uintptr_t)e->d_tab, g[k++] = (uintptr_t)e->attn_ws; /* buffers that may move */
+        g[k++] = (uintptr_t)e->rope_cos;
         for (int i = 0; i < ng; i++)
-            g[k++] = a.g_off[i + 1], g[k++] = a.g_maxlen[i], g[k++] = (uintptr_t)a.g_plan[i]->dmem;
+            g[k++] = a.g_off[i + 1], g[k++] = a.g_maxlen[i], g[k++] = (uintptr_t)a.g_plan[i]->serial;
         if (e->gexec && sn == e->sig_graph_n && !memcmp(g, e->sig_graph, sn * sizeof *g)) {
             CU(cudaGraphLaunch(e->gexec, e->st));
             for (int b = 0; b < B; b++) seqs[b]->len++;

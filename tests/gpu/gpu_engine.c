@@ -13,6 +13,8 @@
  *    as each would alone; a random-mask plan matches the CPU engine with
  *    the same plan; an adopted dense prefill equals the pruned sequence's
  *    own; device greedy sampling equals the argmax of the logits;
+ *    A BF16 and an F16 checkpoint written to a temporary directory (Qwen2
+ *    shape: bias, untied head) open on both engines and agree (2e-2, 3e-2);
  * 3. a random-weight model made on the device runs; the pool refuses what
  *    does not fit (LK_ENOMEM, naming bytes), max_batch sequences fit.
  * Seed printed; LEANK_SEED=n repeats a run. Exit 77 without a GPU. */
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "engine.h"
@@ -322,6 +325,109 @@ static void random_model(const variant *v, const char *dtype) {
     lk_model_free(&m);
 }
 
+/* ---- 2b. a checkpoint on disk (BF16 / F16 safetensors + config.json) ---- */
+static void add16(lk_stw *w, lk_dtype dt, const char *name, const float *x, int64_t d0, int64_t d1) {
+    size_t n = (size_t)d0 * (d1 ? d1 : 1);
+    uint16_t *h = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = dt == LK_DT_BF16 ? lk_f32_to_bf16(x[i]) : lk_f32_to_f16(x[i]);
+    int64_t shape[2] = {d0, d1};
+    lk_stw_add(w, name, dt, d1 ? 2 : 1, shape, h);
+    free(h);
+}
+
+static void checkpoint(lk_dtype dt) {
+    const char *dtn = dt == LK_DT_BF16 ? "BF16" : "F16";
+    char dir[] = "/tmp/leank-gpu-engine-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        CHECK(0);
+        return;
+    }
+    char js[1024], path[256];
+    snprintf(js, sizeof js,
+             "{\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\", \"vocab_size\": 301, "
+             "\"hidden_size\": 128, \"intermediate_size\": 200, \"num_hidden_layers\": 2, "
+             "\"num_attention_heads\": 8, \"num_key_value_heads\": 2, \"head_dim\": 64, "
+             "\"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-6, \"rope_theta\": 1000000.0, "
+             "\"tie_word_embeddings\": false}");
+    lk_config c;
+    if (lk_config_parse(&c, js, strlen(js), "checkpoint config", &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    lk_model m;
+    tm_random_model(&m, &c);
+    size_t L = c.n_layers, D = m.dim, H = m.hidden, QD = m.q_dim, KD = m.kv_dim;
+    for (size_t i = 0; i < L * QD * D; i++) m.w.wq[i] *= 0.5f;
+    for (size_t i = 0; i < L * KD * D; i++) m.w.wk[i] *= 0.5f;
+    lk_stw *w = lk_stw_new();
+    add16(w, dt, "model.embed_tokens.weight", m.w.embed, c.vocab_size, D);
+    add16(w, dt, "model.norm.weight", m.w.final_norm, D, 0);
+    add16(w, dt, "lm_head.weight", m.w.lm_head, c.vocab_size, D);
+    for (size_t l = 0; l < L; l++) {
+        char name[128];
+#define P(suffix) (snprintf(name, sizeof name, "model.layers.%zu.%s", l, suffix), name)
+        add16(w, dt, P("input_layernorm.weight"), m.w.attn_norm + l * D, D, 0);
+        add16(w, dt, P("self_attn.q_proj.weight"), m.w.wq + l * QD * D, QD, D);
+        add16(w, dt, P("self_attn.k_proj.weight"), m.w.wk + l * KD * D, KD, D);
+        add16(w, dt, P("self_attn.v_proj.weight"), m.w.wv + l * KD * D, KD, D);
+        add16(w, dt, P("self_attn.q_proj.bias"), m.w.bq + l * QD, QD, 0);
+        add16(w, dt, P("self_attn.k_proj.bias"), m.w.bk + l * KD, KD, 0);
+        add16(w, dt, P("self_attn.v_proj.bias"), m.w.bv + l * KD, KD, 0);
+        add16(w, dt, P("self_attn.o_proj.weight"), m.w.wo + l * D * QD, D, QD);
+        add16(w, dt, P("post_attention_layernorm.weight"), m.w.ffn_norm + l * D, D, 0);
+        add16(w, dt, P("mlp.gate_proj.weight"), m.w.w_gate + l * H * D, H, D);
+        add16(w, dt, P("mlp.up_proj.weight"), m.w.w_up + l * H * D, H, D);
+        add16(w, dt, P("mlp.down_proj.weight"), m.w.w_down + l * D * H, D, H);
+#undef P
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    OK(lk_stw_write(w, path, &err));
+    lk_stw_free(w);
+    lk_model_free(&m);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(js, f) >= 0 && fclose(f) == 0);
+    lk_engine_opts co = {.device = LK_DEVICE_CPU}, go = gpu_opts();
+    lk_engine *ce = NULL, *ge = NULL;
+    OK(lk_engine_open(&ce, dir, &co, &err));
+    OK(lk_engine_open(&ge, dir, &go, &err));
+    if (ce && ge) {
+        CHECK(!strcmp(lk_engine_cache_dtype(ge), "bf16"));
+        V = c.vocab_size;
+        int ids[37 + 8];
+        for (int i = 0; i < 45; i++) ids[i] = tm_irand(V);
+        lk_seq *cs, *gs;
+        lk_seq_opts so = {.max_len = 45, .sampling = {.top_p = 1.0f}};
+        OK(lk_seq_new(ce, &cs, &so, &err));
+        OK(lk_seq_new(ge, &gs, &so, &err));
+        OK(lk_engine_prefill(ce, cs, ids, 37, &err));
+        OK(lk_engine_prefill(ge, gs, ids, 37, &err));
+        double e = diff(ce, cs, ge, gs);
+        for (int t = 37; t < 45; t++) {
+            OK(lk_engine_decode(ce, &cs, 1, &ids[t], &err));
+            OK(lk_engine_decode(ge, &gs, 1, &ids[t], &err));
+            e = fmax(e, diff(ce, cs, ge, gs));
+        }
+        /* F16 weights reach the GPU as bf16 (one more rounding than the CPU's) */
+        double tol = dt == LK_DT_BF16 ? 2e-2 : 3e-2;
+        CHECKF(e < tol, "%s checkpoint: GPU vs CPU rel L2 %.3g", dtn, e);
+        CHECK(lk_engine_fingerprint(ce) == lk_engine_fingerprint(ge));
+        printf("%s checkpoint on disk (Qwen2 shape, bias, untied): GPU vs CPU rel L2 %.2g over a prefill and 8 steps\n",
+               dtn, e);
+        lk_seq_free(cs);
+        lk_seq_free(gs);
+    }
+    lk_engine_free(ce);
+    lk_engine_free(ge);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* ---- 3. random weights on the device, pool limits ---- */
 static void device_random(void) {
     lk_config c;
@@ -461,7 +567,11 @@ int main(void) {
         random_model(&variants[i], "f32");
         random_model(&variants[i], "bf16");
     }
-    device_random();
+    if (!only) {
+        checkpoint(LK_DT_BF16);
+        checkpoint(LK_DT_F16);
+        device_random();
+    }
     free(la);
     free(lb);
     return t_done();
