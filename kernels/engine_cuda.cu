@@ -1175,9 +1175,27 @@ static void cu_free(lk_engine *be) {
     free(e);
 }
 
+static int pool_alloc(cu_engine *e, size_t want, lk_err *err);
+/* The pool made anew at bytes (no sequence may hold pages): a program that
+ * knows its batch sizes the pool to it instead of a share of free memory. */
+static int cu_pool_resize(lk_engine *be, size_t bytes, lk_err *err) {
+    cu_engine *e = (cu_engine *)be;
+    if (e->n_free != e->n_blocks)
+        return lk_seterr(err, LK_EUSAGE, "cuda: the KV pool is resized only while no sequence holds pages "
+                         "(%d of %d blocks in use)", e->n_blocks - e->n_free, e->n_blocks);
+    CU(cudaStreamSynchronize(e->st));
+    dfree(e, e->pool, e->pool_bytes);
+    e->pool = NULL;
+    e->pool_bytes = 0;
+    free(e->free_blocks);
+    e->free_blocks = NULL;
+    e->n_blocks = e->n_free = 0;
+    return pool_alloc(e, bytes, err);
+}
+
 static const lk_engine_ops cuda_ops = {
     "cuda",        cu_free,    cu_memory, cu_seq_bytes, cu_max_batch, cu_seq_new, cu_seq_free,
-    cu_seq_reserved, cu_prefill, cu_decode, cu_sample,   cu_logits,    cu_adopt,
+    cu_seq_reserved, cu_prefill, cu_decode, cu_sample,   cu_logits,    cu_adopt, cu_pool_resize,
 };
 
 static int ensure_rope(cu_engine *e, int n, lk_err *err) {
@@ -1439,11 +1457,18 @@ static int engine_new(cu_engine **out, const lk_config *c, const lk_st *st, int 
 
 /* The pool, once the weights are in: a share of what is free, cut into
  * pages of block_bytes (32 dense tokens: every layer's K and V). */
+static int pool_alloc(cu_engine *e, size_t want, lk_err *err);
 static int pool_new(cu_engine *e, const lk_engine_opts *o, lk_err *err) {
     size_t fr = 0, tot = 0;
     CU(cudaMemGetInfo(&fr, &tot));
     double frac = o && o->mem_fraction > 0 ? o->mem_fraction : 0.9;
-    size_t want = o && o->pool_bytes ? o->pool_bytes : (size_t)(frac * (double)fr);
+    return pool_alloc(e, o && o->pool_bytes ? o->pool_bytes : (size_t)(frac * (double)fr), err);
+}
+
+/* A pool of want bytes (rounded down to whole blocks). */
+static int pool_alloc(cu_engine *e, size_t want, lk_err *err) {
+    size_t fr = 0, tot = 0;
+    CU(cudaMemGetInfo(&fr, &tot));
     if (want > fr)
         return lk_seterr(err, LK_ENOMEM, "cuda: a KV pool of %zu bytes asked for, %zu bytes free on %s", want, fr,
                          e->base.device_name);

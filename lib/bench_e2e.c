@@ -83,7 +83,7 @@ int lk_bench_e2e(int argc, char **argv) {
     int B = 1, P = 4096, G = 128, max_batch = 0, json = 0, sink = -1, recent = -1, c;
     double bw = 4260;
     uint64_t seed = 1;
-    lk_engine_opts eo = {.device = LK_DEVICE_CUDA};
+    lk_engine_opts eo = {.device = LK_DEVICE_CUDA, .max_batch = 0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:b:p:g:h", opts, NULL)) != -1) {
         switch (c) {
@@ -113,6 +113,7 @@ int lk_bench_e2e(int argc, char **argv) {
     if (optind < argc) lk_die(LK_EUSAGE, "e2e: unexpected argument '%s' (see --help)", argv[optind]);
     if (!model_dir == !random) lk_die(LK_EUSAGE, "e2e: give one of -m MODEL_DIR or --random SHAPE (see --help)");
     if ((sink >= 0 || recent >= 0) && !plan_path) lk_die(LK_EUSAGE, "e2e: --sink/--recent need --plan");
+    eo.max_prefill = P; /* scratch for this prompt length, not the model's whole context */
     lk_err err = {0};
     lk_engine *e;
     lk_config cfg;
@@ -140,6 +141,8 @@ int lk_bench_e2e(int argc, char **argv) {
     if (max_batch) B = fit;
     if (B < 1) lk_die(LK_ENOMEM, "e2e: not one sequence of %d positions fits (%zu bytes each)", max_len,
                       lk_engine_seq_bytes(e, pp, max_len));
+    /* a pool of what the batch needs, so that peak memory is weights + scratch + this batch's KV */
+    if (B <= fit && lk_engine_pool_resize(e, (size_t)B * lk_engine_seq_bytes(e, pp, max_len), &err)) lk_fail(&err);
 
     lk_seq **s = lk_calloc((size_t)B, sizeof *s);
     int *ids = lk_malloc(sizeof(int) * (size_t)(P > B ? P : B));

@@ -125,6 +125,10 @@ int lk_engine_max_batch(const lk_engine *e, const lk_plan *plan, int max_len) {
     return e->ops->max_batch(e, plan, max_len);
 }
 
+int lk_engine_pool_resize(lk_engine *e, size_t bytes, lk_err *err) {
+    return e->ops->pool_resize ? e->ops->pool_resize(e, bytes, err) : 0;
+}
+
 int lk_seq_new(lk_engine *e, lk_seq **s, const lk_seq_opts *o, lk_err *err) {
     *s = NULL;
     int rc = lk_engine_check_seq(e, o, err);

@@ -94,6 +94,10 @@ void lk_engine_memory(const lk_engine *e, lk_engine_mem *m);
  * reserves, and how many such sequences fit in what is free now. */
 size_t lk_engine_seq_bytes(const lk_engine *e, const lk_plan *plan, int max_len);
 int lk_engine_max_batch(const lk_engine *e, const lk_plan *plan, int max_len);
+/* CUDA: make the KV pool anew at bytes (e.g. n * lk_engine_seq_bytes for a
+ * known batch, so peak memory is what the batch needs), while no sequence
+ * is alive. A no-op on the CPU, whose caches are allocated per sequence. */
+int lk_engine_pool_resize(lk_engine *e, size_t bytes, lk_err *err);
 
 /* ---- sequences ---- */
 typedef struct {

@@ -45,6 +45,7 @@ struct lk_engine_ops {
     int (*sample)(lk_engine *e, lk_seq *const *seqs, int B, int *ids, lk_err *err);
     int (*logits)(lk_engine *e, const lk_seq *s, float *logits, lk_err *err);
     int (*adopt)(lk_engine *e, lk_seq *dst, const lk_seq *src, lk_err *err);
+    int (*pool_resize)(lk_engine *e, size_t bytes, lk_err *err); /* NULL: no pool (CPU) */
 };
 
 /* Fills the common header (cfg, fingerprint from cfg + st's table; st may be NULL). */

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# all.sh - what one GPU-machine call runs: the GPU tests, then the benchmarks of
+# the GPU engine and the LeanK kernel, logs under $OUT (or /tmp/leank-gpu).
+# Built here (the GPU machine has no headers for jansson/pcre2/yaml): carry
+# bin/ and .carry/shared (a copy of what the tests read from ../shared):
+#   run: bash dev/gpu/all.sh [tests|bench|hf|all]    carry: ["bin", ".carry"]
+set -u
+cd "$(dirname "$0")/../.."
+what=${1:-all}
+O=${OUT:-/tmp/leank-gpu}
+mkdir -p "$O"
+export LEANK_BIN=$PWD/bin LEANK_SHARED=${LEANK_SHARED:-$PWD/.carry/shared} PYTHONUNBUFFERED=1
+B=$LEANK_BIN/leank-bench
+MASK=$LEANK_SHARED/data/masks/llama3.1-8b-instruct.tsv
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$O/gpu.txt"
+step() { # name command...: run with a time limit, log to $O/name.txt, one summary line
+    local name=$1; shift
+    local t0=$(date +%s)
+    timeout "${LIMIT:-300}" "$@" >"$O/$name.txt" 2>&1
+    local rc=$?
+    echo "== $name: exit $rc, $(( $(date +%s) - t0 )) s" | tee -a "$O/summary.txt"
+}
+if [ "$what" = tests ] || [ "$what" = all ]; then
+    step tests tests/run.sh --gpu
+    grep -E "^(ok|not ok|[0-9]+ passed)" "$O/tests.txt"
+    grep -A30 "^not ok" "$O/tests.txt" | head -60
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+    step kernel "$B" kernel --mask "$MASK" --sdpa dev/bench/sdpa_decode.py
+    step attention "$B" attention --sdpa dev/bench/sdpa_decode.py
+    step e2e_b52 "$B" e2e --random llama3.1-8b -b 52 -p 4096 -g 128
+    step e2e_b1_32k "$B" e2e --random llama3.1-8b -b 1 -p 32768 -g 128
+    step e2e_max_dense "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128
+    step e2e_max_leank "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128 --plan "$MASK" --sink 128 --recent 1024
+    for f in kernel attention e2e_b52 e2e_b1_32k e2e_max_dense e2e_max_leank; do echo "---- $f"; tail -n 14 "$O/$f.txt"; done
+fi
+if [ "$what" = hf ] || [ "$what" = all ]; then
+    step hf_b52 python3 dev/bench/hf_e2e.py --shape llama3.1-8b -b 52 -p 4096 -g 128
+    step hf_b1_32k python3 dev/bench/hf_e2e.py --shape llama3.1-8b -b 1 -p 32768 -g 128
+    for f in hf_b52 hf_b1_32k; do echo "---- $f"; tail -n 4 "$O/$f.txt"; done
+fi
+cat "$O/summary.txt"
