@@ -25,6 +25,9 @@ static void usage(FILE *f) {
             "      --context N      tokens for the cache size report (default: the model's\n"
             "                       max_position_embeddings)\n"
             "      --dtype T        cache element type: bf16 (default), f16, f32\n"
+            "      --gpu-mem SIZE   also the largest batch of --context-token sequences whose paged GPU\n"
+            "                       caches fit in SIZE bytes of KV pool (suffix k, M, G: powers of 1000),\n"
+            "                       dense and with the plan; e.g. the pool leank-bench e2e reports\n"
             "      --json           the report as one JSON object\n"
             "  -q, --quiet          no report (needs -o)\n"
             "  -h, --help           show this help and exit\n"
@@ -38,6 +41,18 @@ static const char *windows_from = "the mask";
 
 static double pct_saved(int64_t dense, int64_t pruned) {
     return dense ? 100.0 * (double)(dense - pruned) / (double)dense : 0.0;
+}
+
+/* --gpu-mem: the GPU engine's pages (plan.h), dense and pruned */
+static double gpu_mem;
+static void batch_fit(const lk_plan *p, const lk_config *c, int *dense, int *pruned, size_t *sd, size_t *sp) {
+    lk_kv_pages a, b;
+    lk_kv_pages_at(c, NULL, p->elem_bytes, p->context, &a);
+    lk_kv_pages_at(c, p, p->elem_bytes, p->context, &b);
+    *sd = a.bytes;
+    *sp = b.bytes;
+    *dense = a.bytes ? (int)(gpu_mem / (double)a.bytes) : 0;
+    *pruned = b.bytes ? (int)(gpu_mem / (double)b.bytes) : 0;
 }
 
 static void report_text(FILE *f, const lk_plan *p, const lk_config *c, const char *mask,
@@ -73,6 +88,15 @@ static void report_text(FILE *f, const lk_plan *p, const lk_config *c, const cha
     char phrase[160];
     fprintf(f, "\n%s at %ld tokens\n", lk_kv_phrase(phrase, sizeof phrase, (double)b->total, (double)b->total_dense, p->dtype),
             p->context);
+    if (gpu_mem > 0) {
+        int nd, np;
+        size_t sd, sp;
+        batch_fit(p, c, &nd, &np, &sd, &sp);
+        fprintf(f, "largest batch in %s of GPU KV pool (pages as the CUDA engine reserves them): dense %d "
+                "(%s a sequence), pruned %d (%s a sequence): %.2fx\n", human(h1, sizeof h1, gpu_mem), nd,
+                human(h2, sizeof h2, (double)sd), np, human(phrase, sizeof phrase, (double)sp),
+                nd ? (double)np / nd : 0.0);
+    }
 }
 
 static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const char *mask,
@@ -102,6 +126,14 @@ static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const cha
         "kv_dense", (json_int_t)b->total_dense, "kv_pruned", (json_int_t)b->total,
         "k_saved_pct", pct_saved(kd, b->k_total), "v_saved_pct", pct_saved(vd, b->v_total),
         "kv_saved_pct", pct_saved(b->total_dense, b->total)));
+    if (gpu_mem > 0) {
+        int nd, np;
+        size_t sd, sp;
+        batch_fit(p, c, &nd, &np, &sd, &sp);
+        json_object_set_new(o, "gpu", json_pack("{s:f, s:I, s:I, s:i, s:i}", "pool_bytes", gpu_mem, "seq_bytes_dense",
+                                                (json_int_t)sd, "seq_bytes_pruned", (json_int_t)sp, "max_batch_dense",
+                                                nd, "max_batch_pruned", np));
+    }
     json_dumpf(o, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', f);
     json_decref(o);
@@ -110,7 +142,7 @@ static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const cha
 int main(int argc, char **argv) {
     lk_progname = "leank-pack";
     lk_install_cleanup();
-    enum { O_CONFIG = 256, O_SINK, O_RECENT, O_CONTEXT, O_DTYPE, O_JSON };
+    enum { O_CONFIG = 256, O_SINK, O_RECENT, O_CONTEXT, O_DTYPE, O_JSON, O_GPUMEM };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},
                                          {"version", no_argument, 0, 'V'},
                                          {"mask", required_argument, 0, 'k'},
@@ -122,6 +154,7 @@ int main(int argc, char **argv) {
                                          {"context", required_argument, 0, O_CONTEXT},
                                          {"dtype", required_argument, 0, O_DTYPE},
                                          {"json", no_argument, 0, O_JSON},
+                                         {"gpu-mem", required_argument, 0, O_GPUMEM},
                                          {"quiet", no_argument, 0, 'q'},
                                          {0, 0, 0, 0}};
     const char *mask_path = NULL, *model = NULL, *out_path = NULL, *dtype = "bf16";
@@ -143,6 +176,17 @@ int main(int argc, char **argv) {
             dtype = optarg;
             break;
         case O_JSON: json = 1; break;
+        case O_GPUMEM: {
+            char *end;
+            gpu_mem = strtod(optarg, &end);
+            double mul = *end == 'k' || *end == 'K' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9 : *end == 'T' ? 1e12 : 1;
+            if (mul != 1) end++;
+            if (*end == 'B') end++;
+            if (end == optarg || *end || !(gpu_mem > 0) || gpu_mem * mul > 1e16)
+                lk_die(LK_EUSAGE, "--gpu-mem: '%s' (expected bytes, e.g. 116.4G)", optarg);
+            gpu_mem *= mul;
+            break;
+        }
         case 'q': quiet = 1; break;
         default: usage(stderr); return LK_EUSAGE;
         }

@@ -426,27 +426,21 @@ static int gemm_any(cu_engine *e, void *out, cudaDataType_t ot, const void *x, c
 
 /* ------------------------------------------------------------ plans */
 
-static void plan_geometry(const cu_engine *e, int64_t mid_elems, int *P, int *F) {
-    int64_t tok = mid_elems * (int64_t)e->esz;
-    *P = tok > 0 ? (int)(e->block_bytes / tok) : (1 << 30);
-    *F = (int)(e->block_bytes / (2 * (size_t)e->L * e->G * e->HD * e->esz));
+/* Rows a page holds (plan.h's definition, shared with leank-pack). */
+static void plan_geometry(const cu_engine *e, const lk_plan *p, int *P, int *F) {
+    lk_kv_pages pg;
+    lk_kv_pages_at(&e->base.cfg, p, (int)e->esz, 0, &pg);
+    *P = pg.mid_tokens;
+    *F = pg.full_tokens;
 }
 
-static int64_t plan_mid_elems(const cu_engine *e, const lk_plan *p) {
-    if (!p) return 2LL * e->L * e->G * e->HD;
-    return p->k_off[p->n_layers] + p->v_off[p->n_layers];
-}
-
-/* Pages a sequence of plan p (NULL dense) and max_len positions needs. */
+/* Pages a sequence of plan p (NULL dense) and max_len positions needs: the
+ * library's definition (plan.h), which leank-pack's prediction shares. */
 static void seq_pages(const cu_engine *e, const lk_plan *p, int max_len, int *n_mid, int *n_full) {
-    int P, F;
-    int64_t me = plan_mid_elems(e, p);
-    plan_geometry(e, me, &P, &F);
-    int sink = p ? p->sink : 0, recent = p ? p->recent : 0;
-    int rows = lk_kv_mid_rows(sink, recent, max_len);
-    *n_mid = me > 0 ? (rows + P - 1) / P : 0;
-    int slots = max_len <= sink ? max_len : sink + (recent < max_len - sink ? recent : max_len - sink);
-    *n_full = slots > 0 ? (slots + F - 1) / F : 0;
+    lk_kv_pages pg;
+    lk_kv_pages_at(&e->base.cfg, p, (int)e->esz, max_len, &pg);
+    *n_mid = pg.n_mid;
+    *n_full = pg.n_full;
 }
 
 static int plan_make(cu_engine *e, const lk_plan *src, cu_plan **out, lk_err *err) {
@@ -510,7 +504,7 @@ static int plan_make(cu_engine *e, const lk_plan *src, cu_plan **out, lk_err *er
         v->recent = p->recent;
         v->all_full = all_full;
         v->mid_token_elems = koff[L] + voff[L];
-        plan_geometry(e, v->mid_token_elems, &v->mid_tokens, &v->full_tokens);
+        plan_geometry(e, src, &v->mid_tokens, &v->full_tokens);
     }
     free(kcol);
     free(vcol);
@@ -1443,7 +1437,11 @@ static int engine_new(cu_engine **out, const lk_config *c, const lk_st *st, int 
     FAIL(dalloc(e, (void **)&e->slots, slot_bytes, "logits slots", err));
     FAIL(dalloc(e, &e->attn_ws, e->attn_ws_bytes, "the decode attention workspace", err));
     FAIL(ensure_rope(e, rope_n, err));
-    e->block_bytes = align_up(32 * 2 * (size_t)e->L * e->G * e->HD * e->esz); /* 32 dense tokens a page */
+    {
+        lk_kv_pages pg; /* 32 dense tokens a block (plan.h) */
+        lk_kv_pages_at(&e->base.cfg, NULL, (int)e->esz, 0, &pg);
+        e->block_bytes = pg.block_bytes;
+    }
     FAIL(plan_make(e, NULL, &e->dense, err));
     e->free_slots = (int *)malloc(e->n_slots * sizeof(int));
     for (int i = 0; i < e->n_slots; i++) e->free_slots[i] = e->n_slots - 1 - i;

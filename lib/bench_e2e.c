@@ -141,6 +141,8 @@ int lk_bench_e2e(int argc, char **argv) {
     if (max_batch) B = fit;
     if (B < 1) lk_die(LK_ENOMEM, "e2e: not one sequence of %d positions fits (%zu bytes each)", max_len,
                       lk_engine_seq_bytes(e, pp, max_len));
+    lk_engine_mem m0;
+    lk_engine_memory(e, &m0); /* the pool the largest batch was counted in (leank-pack --gpu-mem predicts it) */
     /* a pool of what the batch needs, so that peak memory is weights + scratch + this batch's KV */
     if (B <= fit && lk_engine_pool_resize(e, (size_t)B * lk_engine_seq_bytes(e, pp, max_len), &err)) lk_fail(&err);
 
@@ -200,13 +202,15 @@ int lk_bench_e2e(int argc, char **argv) {
                               (json_int_t)mem.weights, "kv_bytes", (json_int_t)kv_end, "kv_dense_bytes",
                               (json_int_t)kv_dense_end, "peak_bytes", (json_int_t)mem.peak, "pool_bytes",
                               (json_int_t)mem.pool);
+        json_object_set_new(o, "max_batch_pool_bytes", json_integer((json_int_t)m0.pool));
         json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(o);
     } else {
         printf("leank-bench e2e: %s, %s, %s weights, %s cache, %s\n", dev, random ? random : model_dir,
                random ? dtype : "checkpoint", lk_engine_cache_dtype(e), plan_path ? plan_path : "dense");
-        printf("batch %d (largest that fits: %d), prompt %d, generated %d\n", B, fit, P, G);
+        printf("batch %d (largest that fits: %d in a KV pool of %.2f GB), prompt %d, generated %d\n", B, fit,
+               m0.pool / 1e9, P, G);
         printf("  load            %8.2f s\n", load_s);
         printf("  prefill         %8.2f s   (%.0f tok/s)\n", prefill_s, prefill_s > 0 ? (double)B * P / prefill_s : 0);
         printf("  decode step     %8.2f ms  median (min %.2f, max %.2f); %.0f tok/s\n", 1e3 * med, 1e3 * mn, 1e3 * mx,

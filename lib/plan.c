@@ -271,6 +271,21 @@ out:
     return rc;
 }
 
+void lk_kv_pages_at(const lk_config *c, const lk_plan *p, int elem_bytes, long max_len, lk_kv_pages *o) {
+    size_t dense_tok = 2 * (size_t)c->n_layers * c->n_kv_heads * c->head_dim * elem_bytes;
+    o->block_bytes = (32 * dense_tok + 255) / 256 * 256;
+    int64_t mid_tok = (p ? p->k_off[p->n_layers] + p->v_off[p->n_layers]
+                         : 2LL * c->n_layers * c->n_kv_heads * c->head_dim) * elem_bytes;
+    o->mid_tokens = mid_tok > 0 ? (int)(o->block_bytes / (size_t)mid_tok) : (1 << 30);
+    o->full_tokens = (int)(o->block_bytes / dense_tok);
+    long sink = p ? p->sink : 0, recent = p ? p->recent : 0;
+    long rows = max_len - sink - recent > 0 ? max_len - sink - recent : 0;
+    long slots = max_len <= sink ? max_len : sink + (recent < max_len - sink ? recent : max_len - sink);
+    o->n_mid = mid_tok > 0 ? (int)((rows + o->mid_tokens - 1) / o->mid_tokens) : 0;
+    o->n_full = slots > 0 ? (int)((slots + o->full_tokens - 1) / o->full_tokens) : 0;
+    o->bytes = (size_t)(o->n_full + o->n_mid) * o->block_bytes;
+}
+
 /* 1 when path is a safetensors file whose format is leank-plan. */
 static int is_plan_file(const char *path) {
     if (!strcmp(path, "-")) return 0;

@@ -79,6 +79,20 @@ void lk_plan_bytes_at(const lk_plan *p, long context, lk_plan_bytes *b);
 int lk_plan_save(const lk_plan *p, const char *path, const char *const *extra, lk_err *err);
 int lk_plan_load(lk_plan *p, const char *path, lk_err *err);
 
+/* The GPU engine's paged cache (kernels/kvcache.h) for one sequence of
+ * max_len positions with plan p (NULL: dense) of config c, elem_bytes per
+ * element: one definition for the engine's reservations and for leank-pack's
+ * prediction of the largest batch. Blocks hold 32 dense tokens (every
+ * layer's K and V), rounded up to 256 bytes; a full page holds full_tokens
+ * sink/recent slots, a middle page mid_tokens pruned middle tokens. */
+typedef struct {
+    size_t block_bytes;
+    int full_tokens, mid_tokens; /* per page */
+    int n_full, n_mid;           /* pages the sequence reserves */
+    size_t bytes;                /* (n_full + n_mid) * block_bytes */
+} lk_kv_pages;
+void lk_kv_pages_at(const lk_config *c, const lk_plan *p, int elem_bytes, long max_len, lk_kv_pages *out);
+
 /* The cache geometry for decoding from a file given as --mask or --plan:
  * a plan (leank-pack) is loaded as it is; a mask (safetensors or TSV) gets
  * a plan made in memory (dtype, context 0). Windows: sink/recent >= 0

@@ -105,4 +105,17 @@ if [ -w /dev/full ]; then # a failed report: no plan written
     [ $rc = 4 ] && ok "report to a full disk: exit 4" || fail "report to a full disk: exit $rc"
 fi
 [ -e "$T/bad.plan" ] && fail "a plan file was left after an error" || ok "no plan file after errors"
+# --gpu-mem: the largest batch from the GPU engine's own page accounting (plan.h). On the lent H200,
+# leank-bench e2e --random llama3.1-8b --max-batch at 32 768 + 128 fit 27 dense and 46 LeanK
+# sequences (official mask, sink 128 + recent 1 024) in a 116.42 GB pool (docs/perf.md).
+if [ -f "$S/data/masks/llama3.1-8b-instruct.tsv" ]; then
+    cat >"$T/l8b.json" <<'J'
+{"architectures":["LlamaForCausalLM"],"model_type":"llama","vocab_size":128256,"hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,"num_attention_heads":32,"num_key_value_heads":8,"max_position_embeddings":131072,"rms_norm_eps":1e-5,"rope_theta":500000.0,"tie_word_embeddings":false}
+J
+    out=$("$B/leank-pack" -k "$S/data/masks/llama3.1-8b-instruct.tsv" --config "$T/l8b.json" --sink 128 --recent 1024 \
+        --context 32895 --gpu-mem 116.42G --json 2>/dev/null)
+    echo "$out" | grep -q '"max_batch_dense": 27' && echo "$out" | grep -q '"max_batch_pruned": 46' &&
+        ok "--gpu-mem predicts the H200's largest batches (27 dense, 46 LeanK)" || fail "--gpu-mem: $out"
+    expect_fail 2 "--gpu-mem nonsense" -- "$B/leank-pack" -k "$S/data/masks/llama3.1-8b-instruct.tsv" --config "$T/l8b.json" --gpu-mem 12Q
+fi
 finish
