@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kvcache.h"
 
@@ -246,11 +247,15 @@ static int max_splits(int max_len) {
     int s = (max_len + MIN_SPLIT_KEYS - 1) / MIN_SPLIT_KEYS;
     return s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
 }
-/* Splits: enough blocks for ~8 per SM over the batch, and at most 8192 keys
- * a split (a LeanK layer's blocks differ in work by head width: smaller
- * pieces balance them). */
+/* Splits: one wave of blocks (the decode kernels run one block an SM) when
+ * the batch alone does not fill the SMs, none otherwise, and at most 8192
+ * keys a split (a LeanK layer's blocks differ in work by head width:
+ * smaller pieces balance them). Measured on the H200 (NOTES-attention.md,
+ * v4): B 1 x 32K 16 splits, 5.79 ms a step against 6.31 with the earlier
+ * ~8 blocks/SM rule's 32 (two waves of short pipelines); B 52 x 4K one
+ * split, 12.37 ms against 13.25 with 3; B 64 x 32K unchanged (4). */
 static int n_splits(int units, int max_len) {
-    int s = (8 * num_sms() + units - 1) / units;
+    int s = units >= num_sms() ? 1 : num_sms() / units;
     int by_len = (max_len + 8191) / 8192;
     if (s < by_len) s = by_len;
     int m = max_splits(max_len);
@@ -969,6 +974,13 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
     int grp = H / G;
     bool mma = dt == LK_KV_BF16 && (hd == 64 || hd == 128) && grp <= 16;
     int S = n_splits(B * (mma ? G : H), max_len);
+    static int forced = -1; /* LEANK_DECODE_SPLITS=N: a fixed split count, for measuring the rule */
+    if (forced < 0) {
+        const char *v = getenv("LEANK_DECODE_SPLITS");
+        forced = v ? atoi(v) : 0;
+        if (forced < 0) forced = 0;
+    }
+    if (forced) S = forced < max_splits(max_len) ? forced : max_splits(max_len);
     int chunk = (max_len + S - 1) / S;
     chunk = (chunk + 15) & ~15;
     S = (max_len + chunk - 1) / chunk;
