@@ -6,10 +6,18 @@
 #   make test-gpu     GPU tests (on a machine with an NVIDIA GPU)
 #   make install PREFIX=/usr/local
 #   make O=DIR        put build/ and bin/ under DIR (parallel builds of one tree)
+#   make test SAN=1   the same tests built with AddressSanitizer + UBSan (leaks on), in build/san, bin/san
+#   make fuzz FUZZ_SECONDS=N   every libFuzzer target (tests/fuzz, needs clang) for N seconds each
 
 O       ?= .
+SAN     ?= 0
+ifeq ($(SAN),1)
+B       := $(O)/build/san
+BIN     := $(O)/bin/san
+else
 B       := $(O)/build
 BIN     := $(O)/bin
+endif
 PREFIX  ?= /usr/local
 CC      ?= cc
 CFLAGS  ?= -O2 -g -march=x86-64-v2
@@ -19,6 +27,10 @@ BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
 ALL_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
                -Ilib -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ifeq ($(SAN),1)
+  ALL_CFLAGS += $(SAN_FLAGS)
+endif
 # libyaml and utf8proc are linked statically: the GPU machine lacks their .so.
 LDLIBS      := -Wl,-Bstatic -lyaml -lutf8proc -Wl,-Bdynamic -ljansson -lpcre2-8 -lzstd \
                $(BLAS_LIBS) -lm -lpthread
@@ -47,7 +59,7 @@ endif
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC)) $(CU_OBJ)
-ifeq ($(O),.)
+ifeq ($(O)$(SAN),.0)
   LIBA   := lib/libleank.a
 else
   LIBA   := $(B)/libleank.a
@@ -107,8 +119,10 @@ demo: check-deps all
 check-deps:
 	@tests/check-deps.sh
 
+# under SAN=1 any sanitizer report (a leak included) fails the program, hence its test
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LEANK_SAN=1
 test: check-deps all $(UNIT_BIN) $(GPU_BIN)
-	@LEANK_BIN=$(abspath $(BIN)) tests/run.sh
+	@$(if $(filter 1,$(SAN)),$(SAN_ENV)) LEANK_BIN=$(abspath $(BIN)) tests/run.sh
 
 # On the GPU machine (no build headers there): carry bin/ and run tests/run.sh --gpu.
 gpu-tests: all $(UNIT_BIN) $(GPU_BIN)

@@ -214,6 +214,7 @@ static void report_json(FILE *f, const input *in, const lk_mask *m, const lk_mas
 
 int main(int argc, char **argv) {
     lk_progname = "leank-binarize";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup();
     enum { O_TSV = 256, O_FROM_TSV, O_HEAD_DIM, O_CONFIG, O_REPORT, O_JSON, O_PLOT };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},

@@ -233,6 +233,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
 
 int main(int argc, char **argv) {
     lk_progname = "leank-decode";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_MASK, O_SINK, O_RECENT, O_IDS, O_ECHO,
            O_JSON, O_BATCH, O_SYSTEM };
     static const struct option opts[] = {

@@ -110,6 +110,7 @@ static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const cha
 
 int main(int argc, char **argv) {
     lk_progname = "leank-pack";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup();
     enum { O_CONFIG = 256, O_SINK, O_RECENT, O_CONTEXT, O_DTYPE, O_JSON };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},

@@ -285,6 +285,7 @@ static char **split_list(const char *arg, int *n) {
 
 int main(int argc, char **argv) {
     lk_progname = "leank-prep";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup();
     enum { O_ENCODE = 256, O_DECODE, O_ADD_SPECIAL, O_SKIP_SPECIAL, O_DUMP, O_LIST, O_MIN, O_MAX, O_COUNT,
            O_TEMPLATE, O_POOL, O_PROGRESS };

@@ -221,6 +221,7 @@ static void run_norm(const lk_train_opts *o, lk_train_backend *b, source *src,
 
 int main(int argc, char **argv) {
     lk_progname = "leank-train";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     enum { O_STAGE2 = 256, O_INIT, O_METHOD, O_STEPS, O_LR, O_LAMBDA, O_RATIO, O_ALIGN, O_SINK,
            O_RECENT, O_SEED, O_SHUFFLE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STOP, O_LOG, O_PROGRESS };
     static const struct option opts[] = {
