@@ -94,6 +94,10 @@ static int load_alpha(input *in, lk_err *err) {
     in->alpha_min = INFINITY;
     in->alpha_max = -INFINITY;
     for (size_t i = 0; i < n; i++) {
+        if (!(in->alpha[i] >= 0.0f && in->alpha[i] <= 1.0f))
+            return lk_seterr(err, LK_EINPUT, "%s: alpha[%zu, %zu, %zu] is %g (expected a scale in [0, 1])",
+                             in->path, i / ((size_t)in->H * in->D), i / in->D % in->H, i % in->D,
+                             (double)in->alpha[i]);
         s += in->alpha[i];
         if (in->alpha[i] < in->alpha_min) in->alpha_min = in->alpha[i];
         if (in->alpha[i] > in->alpha_max) in->alpha_max = in->alpha[i];
@@ -276,6 +280,7 @@ int main(int argc, char **argv) {
     if (out_stdout && plot && !strcmp(plot, "-")) lk_die(LK_EUSAGE, "the mask and the plot cannot both go to stdout");
 
     lk_err err = {0};
+    if ((out_path && lk_out_check(out_path, &err)) || (plot && lk_out_check(plot, &err))) lk_fail(&err);
     lk_config cfg, *cfgp = NULL;
     if (model) {
         if (lk_config_load(&cfg, model, &err)) lk_fail(&err);

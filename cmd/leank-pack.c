@@ -159,6 +159,7 @@ int main(int argc, char **argv) {
         lk_die(LK_EUSAGE, "-o - and --json both write to stdout");
 
     lk_err err = {0};
+    if (out_path && lk_out_check(out_path, &err)) lk_fail(&err);
     lk_config cfg;
     if (lk_config_load(&cfg, model, &err)) lk_fail(&err);
     if (context < 0) context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 131072;

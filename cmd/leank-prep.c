@@ -368,7 +368,7 @@ int main(int argc, char **argv) {
     if (mode == O_DUMP) {
         if (argc - optind > 1) lk_die(LK_EUSAGE, "--dump takes one samples file (see --help)");
         lk_tokenizer *tok;
-        if (lk_tok_load(&tok, tok_path, &err)) lk_fail(&err);
+        if (lk_out_check(out_path, &err) || lk_tok_load(&tok, tok_path, &err)) lk_fail(&err);
         int rc = do_dump(tok, optind < argc ? argv[optind] : "-", out_path, &err);
         lk_tok_free(tok);
         if (rc) lk_fail(&err);
@@ -431,6 +431,7 @@ int main(int argc, char **argv) {
         lk_die(LK_EUSAGE, "refusing to write a binary samples file to a terminal (use -o FILE)");
     po.corpora = corpora;
     po.n_corpora = n_corpora;
+    if (lk_out_check(out_path, &err)) lk_fail(&err); /* before the corpora are read */
 
     double t0 = lk_now();
     lk_tokenizer *tok;

@@ -298,6 +298,10 @@ int main(int argc, char **argv) {
         lk_die(LK_EUSAGE, "--log - and -o - would both write to stdout");
 
     lk_err err;
+    /* every output creatable before the model is even loaded */
+    const char *outs[3] = {a.output, a.ckpt, a.log};
+    for (int i = 0; i < 3; i++)
+        if (outs[i] && lk_out_check(outs[i], &err)) lk_fail(&err);
     lk_train_opts o;
     lk_train_opts_default(&o, stage);
     o.method = method;
@@ -411,6 +415,11 @@ int main(int argc, char **argv) {
                     st.step, o.steps,
                     a.ckpt ? "; checkpoint written to " : " (no checkpoint: -o -)",
                     a.ckpt ? a.ckpt : "");
+            source_close(&src);
+            lk_train_state_free(&st);
+            lk_train_backend_free(&b);
+            lk_model_free(&m);
+            free(ckpt_owned);
             return LK_EINTR;
         }
         if (a.ckpt && o.checkpoint_every > 0) save_checkpoint(&a, &st, &o, mfp);

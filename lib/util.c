@@ -215,15 +215,14 @@ int lk_out_open(lk_out *o, const char *path, lk_err *err) {
 }
 
 int lk_out_check(const char *path, lk_err *err) {
+    if (strcmp(path, "-") == 0) return 0;
+    if (is_special(path)) /* not opened: a FIFO would block, or see an early end */
+        return access(path, W_OK) == 0 ? 0 : lk_seterr(err, LK_EIO, "%s: cannot open for writing: %s", path,
+                                                       strerror(errno));
     lk_out o;
     int rc = lk_out_open(&o, path, err);
-    if (rc) return rc;
-    if (o.tmp) lk_out_abort(&o);
-    else {
-        if (o.f != stdout) fclose(o.f);
-        free(o.path);
-    }
-    return 0;
+    if (!rc) lk_out_abort(&o);
+    return rc;
 }
 
 int lk_out_commit(lk_out *o, lk_err *err) {
