@@ -189,7 +189,9 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
         free(prompt_ids);
         lk_batch_req_free(&b);
     }
-    if (rc == 0 && ferror(in)) rc = lk_seterr(err, LK_EIO, "%s: read error: %s", path, strerror(errno));
+    if (rc == 0 && !feof(in)) /* getline failed: a read error, or a line too long for memory */
+        rc = lk_seterr(err, ferror(in) ? LK_EIO : LK_ENOMEM, "%s:%ld: %s: %s", path, lineno + 1,
+                       ferror(in) ? "read error" : "cannot read the line", strerror(errno));
     if (progress) fputc('\n', stderr);
     free(line);
     lk_gen_result_free(&r);
@@ -291,11 +293,11 @@ int main(int argc, char **argv) {
         } else if (rc == 0 && !ids_mode && r.len && r.text[r.len - 1] != '\n') {
             if (isatty(fileno(stdout))) fputc('\n', stdout);
         }
+        if (rc == 0 && (fflush(stdout) || ferror(stdout)))
+            rc = lk_seterr(&err, LK_EIO, "<stdout>: write error: %s", strerror(errno));
         if (rc == 0 && !quiet) print_stats(&e, &q, &r);
         free(prompt_ids);
         lk_gen_result_free(&r);
-        if (rc == 0 && (fflush(stdout) || ferror(stdout)))
-            rc = lk_seterr(&err, LK_EIO, "<stdout>: write error");
     }
     lk_generator_free(&e.gen);
     if (e.has_mask) lk_mask_free(&e.mask);

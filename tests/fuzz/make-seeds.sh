@@ -109,7 +109,7 @@ open(f"{d}/seed-alpha-2x2x8.safetensors", "wb").write(struct.pack("<Q", len(h)) 
 PY
 
 # TSV masks
-cp dev/mini/logs/masks/stage1.tsv $F/tsv/seed-mini.tsv
+"$B/leank-binarize" dev/mini/logs/masks/stage1.safetensors --tsv -o $F/tsv/seed-mini.tsv -q
 printf '# leank-mask n_layers=2 n_kv_heads=1 head_dim=8\n0\t0\t2\t0,7\n1\t0\t0\t\n' > $F/tsv/seed-small.tsv
 printf '0\t0\t3\t5,1,2\r\n0\t1\t0\n' > $F/tsv/seed-crlf.tsv
 
