@@ -160,8 +160,8 @@ $(FUZZ_LIBA): $(patsubst lib/%.c,$(FUZZ_B)/lib/%.o,$(LIB_SRC))
 $(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIBA)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MF $(FUZZ_B)/fuzz_$*.d $< $(FUZZ_LIBA) $(LDLIBS) -o $@
 
-fuzz: check-deps
-	@command -v $(FUZZ_CC) >/dev/null || { echo "leank: make fuzz needs clang with libFuzzer: sudo apt-get install clang libclang-rt-14-dev" >&2; exit 1; }
+fuzz:
+	@FUZZ_CC=$(FUZZ_CC) tests/check-deps.sh fuzz
 	@$(MAKE) --no-print-directory $(FUZZ_BIN)
 	@LEANK_TOP=$(CURDIR) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_B) $(if $(FUZZ_TARGETS),$(FUZZ_TARGETS),$(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC)))
 
