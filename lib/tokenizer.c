@@ -522,8 +522,10 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         if (json_is_string(v)) {
             a = json_string_value(v);
             const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' '))
+            if (!sp || strchr(sp + 1, ' ')) {
+                free(cat.p);
                 return BAD("%s: merges[%zu] '%s' is not two tokens separated by one space", t->path, i, a);
+            }
             al = (size_t)(sp - a);
             b = sp + 1;
             bl = strlen(b);
@@ -533,8 +535,10 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
             b = json_string_value(json_array_get(v, 1));
             al = strlen(a);
             bl = strlen(b);
-        } else
+        } else {
+            free(cat.p);
             return BAD("%s: merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", t->path, i);
+        }
         int ia = vmap_find(t, a, al), ib = vmap_find(t, b, bl);
         cat.n = 0;
         buf_put(&cat, a, al);
