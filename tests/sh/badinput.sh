@@ -45,7 +45,17 @@ n_cases=0
 check() {
     local what=$1; shift 2
     n_cases=$((n_cases + 1))
-    if [ -n "${LEANK_SAN:-}" ]; then
+    local zero=0
+    case $what in *"/dev/zero"*) zero=1 ;; esac
+    if [ -n "${LEANK_SAN:-}" ] && [ $zero = 1 ]; then
+        # ASan reserves terabytes, so no ulimit: its allocator refuses above 1 GiB instead (an
+        # out-of-memory exit leaks the buffer being grown, by design: leaks not checked here)
+        ASAN_OPTIONS=$ASAN_OPTIONS:allocator_may_return_null=1:max_allocation_size_mb=1024:detect_leaks=0 \
+            timeout 60 "$@" >"$T/stdout" 2>"$T/err.san" </dev/null
+        rc=$?
+        grep -v '^==[0-9]*==WARNING: AddressSanitizer failed to allocate' "$T/err.san" >"$T/err"
+        (exit $rc)
+    elif [ -n "${LEANK_SAN:-}" ]; then
         timeout 60 "$@" >"$T/stdout" 2>"$T/err" </dev/null
     else
         (ulimit -v $limit_kb; timeout 60 "$@" >"$T/stdout" 2>"$T/err" </dev/null)
@@ -176,6 +186,6 @@ check "decode >/dev/full" -- sh -c "'$DE' -m '$M' -p hi -n 2 >/dev/full"
 check "pack report >/dev/full" -- sh -c "'$PK' --mask '$MASK' -m '$M' >/dev/full"
 check "binarize --report >/dev/full" -- sh -c "'$BZ' '$MASK' --report >/dev/full"
 check "prep --decode >/dev/full" -- sh -c "echo 1 2 3 | '$PR' -t '$M' --decode >/dev/full"
-[ -n "${LEANK_SAN:-}" ] && skip "SAN=1: the /dev/zero cases ran without the address-space limit (ASan reserves terabytes)"
+[ -n "${LEANK_SAN:-}" ] && skip "SAN=1: the /dev/zero cases ran with ASan's allocation limit, not an address-space limit, and without leak checks"
 echo "$n_cases cases"
 finish
