@@ -52,8 +52,12 @@ ifeq ($(CUDA_ON),1)
   CU_SRC      := $(wildcard kernels/*.cu)
   CU_OBJ      := $(patsubst kernels/%.cu,$(B)/kernels/%.o,$(CU_SRC))
   ifneq ($(CU_SRC),)
-    ALL_CFLAGS  += -DLEANK_CUDA=1 -I$(CUDA_HOME)/include
+    ALL_CFLAGS  += -I$(CUDA_HOME)/include
     LDLIBS      += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+  endif
+  # the engine's CUDA backend is on once its host file exists
+  ifneq ($(wildcard kernels/engine_cuda.cu),)
+    ALL_CFLAGS  += -DLEANK_CUDA=1
   endif
 endif
 

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "bench.h"
+#ifdef LEANK_CUDA
+#include "bench_kernels.h" /* kernel, attention: the CUDA kernels (kernels/bench_kernels.cu) */
+#endif
 #include "util.h"
 
 static const struct {
@@ -17,6 +20,11 @@ static const struct {
     {"decode", lk_bench_decode, "CPU engine prefill and decode speed"},
     {"prep", lk_bench_prep, "leank-prep sample generation speed"},
     {"accuracy", lk_bench_accuracy, "RULER accuracy of a model on samples, dense vs LeanK pruned cache"},
+#ifdef LEANK_CUDA
+    {"kernel", lk_bench_kernel, "decode attention kernels: dense, LeanK per layer, torch SDPA (GPU)"},
+    {"attention", lk_bench_attention, "dense decode attention vs torch SDPA, causal prefill attention (GPU)"},
+#endif
+    {"e2e", lk_bench_e2e, "end-to-end generation speed and memory on the GPU, dense vs LeanK"},
 };
 #define N_BENCH (int)(sizeof benches / sizeof benches[0])
 

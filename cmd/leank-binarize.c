@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "mask.h"
+#include "plan.h" /* lk_plan_load_mask: a mask or the one a plan carries */
 #include "plot.h"
 #include "safetensors.h"
 #include "util.h"
@@ -320,7 +321,7 @@ int main(int argc, char **argv) {
         if (ratio >= 0 || align)
             lk_die(LK_EUSAGE, "--ratio and --align apply to alpha input; %s is a mask", in.name);
         int rc = from_tsv ? lk_mask_load_tsv_dim(&m, in.path, head_dim, &err)
-                          : lk_mask_load_dim(&m, in.path, head_dim, &err);
+                          : lk_plan_load_mask(&m, in.path, head_dim, &err);
         if (rc) lk_fail(&err);
         if (cfgp && lk_mask_check_shape(&m, in.name, cfgp->n_layers, cfgp->n_kv_heads, cfgp->head_dim, model, &err))
             lk_fail(&err);

@@ -1,6 +1,6 @@
-/* leank-decode - generate text with the CPU reference engine, dense or with a
- * LeanK mask (pruned K cache). One prompt (streamed text) or a JSON-lines
- * batch. See leank-decode(1). */
+/* leank-decode - generate text on the GPU (or the CPU reference engine),
+ * dense or with a LeanK plan or mask (pruned K cache). One prompt (streamed
+ * text) or a JSON-lines batch. See leank-decode(1). */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -11,9 +11,9 @@
 
 #include "batch.h"    /* one --batch request line */
 #include "chat.h"     /* chat templates (llama3, qwen, none) */
-#include "mask.h"     /* the K-channel mask file */
-#include "model.h"    /* weights, forward pass, LeanK KV cache */
+#include "engine.h"   /* the model on a device: CPU or CUDA backend */
 #include "generate.h" /* prefill + sampling loop, streamed text */
+#include "plan.h"     /* the cache geometry: dense, or a LeanK plan/mask */
 #include "tokenizer.h"/* encode the prompt, stream-decode the output */
 #include "util.h"
 
@@ -21,9 +21,10 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: leank-decode -m MODEL_DIR [OPTION]... [--prompt TEXT | --prompt-file FILE]\n"
             "       leank-decode -m MODEL_DIR --batch FILE|- [OPTION]...\n"
-            "Generate text on the CPU; the prompt is read from stdin when neither\n"
-            "--prompt nor --prompt-file is given.\n\n"
+            "Generate text on the GPU (default when built with CUDA and one is present) or the\n"
+            "CPU; the prompt is read from stdin when neither --prompt nor --prompt-file is given.\n\n"
             "  -m, --model DIR        model directory (config.json, safetensors, tokenizer.json)\n"
+            "      --device D         cuda, cpu or auto (default auto)\n"
             "  -p, --prompt TEXT      the prompt\n"
             "  -f, --prompt-file FILE read the prompt from FILE ('-' = stdin)\n"
             "  -t, --template NAME    chat template: %s (default none)\n"
@@ -33,9 +34,10 @@ static void usage(FILE *f) {
             "      --top-k K          sample among the K most likely tokens (0 = off)\n"
             "      --top-p P          nucleus sampling, 0 < P <= 1 (1 = off)\n"
             "      --seed N           sampler seed (default 0)\n"
-            "      --mask FILE        LeanK K-channel mask (safetensors or TSV): pruned cache\n"
-            "      --sink N           with --mask: first N tokens keep full keys (default 128)\n"
-            "      --recent N         with --mask: last N tokens keep full keys (default 1024)\n"
+            "      --plan FILE        LeanK decode plan (leank-pack) or mask (safetensors or TSV):\n"
+            "                         pruned cache; --mask FILE is the same option\n"
+            "      --sink N           first N tokens keep full keys (default: the plan's; a mask: 128)\n"
+            "      --recent N         last N tokens keep full keys (default: the plan's; a mask: 1024)\n"
             "      --ids              print token ids (space separated) instead of text\n"
             "      --echo             print the prompt before the generated text\n"
             "      --json             print one JSON summary on stdout instead of streaming\n"
@@ -48,10 +50,10 @@ static void usage(FILE *f) {
 
 /* Everything loaded once. */
 typedef struct {
-    lk_model model;
+    lk_engine *eng;
     lk_tokenizer *tok;
-    lk_mask mask;
-    int has_mask;
+    lk_plan plan;
+    int has_plan;
     lk_generator gen;
 } engine;
 
@@ -101,21 +103,23 @@ static json_t *result_json(const lk_gen_request *q, const lk_gen_result *r) {
     json_object_set_new(o, "stop", json_string(r->stopped_eos ? "eos" : "length"));
     json_object_set_new(o, "prefill_tok_s", json_real(rate(q->n_prompt, r->prefill_s)));
     json_object_set_new(o, "decode_tok_s", json_real(rate(r->n_decode, r->decode_s)));
-    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)r->kv_bytes));
-    json_object_set_new(o, "kv_dense_bytes", json_integer((json_int_t)r->kv_dense));
+    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)r->kv.bytes));
+    json_object_set_new(o, "kv_dense_bytes", json_integer((json_int_t)r->kv.dense));
+    json_object_set_new(o, "kv_dtype", json_string(r->kv.dtype));
     return o;
 }
 
 static void print_stats(const engine *e, const lk_gen_request *q, const lk_gen_result *r) {
     fprintf(stderr,
-            "leank-decode: prompt %d tokens, generated %d (%s); prefill %.1f tok/s, decode %.1f "
-            "tok/s; KV cache %zu bytes",
-            q->n_prompt, r->n, r->stopped_eos ? "eos" : "length", rate(q->n_prompt, r->prefill_s),
-            rate(r->n_decode, r->decode_s), r->kv_bytes);
-    if (e->has_mask)
-        fprintf(stderr, " (dense %zu, %.1f%%)", r->kv_dense,
-                r->kv_dense ? 100.0 * r->kv_bytes / r->kv_dense : 100.0);
-    fputc('\n', stderr);
+            "leank-decode: %s; prompt %d tokens, generated %d (%s); prefill %.1f tok/s, decode %.1f tok/s\n",
+            lk_engine_device_name(e->eng), q->n_prompt, r->n, r->stopped_eos ? "eos" : "length",
+            rate(q->n_prompt, r->prefill_s), rate(r->n_decode, r->decode_s));
+    double kept = r->kv.dense ? 100.0 * (double)r->kv.bytes / (double)r->kv.dense : 100.0;
+    fprintf(stderr, "leank-decode: KV %.1f %% of dense, %.1f %% saved (%lld bytes, %s)\n", kept, 100.0 - kept,
+            (long long)r->kv.bytes, r->kv.dtype);
+    if (e->has_plan && !r->kv.pruned)
+        lk_warn("the %d-token sequence fits in sink %d + recent %d: the pruned run was exactly dense",
+                q->n_prompt + r->n, e->plan.sink, e->plan.recent);
 }
 
 /* Prompt text -> ids through the template. */
@@ -161,7 +165,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
         lk_batch_req b;
         lk_gen_request q;
         int *prompt_ids = NULL;
-        rc = lk_batch_parse(&b, line, (size_t)ll, where, e->model.cfg.vocab_size, defaults, template, system, err);
+        rc = lk_batch_parse(&b, line, (size_t)ll, where, lk_engine_config(e->eng)->vocab_size, defaults, template, system, err);
         q = b.q;
         if (rc == 0 && b.ids) {
             q.prompt = b.ids;
@@ -173,7 +177,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
         }
         if (rc == 0) {
             if (progress) fprintf(stderr, "\rleank-decode: request %ld", lineno);
-            if ((rc = lk_generate(&e->gen, &q, NULL, &r, err)) == 0) {
+            if ((rc = lk_generate(&e->gen, &q, e->has_plan ? &e->plan : NULL, NULL, &r, err)) == 0) {
                 json_t *res = result_json(&q, &r);
                 char *s = json_dumps(res, JSON_COMPACT);
                 puts(s);
@@ -204,14 +208,15 @@ int main(int argc, char **argv) {
     lk_progname = "leank-decode";
     atexit(lk_close_stdout); /* a write error on stdout is an error */
     enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_MASK, O_SINK, O_RECENT, O_IDS, O_ECHO,
-           O_JSON, O_BATCH, O_SYSTEM };
+           O_JSON, O_BATCH, O_SYSTEM, O_DEVICE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"prompt", required_argument, 0, 'p'},
         {"prompt-file", required_argument, 0, 'f'}, {"template", required_argument, 0, 't'},
         {"system", required_argument, 0, O_SYSTEM}, {"max-tokens", required_argument, 0, 'n'},
         {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
         {"top-p", required_argument, 0, O_TOPP},  {"seed", required_argument, 0, O_SEED},
-        {"mask", required_argument, 0, O_MASK},   {"sink", required_argument, 0, O_SINK},
+        {"mask", required_argument, 0, O_MASK},   {"plan", required_argument, 0, O_MASK},
+        {"device", required_argument, 0, O_DEVICE}, {"sink", required_argument, 0, O_SINK},
         {"recent", required_argument, 0, O_RECENT}, {"ids", no_argument, 0, O_IDS},
         {"echo", no_argument, 0, O_ECHO},         {"json", no_argument, 0, O_JSON},
         {"batch", required_argument, 0, O_BATCH}, {"quiet", no_argument, 0, 'q'},
@@ -220,7 +225,8 @@ int main(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *prompt_file = NULL, *template = "none",
                *system = NULL, *mask_path = NULL, *batch = NULL;
     lk_gen_request def = {.max_tokens = 256, .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
-    int sink = 128, recent = 1024, sink_set = 0, ids_mode = 0, echo = 0, json = 0, quiet = 0;
+    int sink = -1, recent = -1, ids_mode = 0, echo = 0, json = 0, quiet = 0;
+    lk_engine_opts eo = {.device = LK_DEVICE_AUTO};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:f:t:n:qhV", opts, NULL)) != -1) {
         switch (c) {
@@ -235,8 +241,14 @@ int main(int argc, char **argv) {
         case O_TOPP: def.top_p = (float)lk_parse_double("--top-p", optarg, 0, 1); break;
         case O_SEED: def.seed = (uint64_t)lk_parse_long("--seed", optarg, 0, INT64_MAX); break;
         case O_MASK: mask_path = optarg; break;
-        case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); sink_set = 1; break;
-        case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 0, 1 << 30); sink_set = 1; break;
+        case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); break;
+        case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 1, 1 << 30); break;
+        case O_DEVICE: {
+            int d = lk_device_parse(optarg);
+            if (d < 0) lk_die(LK_EUSAGE, "--device: '%s' (expected cuda, cpu or auto)", optarg);
+            eo.device = (lk_device)d;
+            break;
+        }
         case O_IDS: ids_mode = 1; break;
         case O_ECHO: echo = 1; break;
         case O_JSON: json = 1; break;
@@ -251,19 +263,24 @@ int main(int argc, char **argv) {
     if (!model_dir) lk_die(LK_EUSAGE, "no model: give -m MODEL_DIR (see --help)");
     if (prompt && prompt_file) lk_die(LK_EUSAGE, "--prompt and --prompt-file are exclusive");
     if (batch && (prompt || prompt_file)) lk_die(LK_EUSAGE, "--batch takes no --prompt/--prompt-file");
-    if (sink_set && !mask_path) lk_die(LK_EUSAGE, "--sink/--recent need --mask");
+    if ((sink >= 0 || recent >= 0) && !mask_path) lk_die(LK_EUSAGE, "--sink/--recent need --plan or --mask");
     if (!lk_chat_known(template))
         lk_die(LK_EUSAGE, "unknown template '%s' (expected one of: %s)", template, lk_chat_names);
 
     lk_err err = {0};
     engine e = {0};
-    if (lk_model_load(&e.model, model_dir, &err)) lk_fail(&err);
     if (lk_tok_load(&e.tok, model_dir, &err)) lk_fail(&err);
+    if (lk_engine_open(&e.eng, model_dir, &eo, &err)) lk_fail(&err);
     if (mask_path) {
-        if (lk_mask_load_dim(&e.mask, mask_path, e.model.cfg.head_dim, &err)) lk_fail(&err);
-        e.has_mask = 1;
+        int overridden;
+        if (lk_plan_open(&e.plan, mask_path, lk_engine_config(e.eng), model_dir, sink, recent,
+                         lk_engine_cache_dtype(e.eng), &overridden, &err))
+            lk_fail(&err);
+        e.has_plan = 1;
+        if (overridden && !quiet)
+            lk_warn("--sink/--recent override the plan's windows: sink %d, recent %d", e.plan.sink, e.plan.recent);
     }
-    lk_generator_init(&e.gen, &e.model, e.tok, e.has_mask ? &e.mask : NULL, sink, recent);
+    lk_generator_init(&e.gen, e.eng, e.tok);
 
     int rc;
     if (batch) {
@@ -283,7 +300,7 @@ int main(int argc, char **argv) {
         lk_gen_result r = {0};
         stream st = {stdout, ids_mode};
         lk_gen_stream out = {echo ? on_prompt : NULL, on_token, on_end, &st};
-        rc = lk_generate(&e.gen, &q, json ? NULL : &out, &r, &err);
+        rc = lk_generate(&e.gen, &q, e.has_plan ? &e.plan : NULL, json ? NULL : &out, &r, &err);
         if (rc == 0 && json) {
             json_t *o = result_json(&q, &r);
             char *s = json_dumps(o, JSON_COMPACT);
@@ -299,10 +316,9 @@ int main(int argc, char **argv) {
         free(prompt_ids);
         lk_gen_result_free(&r);
     }
-    lk_generator_free(&e.gen);
-    if (e.has_mask) lk_mask_free(&e.mask);
+    if (e.has_plan) lk_plan_free(&e.plan);
     lk_tok_free(e.tok);
-    lk_model_free(&e.model);
+    lk_engine_free(e.eng);
     if (rc) lk_fail(&err);
     return 0;
 }

@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
     if (lk_config_load(&cfg, model, &err)) lk_fail(&err);
     if (context < 0) context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 131072;
     lk_mask m;
-    if (lk_mask_load_dim(&m, mask_path, cfg.head_dim, &err)) lk_fail(&err);
+    if (lk_plan_load_mask(&m, mask_path, cfg.head_dim, &err)) lk_fail(&err);
     const char *mask_name = strcmp(mask_path, "-") ? mask_path : "<stdin>";
     lk_plan p;
     if (lk_plan_build(&p, &m, mask_name, &cfg, model, sink, recent, context, dtype, &err)) lk_fail(&err);

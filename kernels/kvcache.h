@@ -46,7 +46,8 @@
 extern "C" {
 #endif
 
-typedef enum { LK_DT_F32 = 0, LK_DT_BF16 = 1 } lk_dtype;
+/* (not safetensors.h's lk_dtype: the two headers meet in engine_cuda.cu) */
+typedef enum { LK_KV_F32 = 0, LK_KV_BF16 = 1 } lk_kv_dtype;
 
 /* A plan on the device. Scalars on the host side of the struct; the arrays
  * are device pointers (the struct itself is passed by value to kernels). */
@@ -91,32 +92,32 @@ static inline int lk_kv_mid_rows(int sink, int recent, int max_len) {
  * logit scale (1/sqrt(hd)). Split over the key sequence; partials merged by
  * log-sum-exp in f32 in workspace (lk_cuda_decode_workspace bytes). */
 size_t lk_cuda_decode_workspace(int B, int n_heads, int head_dim, int max_len);
-int lk_cuda_decode_attention(lk_dtype dt, const void *q, void *out, const lk_kv_plan_dev *plan,
+int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out, const lk_kv_plan_dev *plan,
                              const lk_kv_batch_dev *kv, int layer, int B, int n_heads, int max_len,
                              float scale, void *workspace, size_t workspace_bytes, void *stream);
 
 /* Decode append of one layer: k, v (B, G, hd) post-RoPE rows of the new
  * tokens (position seq_len[b] - 1) go into each sequence's cache, moving
  * the token displaced from the ring to its middle row first. */
-int lk_cuda_kv_append(lk_dtype dt, const void *k, const void *v, const lk_kv_plan_dev *plan,
+int lk_cuda_kv_append(lk_kv_dtype dt, const void *k, const void *v, const lk_kv_plan_dev *plan,
                       const lk_kv_batch_dev *kv, int layer, int B, void *stream);
 
 /* Prefill store of one layer for one sequence (batch entry 0 of kv, empty
  * before): k, v (n, G, hd), positions 0 .. n-1, placed by the rule above. */
-int lk_cuda_kv_prefill(lk_dtype dt, const void *k, const void *v, const lk_kv_plan_dev *plan,
+int lk_cuda_kv_prefill(lk_kv_dtype dt, const void *k, const void *v, const lk_kv_plan_dev *plan,
                        const lk_kv_batch_dev *kv, int layer, int n, void *stream);
 
 /* The inverse for a dense sequence (batch entry 0 of kv, dense plan): its n
  * tokens' K and V of one layer into k, v (n, G, hd). Used to adopt a dense
  * prefill into a pruned sequence (gather, then lk_cuda_kv_prefill). */
-int lk_cuda_kv_gather(lk_dtype dt, void *k, void *v, const lk_kv_plan_dev *plan,
+int lk_cuda_kv_gather(lk_kv_dtype dt, void *k, void *v, const lk_kv_plan_dev *plan,
                       const lk_kv_batch_dev *kv, int layer, int n, void *stream);
 
 /* Causal prefill attention of one sequence with an empty cache (flash-style,
  * no score matrix in memory; tensor cores for bf16): q (n, n_heads, hd),
  * k, v (n, n_kv_heads, hd), out (n, n_heads, hd); query head h uses kv head
  * h / (n_heads / n_kv_heads). Any n >= 1 and even hd <= 256. */
-int lk_cuda_prefill_attention(lk_dtype dt, const void *q, const void *k, const void *v, void *out,
+int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const void *k, const void *v, void *out,
                               int n, int n_heads, int n_kv_heads, int head_dim, float scale,
                               void *stream);
 

@@ -8,5 +8,6 @@ int lk_bench_tokenize(int argc, char **argv); /* tokenizer encode speed (issue: 
 int lk_bench_decode(int argc, char **argv);   /* CPU prefill / decode speed (issue: CPU engine) */
 int lk_bench_prep(int argc, char **argv);     /* sample generation speed (issue: leank-prep) */
 int lk_bench_accuracy(int argc, char **argv); /* RULER accuracy, dense vs LeanK pruned cache */
+int lk_bench_e2e(int argc, char **argv);      /* end-to-end generation speed and memory (GPU) */
 
 #endif

@@ -5,8 +5,8 @@
  *
  * Score per sample: RULER's string_match_all, the fraction of its reference
  * strings found (case-insensitive) in the generated text; a task's score is
- * the mean, in %. Samples are shared out over -j threads (one generator, i.e.
- * one run state, per thread and per cache kind; the model is shared). */
+ * the mean, in %. On the GPU, --batch samples (with every mask) decode
+ * together; on the CPU, samples are shared out over -j threads. */
 #include <cblas.h>
 #include <ctype.h>
 #include <getopt.h>
@@ -17,7 +17,9 @@
 #include <string.h>
 
 #include "bench.h"
+#include "engine.h"
 #include "generate.h"
+#include "plan.h"
 #include "samples.h"
 
 #define MAX_MASKS 4
@@ -32,13 +34,13 @@ typedef struct {
     char *text[1 + MAX_MASKS];
     double score[1 + MAX_MASKS];
     size_t kv[1 + MAX_MASKS];
+    int pruned[1 + MAX_MASKS]; /* 0: the sample fit in sink + recent, the pruned run was dense */
 } item;
 
 typedef struct {
-    const lk_model *model;
-    const lk_tokenizer *tok;
-    const lk_mask *masks;
-    int n_masks, sink, recent, max_tokens;
+    lk_generator gen;
+    const lk_plan *plans;
+    int n_plans, max_tokens, per_run; /* samples answered together (one lk_gen_run) */
     item *items;
     long n_items;
     long next, done; /* guarded by lock */
@@ -67,43 +69,57 @@ static double match_all(const char *text, char *const *refs, int n_refs) {
     return (double)hit / n_refs;
 }
 
+/* Takes per_run samples at a time; each is answered dense and with every
+ * plan in one lk_gen_run: the plans adopt the sample's dense prefill (LeanK
+ * prefills densely) and all sequences decode together. */
 static void *worker(void *arg) {
     job *J = arg;
-    lk_generator gen[1 + MAX_MASKS];
-    int kinds = 1 + J->n_masks;
-    lk_generator_init(&gen[0], J->model, J->tok, NULL, 0, 0);
-    for (int k = 1; k < kinds; k++) lk_generator_init(&gen[k], J->model, J->tok, &J->masks[k - 1], J->sink, J->recent);
-    lk_gen_result r = {0};
+    int kinds = 1 + J->n_plans;
+    lk_gen_task *t = lk_calloc((size_t)J->per_run * kinds, sizeof *t);
     lk_err err = {0};
     for (;;) {
         pthread_mutex_lock(&J->lock);
-        long i = J->failed ? J->n_items : J->next++;
+        long i0 = J->failed ? J->n_items : J->next;
+        long n = J->n_items - i0 < J->per_run ? J->n_items - i0 : J->per_run;
+        J->next = i0 + (n > 0 ? n : 0);
         pthread_mutex_unlock(&J->lock);
-        if (i >= J->n_items) break;
-        item *it = &J->items[i];
-        lk_gen_request q = {.prompt = it->ctx, .n_prompt = it->n_ctx, .top_p = 1.0f,
-                            .max_tokens = J->max_tokens > 0 ? J->max_tokens : it->n_ans + 16};
-        /* one dense prefill, adopted by every masked generator (LeanK prefills densely) */
-        int rc = lk_gen_prefill(&gen[0], &q, &err);
-        for (int k = 1; k < kinds && rc == 0; k++) rc = lk_gen_adopt(&gen[k], &gen[0], &q, &err);
-        for (int k = 0; k < kinds && rc == 0; k++) {
-            if ((rc = lk_gen_decode(&gen[k], &q, NULL, &r, &err))) break;
-            it->text[k] = lk_strdup(r.text);
-            it->score[k] = match_all(r.text, it->refs, it->n_refs);
-            it->kv[k] = r.kv_bytes;
+        if (n <= 0) break;
+        for (long s = 0; s < n; s++) {
+            item *it = &J->items[i0 + s];
+            lk_gen_request q = {.prompt = it->ctx, .n_prompt = it->n_ctx, .top_p = 1.0f,
+                                .max_tokens = J->max_tokens > 0 ? J->max_tokens : it->n_ans + 16};
+            for (int k = 0; k < kinds; k++) {
+                lk_gen_task *x = &t[s * kinds + k];
+                x->q = q;
+                x->plan = k ? &J->plans[k - 1] : NULL;
+                x->adopt = k ? (int)(s * kinds) : -1;
+                x->out = NULL;
+            }
+        }
+        int rc = lk_gen_run(&J->gen, t, (int)(n * kinds), &err);
+        for (long s = 0; s < n && rc == 0; s++) {
+            item *it = &J->items[i0 + s];
+            for (int k = 0; k < kinds; k++) {
+                const lk_gen_result *r = &t[s * kinds + k].r;
+                it->text[k] = lk_strdup(r->text);
+                it->score[k] = match_all(r->text, it->refs, it->n_refs);
+                it->kv[k] = (size_t)r->kv.bytes;
+                it->pruned[k] = r->kv.pruned;
+            }
         }
         pthread_mutex_lock(&J->lock);
         if (rc && !J->failed) {
             J->failed = 1;
-            lk_seterr(&J->err, err.code, "sample %ld (%s, %d tokens): %s", i + 1, it->task, it->target_len,
-                      err.msg);
+            item *it = &J->items[i0];
+            lk_seterr(&J->err, err.code, "samples %ld-%ld (%s, %d tokens): %s", i0 + 1, i0 + n, it->task,
+                      it->target_len, err.msg);
         }
-        J->done++;
+        J->done += n;
         if (J->progress) fprintf(stderr, "\rleank-bench accuracy: %ld/%ld samples", J->done, J->n_items);
         pthread_mutex_unlock(&J->lock);
     }
-    lk_gen_result_free(&r);
-    for (int k = 0; k < kinds; k++) lk_generator_free(&gen[k]);
+    for (long k = 0; k < (long)J->per_run * kinds; k++) lk_gen_result_free(&t[k].r);
+    free(t);
     return NULL;
 }
 
@@ -169,13 +185,15 @@ static void usage(FILE *f) {
             "tokenizer), scored as RULER does (string_match_all: the share of reference strings found,\n"
             "case-insensitive), dense and, with --mask, with the LeanK pruned cache, side by side.\n\n"
             "  -m, --model DIR      model directory\n"
-            "      --mask FILE      LeanK mask (leank-binarize output): also answer with that pruned\n"
-            "                       cache (up to 4 --mask, one column each)\n"
-            "      --sink N         first N tokens keep every channel (default 128)\n"
-            "      --recent N       N most recent tokens keep every channel (default 1024)\n"
+            "      --device D       cuda, cpu or auto (default auto: cuda when built with it and a GPU is present)\n"
+            "      --mask FILE      LeanK plan (leank-pack) or mask (leank-binarize): also answer with that\n"
+            "                       pruned cache (up to 4 --mask, one column each); --plan is the same\n"
+            "      --sink N         first N tokens keep every channel (default: the plan's; a mask: 128)\n"
+            "      --recent N       N most recent tokens keep every channel (default: the plan's; a mask: 1024)\n"
+            "  -b, --batch N        samples answered together (default 16 on the GPU, 1 on the CPU)\n"
             "  -n, --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
             "      --limit N        only the first N samples\n"
-            "  -j, --threads N      samples answered in parallel (default 1; OpenBLAS runs single-threaded)\n"
+            "  -j, --threads N      CPU: samples answered in parallel (default 1; OpenBLAS runs single-threaded)\n"
             "  -o, --outputs FILE   every sample's generated text and scores, as JSON lines\n"
             "      --json           the table as JSON\n"
             "      --progress       progress on stderr even when it is not a terminal\n"
@@ -202,27 +220,36 @@ static void mask_labels(char labels[][32], const char *const *paths, int n) {
 }
 
 int lk_bench_accuracy(int argc, char **argv) {
-    enum { O_MASK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS };
+    enum { O_MASK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS, O_DEVICE };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, O_MASK},
+                                         {"plan", required_argument, 0, O_MASK},    {"device", required_argument, 0, O_DEVICE},
+                                         {"batch", required_argument, 0, 'b'},
                                          {"sink", required_argument, 0, O_SINK},    {"recent", required_argument, 0, O_RECENT},
                                          {"max-tokens", required_argument, 0, 'n'}, {"limit", required_argument, 0, O_LIMIT},
                                          {"threads", required_argument, 0, 'j'},    {"outputs", required_argument, 0, 'o'},
                                          {"json", no_argument, 0, O_JSON},          {"progress", no_argument, 0, O_PROGRESS},
                                          {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *model_dir = NULL, *mask_paths[MAX_MASKS], *outputs = NULL;
-    int n_masks = 0, sink = 128, recent = 1024, max_tokens = 0, threads = 1, json = 0, progress = 0, c,
-        window_set = 0;
+    int n_masks = 0, sink = -1, recent = -1, max_tokens = 0, threads = 1, json = 0, progress = 0, c, batch = 0;
+    lk_engine_opts eo = {.device = LK_DEVICE_AUTO};
     long limit = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:n:j:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:j:o:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case O_MASK:
             if (n_masks == MAX_MASKS) lk_die(LK_EUSAGE, "accuracy: at most %d --mask", MAX_MASKS);
             mask_paths[n_masks++] = optarg;
             break;
-        case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); window_set = 1; break;
-        case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 0, 1 << 30); window_set = 1; break;
+        case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); break;
+        case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 1, 1 << 30); break;
+        case 'b': batch = (int)lk_parse_long("--batch", optarg, 1, 4096); break;
+        case O_DEVICE: {
+            int d = lk_device_parse(optarg);
+            if (d < 0) lk_die(LK_EUSAGE, "accuracy: --device '%s' (expected cuda, cpu or auto)", optarg);
+            eo.device = (lk_device)d;
+            break;
+        }
         case 'n': max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
         case O_LIMIT: limit = lk_parse_long("--limit", optarg, 1, 1L << 40); break;
         case 'j': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
@@ -235,20 +262,26 @@ int lk_bench_accuracy(int argc, char **argv) {
     }
     if (!model_dir) lk_die(LK_EUSAGE, "accuracy: no model: give -m MODEL_DIR (see --help)");
     if (optind + 1 != argc) lk_die(LK_EUSAGE, "accuracy: expected one SAMPLES file (see --help)");
-    if (window_set && !n_masks) lk_die(LK_EUSAGE, "accuracy: --sink/--recent need --mask");
+    if ((sink >= 0 || recent >= 0) && !n_masks) lk_die(LK_EUSAGE, "accuracy: --sink/--recent need --mask");
     const char *samples = argv[optind];
     openblas_set_num_threads(1);
 
     lk_err err = {0};
-    lk_model model;
+    lk_engine *eng;
     lk_tokenizer *tok;
-    lk_mask masks[MAX_MASKS];
-    if (lk_model_load(&model, model_dir, &err) || lk_tok_load(&tok, model_dir, &err)) lk_fail(&err);
+    lk_plan plans[MAX_MASKS];
+    if (lk_tok_load(&tok, model_dir, &err) || lk_engine_open(&eng, model_dir, &eo, &err)) lk_fail(&err);
+    int gpu = !strcmp(lk_engine_name(eng), "cuda");
+    if (gpu && threads > 1) lk_die(LK_EUSAGE, "accuracy: -j applies to --device cpu (the GPU batches with --batch)");
+    if (!batch) batch = gpu ? 16 : 1;
     for (int k = 0; k < n_masks; k++) {
-        if (lk_mask_load_dim(&masks[k], mask_paths[k], model.cfg.head_dim, &err) ||
-            lk_mask_check_shape(&masks[k], mask_paths[k], model.cfg.n_layers, model.cfg.n_kv_heads,
-                                model.cfg.head_dim, model_dir, &err))
+        int overridden;
+        if (lk_plan_open(&plans[k], mask_paths[k], lk_engine_config(eng), model_dir, sink, recent,
+                         lk_engine_cache_dtype(eng), &overridden, &err))
             lk_fail(&err);
+        if (overridden)
+            lk_warn("accuracy: --sink/--recent override %s's windows: sink %d, recent %d", mask_paths[k],
+                    plans[k].sink, plans[k].recent);
     }
     char labels[1 + MAX_MASKS][32];
     mask_labels(labels, mask_paths, n_masks);
@@ -259,8 +292,9 @@ int lk_bench_accuracy(int argc, char **argv) {
 
     lk_out out = {0};
     if (outputs && lk_out_open(&out, outputs, &err)) lk_fail(&err);
-    job J = {.model = &model, .tok = tok, .masks = masks, .n_masks = n_masks, .sink = sink, .recent = recent,
-             .max_tokens = max_tokens, .items = items, .n_items = n, .progress = lk_progress_enabled(progress)};
+    job J = {.plans = plans, .n_plans = n_masks, .max_tokens = max_tokens, .per_run = batch, .items = items,
+             .n_items = n, .progress = lk_progress_enabled(progress)};
+    lk_generator_init(&J.gen, eng, tok);
     pthread_mutex_init(&J.lock, NULL);
     double t0 = lk_now();
     if (threads > n) threads = (int)n;
@@ -298,6 +332,7 @@ int lk_bench_accuracy(int argc, char **argv) {
     row *rows = lk_calloc((size_t)n, sizeof *rows);
     int nr = 0;
     double tot[1 + MAX_MASKS] = {0};
+    long dense_like[1 + MAX_MASKS] = {0}; /* samples whose pruned run was exactly dense */
     for (long i = 0; i < n; i++) {
         item *it = &items[i];
         int r = 0;
@@ -311,8 +346,13 @@ int lk_bench_accuracy(int argc, char **argv) {
             rows[r].score[k] += it->score[k];
             rows[r].kv[k] += (double)it->kv[k];
             tot[k] += it->score[k];
+            if (k && !it->pruned[k]) dense_like[k]++;
         }
     }
+    for (int k = 1; k < kinds; k++)
+        if (dense_like[k])
+            lk_warn("accuracy: %ld of %ld samples fit in %s's sink %d + recent %d: their pruned runs were exactly dense",
+                    dense_like[k], n, labels[k], plans[k - 1].sink, plans[k - 1].recent);
     if (json) {
         json_t *arr = json_array();
         for (int r = 0; r < nr; r++) {
@@ -326,18 +366,27 @@ int lk_bench_accuracy(int argc, char **argv) {
         }
         json_t *sc = json_object(), *mk = json_object();
         for (int k = 0; k < kinds; k++) json_object_set_new(sc, labels[k], json_real(100 * tot[k] / n));
-        for (int k = 0; k < n_masks; k++) json_object_set_new(mk, labels[k + 1], json_string(mask_paths[k]));
-        json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:i, s:o, s:o, s:f, s:o}", "bench", "accuracy", "samples",
-                              samples, "n", (json_int_t)n, "sink", sink, "recent", recent, "masks", mk, "scores",
-                              sc, "wall_s", wall, "rows", arr);
+        for (int k = 0; k < n_masks; k++)
+            json_object_set_new(mk, labels[k + 1],
+                                json_pack("{s:s, s:i, s:i, s:I}", "file", mask_paths[k], "sink", plans[k].sink,
+                                          "recent", plans[k].recent, "dense_like_samples",
+                                          (json_int_t)dense_like[k + 1]));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:o, s:f, s:o}", "bench", "accuracy", "device",
+                              lk_engine_device_name(eng), "kv_dtype", lk_engine_cache_dtype(eng), "samples",
+                              samples, "n", (json_int_t)n, "masks", mk, "scores", sc, "wall_s", wall, "rows", arr);
         json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(o);
     } else {
-        printf("leank-bench accuracy: %ld samples, RULER string_match_all (%%), greedy, %d thread%s, %.1f s\n", n,
-               threads, threads > 1 ? "s" : "", wall);
-        for (int k = 0; k < n_masks; k++)
-            printf("%s: %s, sink %d, recent %d\n", labels[k + 1], mask_paths[k], sink, recent);
+        printf("leank-bench accuracy: %ld samples, RULER string_match_all (%%), greedy, %s, %.1f s\n", n,
+               lk_engine_device_name(eng), wall);
+        for (int k = 0; k < n_masks; k++) {
+            printf("%s: %s, sink %d, recent %d", labels[k + 1], mask_paths[k], plans[k].sink, plans[k].recent);
+            if (dense_like[k + 1])
+                printf("; %ld sample%s within sink + recent: exactly dense", dense_like[k + 1],
+                       dense_like[k + 1] > 1 ? "s" : "");
+            putchar('\n');
+        }
         /* Columns as wide as their labels: a score per kind, then each mask's
          * KV-cache bytes as a share of dense ("KV <label>"). */
         int sw[1 + MAX_MASKS], kw[1 + MAX_MASKS];
@@ -367,9 +416,9 @@ int lk_bench_accuracy(int argc, char **argv) {
     }
     free(rows);
     free_items(items, n);
-    for (int k = 0; k < n_masks; k++) lk_mask_free(&masks[k]);
+    for (int k = 0; k < n_masks; k++) lk_plan_free(&plans[k]);
     lk_tok_free(tok);
-    lk_model_free(&model);
+    lk_engine_free(eng);
     if (fflush(stdout) || ferror(stdout)) lk_die(LK_EIO, "<stdout>: write error");
     return 0;
 }

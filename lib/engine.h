@@ -115,7 +115,8 @@ typedef struct {
  * never later. A plan with a mask needs recent >= 1. */
 int lk_seq_new(lk_engine *e, lk_seq **s, const lk_seq_opts *o, lk_err *err);
 void lk_seq_free(lk_seq *s); /* gives its cache back to the pool */
-int lk_seq_len(const lk_seq *s); /* tokens in its cache */
+int lk_seq_len(const lk_seq *s);     /* tokens in its cache */
+int lk_seq_max_len(const lk_seq *s); /* positions it may reach */
 
 /* KV cache of a sequence, in bytes of the cache dtype, at its length. */
 typedef struct {

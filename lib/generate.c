@@ -1,27 +1,17 @@
-/* generate.c - prefill + sampling loop over lk_forward (see generate.h). */
+/* generate.c - prefill + sampling loop over the engine (see generate.h). */
 #include "generate.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "sampler.h"
-
-void lk_generator_init(lk_generator *g, const lk_model *m, const lk_tokenizer *tok, const lk_mask *mask,
-                       int sink, int recent) {
+void lk_generator_init(lk_generator *g, lk_engine *e, const lk_tokenizer *tok) {
+    const lk_config *c = lk_engine_config(e);
     memset(g, 0, sizeof *g);
-    g->model = m;
+    g->e = e;
     g->tok = tok;
-    g->mask = mask;
-    g->sink = sink;
-    g->recent = recent;
-    for (int i = 0; i < m->cfg.n_eos && i < 8; i++) g->eos[g->n_eos++] = m->cfg.eos_ids[i];
-    if (g->n_eos == 0 && m->cfg.eos_token_id >= 0) g->eos[g->n_eos++] = m->cfg.eos_token_id;
+    for (int i = 0; i < c->n_eos && i < 8; i++) g->eos[g->n_eos++] = c->eos_ids[i];
+    if (g->n_eos == 0 && c->eos_token_id >= 0) g->eos[g->n_eos++] = c->eos_token_id;
     if (lk_tok_eos(tok) >= 0) g->eos[g->n_eos++] = lk_tok_eos(tok);
-}
-
-void lk_generator_free(lk_generator *g) {
-    if (g->built) lk_state_free(&g->state);
-    g->built = 0;
 }
 
 void lk_gen_result_free(lk_gen_result *r) {
@@ -36,106 +26,137 @@ static int is_eos(const lk_generator *g, int id) {
     return 0;
 }
 
-/* The state is rebuilt only when a request needs more rows or positions. */
-static int ensure_state(lk_generator *g, int rows, int seq, lk_err *err) {
-    if (g->built && g->state.max_rows >= rows && g->state.max_seq >= seq) {
-        lk_kv_reset(&g->state.kv);
-        return 0;
-    }
-    lk_generator_free(g);
-    int rc = lk_state_build(&g->state, g->model, rows, seq, g->mask, g->sink, g->recent, err);
-    if (rc == 0) g->built = 1;
-    return rc;
-}
-
-/* positions for a request: the prompt plus max_tokens - 1, capped at the
- * model's context (or the prompt, if longer) */
-static int positions(const lk_generator *g, const lk_gen_request *q) {
-    int ctx = g->model->cfg.max_position_embeddings > q->n_prompt ? g->model->cfg.max_position_embeddings
-                                                                   : q->n_prompt;
+int lk_gen_positions(const lk_generator *g, const lk_gen_request *q) {
+    int ctx = lk_engine_config(g->e)->max_position_embeddings;
+    if (ctx < q->n_prompt) ctx = q->n_prompt;
     long want = (long)q->n_prompt + (q->max_tokens > 0 ? q->max_tokens - 1 : 0);
     return want < ctx ? (int)want : ctx;
 }
 
-int lk_gen_prefill(lk_generator *g, const lk_gen_request *q, lk_err *err) {
-    if (q->n_prompt < 1) return lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
-    int rc = ensure_state(g, q->n_prompt, positions(g, q), err);
-    if (rc) return rc;
-    return lk_forward(g->model, &g->state, q->prompt, q->n_prompt, NULL, err);
-}
-
-int lk_gen_adopt(lk_generator *g, const lk_generator *src, const lk_gen_request *q, lk_err *err) {
-    if (src->mask || !src->built || src->state.kv.len != q->n_prompt)
-        return lk_seterr(err, LK_EUSAGE, "adopt: the source generator has not just prefilled this prompt densely");
-    /* after adoption only single-token steps run: one row is enough */
-    int rc = ensure_state(g, 1, positions(g, q), err);
-    if (rc) return rc;
-    if ((rc = lk_kv_copy(&g->state.kv, &src->state.kv, err))) return rc;
-    memcpy(g->state.logits, src->state.logits, sizeof(float) * (size_t)g->model->cfg.vocab_size);
+/* The prompt's text goes through the task's stream first, so that the
+ * generated text is exactly the continuation of decode(prompt + generated). */
+static int start_text(const lk_generator *g, lk_gen_task *t, lk_err *err) {
+    lk_gen_result *r = &t->r;
+    lk_tok_stream_init(&t->ts);
+    for (int i = 0; i < t->q.n_prompt; i++)
+        if (lk_tok_stream_push(g->tok, &t->ts, t->q.prompt[i], &r->text, &r->len, &r->cap) < 0)
+            return lk_seterr(err, LK_EINPUT, "prompt: token id %d out of range", t->q.prompt[i]);
+    if (t->out && t->out->prompt) t->out->prompt(t->out->ctx, t->q.prompt, t->q.n_prompt, r->text ? r->text : "", r->len);
+    r->len = 0;
+    if (r->text) r->text[0] = 0;
     return 0;
 }
 
-int lk_gen_decode(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
-                  lk_err *err) {
-    static const lk_gen_stream none = {0};
-    const lk_model *m = g->model;
-    lk_state *s = &g->state;
-    if (!out) out = &none;
-    r->n = 0;
-    r->len = 0;
-    r->stopped_eos = 0;
-    r->n_decode = 0;
-    r->decode_s = 0;
-    if (!g->built || s->kv.len != q->n_prompt)
-        return lk_seterr(err, LK_EUSAGE, "decode: the generator holds no prefilled prompt of %d tokens", q->n_prompt);
-    r->ids = lk_realloc(r->ids, sizeof(int) * (q->max_tokens + 1));
-    /* prompt text goes through the stream first, so that the generated text is
-     * exactly the continuation of decode(prompt + generated) */
-    lk_tok_stream ts;
-    lk_tok_stream_init(&ts);
-    for (int i = 0; i < q->n_prompt; i++)
-        if (lk_tok_stream_push(g->tok, &ts, q->prompt[i], &r->text, &r->len, &r->cap) < 0)
-            return lk_seterr(err, LK_EINPUT, "prompt: token id %d out of range", q->prompt[i]);
-    if (out->prompt) out->prompt(out->ctx, q->prompt, q->n_prompt, r->text ? r->text : "", r->len);
-    r->len = 0;
-    if (r->text) r->text[0] = 0;
+static void finish(const lk_generator *g, lk_gen_task *t) {
+    lk_gen_result *r = &t->r;
+    size_t before = r->len;
+    lk_tok_stream_flush(g->tok, &t->ts, &r->text, &r->len, &r->cap);
+    if (!r->text) r->text = lk_strdup("");
+    if (t->out && t->out->end) t->out->end(t->out->ctx, r->text + before, r->len - before);
+    lk_seq_kv_info(t->seq, &r->kv);
+    t->active = 0;
+}
 
-    lk_sampler smp;
-    lk_sampler_build(&smp, m->cfg.vocab_size, q->temperature, q->top_k, q->top_p, q->seed);
-    double t0 = lk_now();
-    int rc = 0, fresh = 1; /* s->logits follow the last token (0: the context is full) */
-    for (int t = 0; rc == 0 && fresh && t < q->max_tokens; t++) {
-        int next = lk_sample(&smp, s->logits);
-        r->ids[r->n++] = next;
-        if (is_eos(g, next)) {
-            r->stopped_eos = 1;
+static void free_seqs(lk_gen_task *t, int n) {
+    for (int i = 0; i < n; i++) {
+        lk_seq_free(t[i].seq);
+        t[i].seq = NULL;
+    }
+}
+
+int lk_gen_run(const lk_generator *g, lk_gen_task *t, int n, lk_err *err) {
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        lk_gen_result *r = &t[i].r;
+        r->n = 0;
+        r->len = 0;
+        r->stopped_eos = 0;
+        r->n_decode = 0;
+        r->prefill_s = r->decode_s = 0;
+        t[i].seq = NULL;
+        t[i].active = 0;
+    }
+    /* every cache first: a batch that does not fit fails before any work */
+    for (int i = 0; i < n && rc == 0; i++) {
+        const lk_gen_request *q = &t[i].q;
+        if (q->n_prompt < 1) {
+            rc = lk_seterr(err, LK_EINPUT, "empty prompt (no tokens)");
             break;
         }
-        size_t before = r->len;
-        lk_tok_stream_push(g->tok, &ts, next, &r->text, &r->len, &r->cap);
-        if (out->token) out->token(out->ctx, next, r->text + before, r->len - before);
-        fresh = 0;
-        if (t + 1 < q->max_tokens && s->kv.len < s->max_seq) {
-            rc = lk_forward(m, s, &next, 1, NULL, err);
-            r->n_decode++;
-            fresh = 1;
+        if (t[i].adopt >= i || (t[i].adopt >= 0 && t[t[i].adopt].plan)) {
+            rc = lk_seterr(err, LK_EUSAGE, "task %d adopts task %d, which is not an earlier dense task", i, t[i].adopt);
+            break;
         }
+        lk_seq_opts o = {.plan = t[i].plan, .max_len = lk_gen_positions(g, q),
+                         .sampling = {q->temperature, q->top_k, q->top_p > 0 ? q->top_p : 1.0f, q->seed}};
+        rc = lk_seq_new(g->e, &t[i].seq, &o, err);
+        if (rc == 0) t[i].r.ids = lk_realloc(t[i].r.ids, sizeof(int) * ((size_t)q->max_tokens + 1));
     }
-    r->decode_s = lk_now() - t0;
-    size_t before = r->len;
-    lk_tok_stream_flush(g->tok, &ts, &r->text, &r->len, &r->cap);
-    if (!r->text) r->text = lk_strdup("");
-    if (out->end) out->end(out->ctx, r->text + before, r->len - before);
-    r->kv_bytes = lk_kv_bytes(&s->kv, s->kv.len);
-    r->kv_dense = lk_kv_dense_bytes(&s->kv, s->kv.len);
-    lk_sampler_free(&smp);
+    for (int i = 0; i < n && rc == 0; i++) {
+        double t0 = lk_now();
+        if (t[i].adopt >= 0) {
+            rc = lk_seq_adopt(g->e, t[i].seq, t[t[i].adopt].seq, err);
+        } else {
+            rc = lk_engine_prefill(g->e, t[i].seq, t[i].q.prompt, t[i].q.n_prompt, err);
+            t[i].r.prefill_s = lk_now() - t0;
+        }
+        if (rc == 0) rc = start_text(g, &t[i], err);
+        t[i].active = t[i].q.max_tokens > 0;
+        if (!t[i].active && rc == 0) finish(g, &t[i]);
+    }
+    lk_seq **act = lk_malloc(sizeof *act * (size_t)(n ? n : 1));
+    int *ids = lk_malloc(sizeof *ids * (size_t)(n ? n : 1)), *who = lk_malloc(sizeof *who * (size_t)(n ? n : 1));
+    while (rc == 0) {
+        int na = 0;
+        for (int i = 0; i < n; i++)
+            if (t[i].active) {
+                who[na] = i;
+                act[na++] = t[i].seq;
+            }
+        if (na == 0) break;
+        double t0 = lk_now();
+        if ((rc = lk_engine_sample(g->e, act, na, ids, err))) break;
+        int nd = 0; /* sequences that go on: one more token each */
+        for (int a = 0; a < na; a++) {
+            lk_gen_task *k = &t[who[a]];
+            lk_gen_result *r = &k->r;
+            int next = ids[a];
+            r->ids[r->n++] = next;
+            if (is_eos(g, next)) {
+                r->stopped_eos = 1;
+                finish(g, k);
+                continue;
+            }
+            size_t before = r->len;
+            lk_tok_stream_push(g->tok, &k->ts, next, &r->text, &r->len, &r->cap);
+            if (k->out && k->out->token) k->out->token(k->out->ctx, next, r->text + before, r->len - before);
+            if (r->n < k->q.max_tokens && lk_seq_len(k->seq) < lk_seq_max_len(k->seq)) {
+                who[nd] = who[a];
+                act[nd] = k->seq;
+                ids[nd++] = next;
+            } else {
+                finish(g, k);
+            }
+        }
+        if (nd) rc = lk_engine_decode(g->e, act, nd, ids, err);
+        double dt = lk_now() - t0;
+        for (int a = 0; a < nd; a++) {
+            t[who[a]].r.n_decode++;
+            t[who[a]].r.decode_s += dt;
+        }
+        if (rc) break;
+    }
+    free(act);
+    free(ids);
+    free(who);
+    free_seqs(t, n);
     return rc;
 }
 
-int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
-                lk_err *err) {
-    double t0 = lk_now();
-    int rc = lk_gen_prefill(g, q, err);
-    r->prefill_s = lk_now() - t0;
-    return rc ? rc : lk_gen_decode(g, q, out, r, err);
+int lk_generate(const lk_generator *g, const lk_gen_request *q, const lk_plan *plan, const lk_gen_stream *out,
+                lk_gen_result *r, lk_err *err) {
+    lk_gen_task t = {.q = *q, .plan = plan, .adopt = -1, .out = out, .r = *r};
+    int rc = lk_gen_run(g, &t, 1, err);
+    *r = t.r;
+    return rc;
 }

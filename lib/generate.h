@@ -1,26 +1,22 @@
-/* generate.h - text generation over the CPU engine: prefill a prompt, then
- * sample one token at a time until EOS or max_tokens, decoding text as it
- * goes. One lk_generator per thread: it holds the run state (activations and
- * KV cache, reused across requests); the model, tokenizer and mask are
- * shared read-only. leank-decode and leank-bench accuracy are built on it. */
+/* generate.h - text generation over an engine (engine.h): prefill prompts,
+ * then sample one token at a time until EOS or max_tokens, decoding text as
+ * it goes. Many requests run together: each has its own sequence (dense or
+ * with a plan); every step samples and decodes all active sequences in one
+ * engine call, so the GPU batches them. leank-decode and leank-bench are
+ * built on it. */
 #ifndef LEANK_GENERATE_H
 #define LEANK_GENERATE_H
 
 #include <stdint.h>
 
-#include "mask.h"
-#include "model.h"
+#include "engine.h"
 #include "tokenizer.h"
 
 typedef struct {
-    const lk_model *model;
+    lk_engine *e;
     const lk_tokenizer *tok;
-    const lk_mask *mask; /* NULL: dense cache */
-    int sink, recent;    /* full-width windows with a mask */
-    int eos[10];         /* stop ids: the config's eos list and the tokenizer's eos */
+    int eos[10]; /* stop ids: the config's eos list and the tokenizer's eos */
     int n_eos;
-    lk_state state;
-    int built; /* state allocated */
 } lk_generator;
 
 typedef struct {
@@ -38,9 +34,9 @@ typedef struct {
     char *text; /* generated text (special tokens skipped), NUL-terminated */
     size_t len, cap;
     int stopped_eos;
-    double prefill_s, decode_s;
-    int n_decode; /* single-token forward calls */
-    size_t kv_bytes, kv_dense;
+    double prefill_s, decode_s; /* prefill_s 0 for a task that adopted another's prefill */
+    int n_decode;               /* decode steps this request took part in */
+    lk_seq_kv kv;               /* its KV cache at the end */
 } lk_gen_result;
 
 /* Optional callbacks while generating (any may be NULL). */
@@ -51,23 +47,35 @@ typedef struct {
     void *ctx;
 } lk_gen_stream;
 
-void lk_generator_init(lk_generator *g, const lk_model *m, const lk_tokenizer *tok, const lk_mask *mask,
-                       int sink, int recent);
-void lk_generator_free(lk_generator *g);
-/* Positions are the prompt plus max_tokens - 1, capped at the model's context
- * (or the prompt, if longer): generation stops there as at max_tokens. */
-int lk_generate(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
-                lk_err *err);
-void lk_gen_result_free(lk_gen_result *r);
+/* One request of a batch. */
+typedef struct {
+    lk_gen_request q;
+    const lk_plan *plan;      /* NULL: dense cache */
+    int adopt;                /* -1, or the index of an earlier dense task with the same prompt whose
+                                 prefill this one takes (LeanK prefills densely: bitwise the same) */
+    const lk_gen_stream *out; /* may be NULL */
+    lk_gen_result r;          /* filled by lk_gen_run; lk_gen_result_free it */
+    /* private */
+    lk_seq *seq;
+    lk_tok_stream ts;
+    int active;
+} lk_gen_task;
 
-/* lk_generate in steps: prefill the prompt, then decode from it. Between the
- * two, lk_gen_adopt gives a masked generator the state of a dense one that
- * has just prefilled the same prompt: LeanK prefills densely, so this is
- * bitwise what its own prefill would give (runs of one prompt with several
- * masks then share one prefill). */
-int lk_gen_prefill(lk_generator *g, const lk_gen_request *q, lk_err *err);
-int lk_gen_adopt(lk_generator *g, const lk_generator *dense_src, const lk_gen_request *q, lk_err *err);
-int lk_gen_decode(lk_generator *g, const lk_gen_request *q, const lk_gen_stream *out, lk_gen_result *r,
-                  lk_err *err);
+void lk_generator_init(lk_generator *g, lk_engine *e, const lk_tokenizer *tok);
+
+/* Positions a request needs: the prompt plus max_tokens - 1, capped at the
+ * model's context (or the prompt, if longer); generation stops there as at
+ * max_tokens. */
+int lk_gen_positions(const lk_generator *g, const lk_gen_request *q);
+
+/* Runs n tasks together: every sequence is made first (so a batch that does
+ * not fit fails before any work), then the prompts are prefilled (or
+ * adopted) one by one, then all decode in lock step. */
+int lk_gen_run(const lk_generator *g, lk_gen_task *t, int n, lk_err *err);
+
+/* One request (lk_gen_run of one task). */
+int lk_generate(const lk_generator *g, const lk_gen_request *q, const lk_plan *plan, const lk_gen_stream *out,
+                lk_gen_result *r, lk_err *err);
+void lk_gen_result_free(lk_gen_result *r);
 
 #endif

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "plan.h"
 #include "safetensors.h"
 
 void lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value) {
@@ -409,12 +408,8 @@ static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) 
     if (lk_st_open(&st, path, err)) return err ? err->code : LK_EINPUT;
     int rc = 0;
     const char *fmt = lk_st_meta(st, "format");
-    if (fmt && !strcmp(fmt, "leank-plan")) { /* a decode plan carries its mask */
-        lk_plan p;
-        if (!(rc = lk_plan_load(&p, path, err))) {
-            lk_plan_mask(&p, m);
-            lk_plan_free(&p);
-        }
+    if (fmt && !strcmp(fmt, "leank-plan")) { /* plan.h depends on masks, not the other way */
+        rc = lk_seterr(err, LK_EINPUT, "%s: a decode plan, not a mask (lk_plan_load_mask reads both)", name);
         goto out;
     }
     if (fmt && strcmp(fmt, "leank-mask")) {

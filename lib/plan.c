@@ -270,3 +270,57 @@ out:
     lk_st_close(st);
     return rc;
 }
+
+/* 1 when path is a safetensors file whose format is leank-plan. */
+static int is_plan_file(const char *path) {
+    if (!strcmp(path, "-")) return 0;
+    lk_st *st;
+    lk_err e2 = {0};
+    if (lk_st_open(&st, path, &e2)) return 0;
+    const char *fmt = lk_st_meta(st, "format");
+    int yes = fmt && !strcmp(fmt, "leank-plan");
+    lk_st_close(st);
+    return yes;
+}
+
+int lk_plan_load_mask(lk_mask *m, const char *path, int head_dim, lk_err *err) {
+    if (!is_plan_file(path)) return lk_mask_load_dim(m, path, head_dim, err);
+    lk_plan p;
+    int rc = lk_plan_load(&p, path, err);
+    if (rc) return rc;
+    if (head_dim && p.head_dim != head_dim)
+        rc = lk_seterr(err, LK_EINPUT, "%s: plan for head_dim %d (expected %d)", path, p.head_dim, head_dim);
+    else
+        lk_plan_mask(&p, m);
+    lk_plan_free(&p);
+    return rc;
+}
+
+int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
+                 int recent, const char *dtype, int *overridden, lk_err *err) {
+    memset(p, 0, sizeof *p);
+    if (overridden) *overridden = 0;
+    if (is_plan_file(path)) {
+        int rc = lk_plan_load(p, path, err);
+        if (rc) return rc;
+        if (p->n_layers != c->n_layers || p->n_kv_heads != c->n_kv_heads || p->head_dim != c->head_dim) {
+            rc = lk_seterr(err, LK_EINPUT,
+                           "%s: plan for %d layers, %d kv heads, head_dim %d; %s has %d, %d, %d", path,
+                           p->n_layers, p->n_kv_heads, p->head_dim, model_name, c->n_layers, c->n_kv_heads,
+                           c->head_dim);
+            lk_plan_free(p);
+            return rc;
+        }
+        if (overridden) *overridden = (sink >= 0 && sink != p->sink) || (recent >= 0 && recent != p->recent);
+        if (sink >= 0) p->sink = sink;
+        if (recent >= 0) p->recent = recent;
+        return 0;
+    }
+    lk_mask m;
+    int rc = lk_mask_load_dim(&m, path, c->head_dim, err);
+    if (rc) return rc;
+    rc = lk_plan_build(p, &m, path, c, model_name, sink >= 0 ? sink : LK_PLAN_DEFAULT_SINK,
+                       recent >= 0 ? recent : LK_PLAN_DEFAULT_RECENT, 0, dtype, err);
+    lk_mask_free(&m);
+    return rc;
+}

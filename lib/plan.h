@@ -24,6 +24,10 @@
 
 #define LK_PLAN_VERSION 1
 
+/* Full-width windows when neither the file nor the command line gives them. */
+#define LK_PLAN_DEFAULT_SINK 128
+#define LK_PLAN_DEFAULT_RECENT 1024
+
 typedef struct {
     int n_layers, n_kv_heads, head_dim, n_heads;
     int sink, recent;  /* full-width windows */
@@ -74,5 +78,18 @@ void lk_plan_bytes_at(const lk_plan *p, long context, lk_plan_bytes *b);
  * the version and that every table is consistent with the widths. */
 int lk_plan_save(const lk_plan *p, const char *path, const char *const *extra, lk_err *err);
 int lk_plan_load(lk_plan *p, const char *path, lk_err *err);
+
+/* A mask from a mask file (lk_mask_load_dim) or from the mask a plan
+ * carries (leank-pack output): what leank-pack and leank-binarize accept. */
+int lk_plan_load_mask(lk_mask *m, const char *path, int head_dim, lk_err *err);
+
+/* The cache geometry for decoding from a file given as --mask or --plan:
+ * a plan (leank-pack) is loaded as it is; a mask (safetensors or TSV) gets
+ * a plan made in memory (dtype, context 0). Windows: sink/recent >= 0
+ * override the file's; -1 takes the plan's (a mask's: the defaults above).
+ * *overridden (may be NULL) is set when an override changed a plan's
+ * window. The plan's shape is checked against the model (c, model_name). */
+int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
+                 int recent, const char *dtype, int *overridden, lk_err *err);
 
 #endif

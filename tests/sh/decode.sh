@@ -68,8 +68,21 @@ p=$(jq -r '.cases[3].prompt' "$X")
 "$D" -m "$M" -p "$p" -n 100 -q --mask "$T/all.tsv" --sink 4 --recent 16 >"$T/all"
 cmp -s "$T/dense" "$T/all" && ok "all-channels mask = dense" || fail "all-channels mask differs from dense"
 "$D" -m "$M" -p "$p" -n 100 --mask "$T/half.tsv" --sink 4 --recent 16 >"$T/half" 2>"$T/err" &&
-    grep -q "dense" "$T/err" && ok "pruned decode: $(tail -n1 "$T/err" | sed 's/.*KV cache/KV cache/')" ||
+    grep -Eq "KV [0-9.]+ % of dense, [0-9.]+ % saved" "$T/err" && ok "pruned decode: $(grep -o 'KV .*' "$T/err" | head -n1)" ||
     fail "pruned decode: $(cat "$T/err")"
+# a plan carries its windows: packed with sink 4 + recent 16, decode uses them (not 128 + 1024) and
+# its KV bytes are leank-pack's for the same plan, dtype (f32 on the CPU) and length (13 + 99 = 112)
+"$B/leank-pack" -k "$T/half.tsv" -m "$M" --sink 4 --recent 16 --dtype f32 --context 112 -o "$T/plan.st" --json >"$T/pack.json"
+"$D" -m "$M" -p "$p" -n 100 --plan "$T/plan.st" --device cpu --json >"$T/pj" 2>"$T/err" || fail "--plan: $(cat "$T/err")"
+want=$(jq .at_context.kv_pruned "$T/pack.json")
+got=$(jq .kv_bytes "$T/pj")
+[ -n "$got" ] && [ "$got" = "$want" ] && ok "--plan KV bytes = leank-pack's ($got)" || fail "--plan KV bytes $got, pack says $want: $(cat "$T/pack.json")"
+cmp -s "$T/half" <(jq -j .text "$T/pj") && ok "--plan = --mask with the same windows" || fail "--plan text differs from --mask"
+"$D" -m "$M" -p "$p" -n 100 --plan "$T/plan.st" --sink 2 >/dev/null 2>"$T/err"
+grep -q "override the plan's windows: sink 2, recent 16" "$T/err" && ok "--sink over a plan is said" || fail "override not said: $(cat "$T/err")"
+"$D" -m "$M" -p "$p" -n 2 --mask "$T/half.tsv" >/dev/null 2>"$T/err"
+grep -q "exactly dense" "$T/err" && ok "short run within sink + recent is said to be dense" || fail "no dense note: $(cat "$T/err")"
+grep -q "KV 100.0 % of dense, 0.0 % saved" "$T/err" && ok "KV wording" || fail "KV wording: $(cat "$T/err")"
 
 # errors: one line, the right exit code, nothing on stdout
 expect_fail 2 "no model" -- "$D" -p hi

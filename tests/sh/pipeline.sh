@@ -11,8 +11,8 @@ done
 grep -q 'K kept:' "$T/log" || fail "no binarize report"
 grep -q 'KV cache at 400 tokens' "$T/log" || fail "no pack report"
 # the pruned decode used a smaller cache than the dense one
-grep -Eq 'KV cache [0-9]+ bytes \(dense [0-9]+, [0-9.]+%\)' "$T/log" || fail "no pruned cache figure"
-pct=$(sed -nE 's/.*KV cache [0-9]+ bytes \(dense [0-9]+, ([0-9.]+)%\).*/\1/p' "$T/log" | head -n1)
+grep -Eq 'KV [0-9.]+ % of dense, [0-9.]+ % saved' "$T/log" || fail "no pruned cache figure"
+pct=$(sed -nE 's/.*KV ([0-9.]+) % of dense, [0-9.]+ % saved.*/\1/p' "$T/log" | tail -n1)
 awk -v p="$pct" 'BEGIN { exit !(p > 0 && p < 100) }' || fail "pruned cache is $pct % of dense"
 # nothing temporary left behind
 ls "$T/demo" | grep -q '\.tmp\.' && fail "temporary files left"

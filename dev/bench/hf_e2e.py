@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""hf_e2e.py - the peer of `leank-bench e2e`: Hugging Face transformers (SDPA)
+generating on the same shapes, with random bf16 weights, on the GPU.
+
+Two variants, each timed after a warm-up run of the same shape:
+  eager   model.generate with the dynamic cache (transformers' default)
+  static  cache_implementation="static": generate compiles its decode step
+          with torch.compile; the second run is timed (after compilation)
+Per variant: prefill (generate with one new token), the whole generation,
+decode ms/step ((total - prefill) / (G - 1)), peak memory
+(torch.cuda.max_memory_allocated). One JSON object per variant on stdout
+and a table on stderr.
+
+  python3 dev/bench/hf_e2e.py --shape llama3.1-8b -b 52 -p 4096 -g 128 [--variants eager,static]
+"""
+import argparse
+import json
+import sys
+import time
+
+
+def config(shape):
+    from transformers import LlamaConfig, Qwen2Config
+    if shape == "llama3.1-8b":
+        return LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                           max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0,
+                                         "original_max_position_embeddings": 8192},
+                           tie_word_embeddings=False)
+    if shape == "qwen2.5-1.5b":
+        return Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
+                           num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                           max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                           tie_word_embeddings=True)
+    raise SystemExit(f"hf_e2e.py: unknown shape {shape!r}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shape", default="llama3.1-8b")
+    ap.add_argument("-b", "--batch", type=int, default=1)
+    ap.add_argument("-p", "--prompt-len", type=int, default=4096)
+    ap.add_argument("-g", "--gen", type=int, default=128)
+    ap.add_argument("--variants", default="eager,static")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    import torch
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(a.seed)
+    cfg = config(a.shape)
+    cfg._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16)
+    model = model.to_empty(device="cuda")
+    with torch.no_grad():  # random weights made on the device, as leank-bench --random does
+        for n, p in model.named_parameters():
+            if n.endswith("norm.weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+        model.model.rotary_emb.__init__(cfg, device="cuda")  # buffers lost by to_empty
+    model.eval()
+    ids = torch.randint(0, cfg.vocab_size, (a.batch, a.prompt_len), device="cuda")
+    mask = torch.ones_like(ids)
+    dev = torch.cuda.get_device_name()
+
+    def gen(n, **kw):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                                 do_sample=False, pad_token_id=0, **kw)
+        torch.cuda.synchronize()
+        assert out.shape[1] == a.prompt_len + n
+        return time.perf_counter() - t
+
+    rows = []
+    for v in a.variants.split(","):
+        kw = {} if v == "eager" else {"cache_implementation": "static"}
+        if v not in ("eager", "static"):
+            raise SystemExit(f"hf_e2e.py: unknown variant {v!r}")
+        gen(a.gen, **kw)  # warm-up (compilation for static)
+        torch.cuda.reset_peak_memory_stats()
+        prefill = gen(1, **kw)
+        total = gen(a.gen, **kw)
+        step = (total - prefill) / max(a.gen - 1, 1)
+        r = {"bench": "hf_e2e", "device": dev, "variant": v, "shape": a.shape, "batch": a.batch,
+             "prompt": a.prompt_len, "gen": a.gen, "prefill_s": prefill, "total_s": total,
+             "step_ms": 1e3 * step, "decode_tok_s": a.batch / step,
+             "peak_bytes": torch.cuda.max_memory_allocated(), "torch": torch.__version__}
+        import transformers
+        r["transformers"] = transformers.__version__
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    print(f"HF transformers (SDPA), {a.shape}, {dev}: batch {a.batch}, prompt {a.prompt_len}, gen {a.gen}",
+          file=sys.stderr)
+    for r in rows:
+        print(f"  {r['variant']:7s} total {r['total_s']:7.2f} s  prefill {r['prefill_s']:6.2f} s  "
+              f"step {r['step_ms']:7.2f} ms  peak {r['peak_bytes'] / 1e9:6.1f} GB", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

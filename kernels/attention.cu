@@ -1,0 +1,1399 @@
+/* attention.cu - the KV cache and attention kernels of the CUDA engine: decode
+ * attention over the paged LeanK cache (split-KV, LSE merge), the cache
+ * stores (prefill, append, gather) and causal flash prefill attention.
+ * Layout and the token-placement rule: kvcache.h. The CPU definition they
+ * match: lib/model.h (attention rule), lib/attention.c; each kernel's CPU twin
+ * is in tests/gpu/gpu_attention.c.
+ *
+ * Paths:
+ *   decode  bf16, head_dim 64/128: tensor cores (mma.sync m16n8k16), one block
+ *           per (split, kv head, sequence) so each K/V tile is read once for
+ *           the whole GQA group; warps stream 16-key tiles through their own
+ *           cp.async pipelines. Groups <= 8 heads: the transposed form
+ *           (decode_t_kernel, keys as MMA rows); 9..16: the group as the 16
+ *           MMA rows (decode_mma_kernel). Anything else (f32, other head_dim,
+ *           larger groups): a SIMT kernel, one block per (split, query head,
+ *           sequence). Splits merge by log-sum-exp in f32 (decode_merge_kernel).
+ *   prefill bf16, head_dim 64/128: flash attention on mma.sync (FA2-style);
+ *           otherwise a SIMT kernel (one warp per query row).
+ * Measurements and the versions behind these choices: NOTES-attention.md. */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "kvcache.h"
+
+typedef __nv_bfloat16 bf16;
+
+/* Return the error of a CUDA call or of the last launch. */
+#define CU_TRY(call)                                                                               \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return (int)e_;                                                     \
+    } while (0)
+#define CU_LAUNCHED() CU_TRY(cudaGetLastError())
+
+#define LOG2E 1.4426950408889634f
+#define MAX_SPLITS 32   /* split-KV partials per (sequence, head) at most */
+#define MIN_SPLIT_KEYS 256
+
+/* ------------------------------------------------------------ element I/O */
+
+__device__ __forceinline__ float ldf(const float *p) { return *p; }
+__device__ __forceinline__ float ldf(const bf16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void stf(float *p, float v) { *p = v; }
+__device__ __forceinline__ void stf(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+/* --------------------------------------------------------- cache addresses */
+
+/* One (sequence, layer, kv head)'s view of the pool (kvcache.h's layout). */
+struct Cache {
+    char *pool;
+    size_t bb;          /* block bytes */
+    const int *fullp;   /* this sequence's full pages */
+    const int *midp;    /* this sequence's middle pages */
+    int hd, F, P, sink, recent, w;
+    int64_t fk, fv;     /* element offset of this head's K / V block in a full page */
+    int64_t mk, mv;     /* element offset of this head's K / V block in a middle page */
+    const int *chan;    /* kept channels (hd), ascending */
+};
+
+__device__ __forceinline__ Cache cache_of(const lk_kv_plan_dev &pl, const lk_kv_batch_dev &kv,
+                                          int layer, int b, int g) {
+    Cache c;
+    int L = pl.n_layers, G = pl.n_kv_heads, hd = pl.head_dim, lg = layer * G + g;
+    c.pool = (char *)kv.pool;
+    c.bb = kv.block_bytes;
+    c.fullp = kv.full_pages + (size_t)b * kv.full_stride;
+    c.midp = kv.mid_pages + (size_t)b * kv.mid_stride;
+    c.hd = hd;
+    c.F = pl.full_tokens;
+    c.P = pl.mid_tokens;
+    c.sink = pl.sink;
+    c.recent = pl.recent;
+    c.w = pl.width[lg];
+    c.fk = (int64_t)lg * c.F * hd;
+    c.fv = (int64_t)L * G * c.F * hd + c.fk;
+    c.mk = (int64_t)c.P * (pl.k_off[layer] + pl.k_col[lg]);
+    c.mv = c.w > 0 ? (int64_t)c.P * (pl.k_off[L] + pl.v_off[layer] + pl.v_col[lg]) : 0;
+    c.chan = pl.chan + (size_t)lg * hd;
+    return c;
+}
+/* full slot of a full position j (j < sink, or the recent ring) */
+__device__ __forceinline__ int full_slot(const Cache &c, int j) {
+    return j < c.sink ? j : c.sink + j % c.recent;
+}
+template <typename T> __device__ __forceinline__ T *full_k(const Cache &c, int slot) {
+    return (T *)(c.pool + (size_t)c.fullp[slot / c.F] * c.bb) + c.fk + (int64_t)(slot % c.F) * c.hd;
+}
+template <typename T> __device__ __forceinline__ T *full_v(const Cache &c, int slot) {
+    return (T *)(c.pool + (size_t)c.fullp[slot / c.F] * c.bb) + c.fv + (int64_t)(slot % c.F) * c.hd;
+}
+/* middle row r = j - sink */
+template <typename T> __device__ __forceinline__ T *mid_k(const Cache &c, int r) {
+    return (T *)(c.pool + (size_t)c.midp[r / c.P] * c.bb) + c.mk + (int64_t)(r % c.P) * c.w;
+}
+template <typename T> __device__ __forceinline__ T *mid_v(const Cache &c, int r) {
+    return (T *)(c.pool + (size_t)c.midp[r / c.P] * c.bb) + c.mv + (int64_t)(r % c.P) * c.hd;
+}
+
+/* The key ranges of a query at p = len - 1 (append-before-attend):
+ * [0, ns) sink slots, [sink, rs) middle rows, [rs, len) ring slots. */
+__device__ __forceinline__ void key_ranges(const Cache &c, int len, int *ns, int *rs) {
+    *ns = min(len, c.sink);
+    int r = max(c.sink, len - c.recent);
+    *rs = min(r, len);
+}
+
+/* --------------------------------------------------------------- the store */
+
+/* Position j of a sequence holding len tokens goes to its full slot or its
+ * middle row (kvcache.h's rule); one block per (position, kv head). */
+template <typename T>
+__device__ void store_row(const Cache &c, int j, int len, const T *k, const T *v) {
+    int hd = c.hd;
+    bool full = j < c.sink || (c.recent > 0 && j >= max(c.sink, len - c.recent));
+    if (full) {
+        int slot = full_slot(c, j);
+        T *kd = full_k<T>(c, slot), *vd = full_v<T>(c, slot);
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            kd[d] = k[d];
+            vd[d] = v[d];
+        }
+    } else if (c.w > 0) {
+        T *kd = mid_k<T>(c, j - c.sink), *vd = mid_v<T>(c, j - c.sink);
+        for (int i = threadIdx.x; i < c.w; i += blockDim.x) kd[i] = k[c.chan[i]];
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) vd[d] = v[d];
+    }
+}
+
+template <typename T>
+__global__ void kv_prefill_kernel(const T *k,  // (n, G, hd)
+                                  const T *v,  // (n, G, hd)
+                                  lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int n) {
+    int j = blockIdx.x, g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim;
+    Cache c = cache_of(pl, kv, layer, 0, g);
+    size_t o = ((size_t)j * G + g) * hd;
+    store_row(c, j, n, k + o, v + o);
+}
+
+/* Decode append: one block per (sequence, kv head). The ring slot the new
+ * token takes held position p - recent; that one moves to its middle row
+ * first (read, barrier, then overwrite). */
+template <typename T>
+__global__ void kv_append_kernel(const T *k,  // (B, G, hd)
+                                 const T *v,  // (B, G, hd)
+                                 lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer) {
+    int b = blockIdx.x, g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim;
+    Cache c = cache_of(pl, kv, layer, b, g);
+    int len = kv.seq_len[b], p = len - 1;
+    size_t o = ((size_t)b * G + g) * hd;
+    if (p >= c.sink && c.recent > 0) {
+        int old = p - c.recent;
+        if (old >= c.sink && c.w > 0) {
+            int slot = full_slot(c, p); /* == full_slot(c, old) */
+            const T *ks = full_k<T>(c, slot), *vs = full_v<T>(c, slot);
+            T *kd = mid_k<T>(c, old - c.sink), *vd = mid_v<T>(c, old - c.sink);
+            for (int i = threadIdx.x; i < c.w; i += blockDim.x) kd[i] = ks[c.chan[i]];
+            for (int d = threadIdx.x; d < hd; d += blockDim.x) vd[d] = vs[d];
+        }
+        __syncthreads();
+    }
+    store_row(c, p, len, k + o, v + o);
+}
+
+/* Dense-sequence gather: positions 0 .. n-1 back to (n, G, hd) rows. Middle
+ * rows scatter their kept channels (all of them in a dense plan). */
+template <typename T>
+__global__ void kv_gather_kernel(T *k,  // (n, G, hd)
+                                 T *v,  // (n, G, hd)
+                                 lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int n) {
+    int j = blockIdx.x, g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim;
+    Cache c = cache_of(pl, kv, layer, 0, g);
+    T *kd = k + ((size_t)j * G + g) * hd, *vd = v + ((size_t)j * G + g) * hd;
+    bool full = j < c.sink || (c.recent > 0 && j >= max(c.sink, n - c.recent));
+    if (full) {
+        int slot = full_slot(c, j);
+        const T *ks = full_k<T>(c, slot), *vs = full_v<T>(c, slot);
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            kd[d] = ks[d];
+            vd[d] = vs[d];
+        }
+    } else {
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            kd[d] = (T)0.0f;
+            vd[d] = (T)0.0f;
+        }
+        if (c.w == 0) return;
+        __syncthreads();
+        const T *ks = mid_k<T>(c, j - c.sink), *vs = mid_v<T>(c, j - c.sink);
+        for (int i = threadIdx.x; i < c.w; i += blockDim.x) kd[c.chan[i]] = ks[i];
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) vd[d] = vs[d];
+    }
+}
+
+/* ------------------------------------------------------ PTX: async + MMA */
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+/* 16-byte global -> shared copy; src_bytes < 16 zero-fills the rest. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+/* D (16x8 f32) += A (16x16 bf16, row) * B (16x8 bf16, col) */
+__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+/* ------------------------------------------------- decode: split-KV rules */
+
+static int g_num_sms;
+static int num_sms(void) {
+    if (!g_num_sms) {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0)
+            n = 132;
+        g_num_sms = n;
+    }
+    return g_num_sms;
+}
+static int max_splits(int max_len) {
+    int s = (max_len + MIN_SPLIT_KEYS - 1) / MIN_SPLIT_KEYS;
+    return s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
+}
+/* Splits: enough blocks for ~8 per SM over the batch, and at most 8192 keys
+ * a split (a LeanK layer's blocks differ in work by head width: smaller
+ * pieces balance them). */
+static int n_splits(int units, int max_len) {
+    int s = (8 * num_sms() + units - 1) / units;
+    int by_len = (max_len + 8191) / 8192;
+    if (s < by_len) s = by_len;
+    int m = max_splits(max_len);
+    return s > m ? m : s < 1 ? 1 : s;
+}
+
+extern "C" size_t lk_cuda_decode_workspace(int B, int n_heads, int head_dim, int max_len) {
+    return (size_t)B * n_heads * max_splits(max_len) * (head_dim + 1) * sizeof(float);
+}
+
+/* Partials of split s: ws_o (B, H, S, hd) f32 normalised outputs, ws_lse
+ * (B, H, S) log2-sum-exp2 of the scaled logits (-inf: no key). */
+template <typename T>
+__global__ void decode_merge_kernel(T *out,              // (B, H, hd)
+                                    const float *ws_o,   // (B, H, S, hd)
+                                    const float *ws_lse, // (B, H, S)
+                                    int H, int S, int hd) {
+    int h = blockIdx.x, b = blockIdx.y;
+    size_t bh = (size_t)b * H + h;
+    const float *lse = ws_lse + bh * S;
+    float M = -INFINITY;
+    for (int s = 0; s < S; s++) M = fmaxf(M, lse[s]);
+    float L = 0.0f;
+    for (int s = 0; s < S; s++) L += lse[s] == -INFINITY ? 0.0f : exp2f(lse[s] - M);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < S; s++)
+            if (lse[s] != -INFINITY) o += exp2f(lse[s] - M) * ws_o[(bh * S + s) * hd + d];
+        stf(out + bh * hd + d, L > 0.0f ? o / L : 0.0f);
+    }
+}
+
+/* Write one (sequence, head)'s result of split s: the final output when
+ * there is one split, else the partial and its LSE. */
+template <typename T>
+__device__ __forceinline__ void put_result(T *out, float *ws, int B, int H, int S, int b, int h,
+                                           int s, int hd, int d, float o, float lse) {
+    size_t bh = (size_t)b * H + h;
+    if (S == 1) {
+        stf(out + bh * hd + d, o);
+    } else {
+        ws[(bh * S + s) * hd + d] = o;
+        if (d == 0) ws[(size_t)B * H * S * hd + bh * S + s] = lse;
+    }
+}
+
+/* ------------------------------------------------ decode: the SIMT kernel */
+
+/* One block (4 warps) per (split, query head, sequence); warps take keys in
+ * turn, lanes split the channels; per-warp online softmax, then a merge of
+ * the 4 warps. Any dtype and head_dim <= 256. */
+#define SIMT_WARPS 4
+template <typename T>
+__global__ void __launch_bounds__(SIMT_WARPS * 32)
+    decode_simt_kernel(const T *q,   // (B, H, hd)
+                       T *out,       // (B, H, hd)
+                       float *ws,    // partials (S > 1)
+                       lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, int S,
+                       int chunk, float scale_log2) {
+    int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int G = pl.n_kv_heads, hd = pl.head_dim, g = h / (H / G);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    Cache c = cache_of(pl, kv, layer, b, g);
+    int len = kv.seq_len[b], ns, rs;
+    key_ranges(c, len, &ns, &rs);
+    extern __shared__ float sm[];
+    float *qs = sm, *qk = sm + hd;               /* q, q over the kept channels */
+    float *wm = qk + hd, *wl = wm + SIMT_WARPS;  /* per warp max, sum */
+    float *wo = wl + SIMT_WARPS;                 /* per warp (hd) output */
+    const T *qh = q + ((size_t)b * H + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        qs[d] = ldf(qh + d);
+        qk[d] = d < c.w ? ldf(qh + c.chan[d]) : 0.0f;
+    }
+    __syncthreads();
+    float m = -INFINITY, l = 0.0f, o[8];
+#pragma unroll
+    for (int t = 0; t < 8; t++) o[t] = 0.0f;
+    int j0 = s * chunk, j1 = min(len, j0 + chunk);
+    for (int j = j0 + warp; j < j1; j += SIMT_WARPS) {
+        const T *kr, *vr;
+        const float *qq = qs;
+        int n = hd;
+        if (j < ns || j >= rs) {
+            int slot = full_slot(c, j);
+            kr = full_k<T>(c, slot);
+            vr = full_v<T>(c, slot);
+        } else {
+            if (c.w == 0) continue; /* middle keys of a width-0 head take no part */
+            kr = mid_k<T>(c, j - c.sink);
+            vr = mid_v<T>(c, j - c.sink);
+            qq = qk;
+            n = c.w;
+        }
+        float x = 0.0f;
+        for (int i = lane; i < n; i += 32) x += qq[i] * ldf(kr + i);
+#pragma unroll
+        for (int off = 16; off; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+        x *= scale_log2;
+        float mn = fmaxf(m, x), cr = exp2f(m - mn), p = exp2f(x - mn);
+        l = l * cr + p;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+            if (lane + 32 * t < hd) o[t] = o[t] * cr + p * ldf(vr + lane + 32 * t);
+        m = mn;
+    }
+    if (lane == 0) {
+        wm[warp] = m;
+        wl[warp] = l;
+    }
+#pragma unroll
+    for (int t = 0; t < 8; t++)
+        if (lane + 32 * t < hd) wo[warp * hd + lane + 32 * t] = o[t];
+    __syncthreads();
+    float M = -INFINITY;
+    for (int w = 0; w < SIMT_WARPS; w++) M = fmaxf(M, wm[w]);
+    float L = 0.0f;
+    for (int w = 0; w < SIMT_WARPS; w++) L += wm[w] == -INFINITY ? 0.0f : wl[w] * exp2f(wm[w] - M);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int w = 0; w < SIMT_WARPS; w++)
+            if (wm[w] != -INFINITY) acc += wo[w * hd + d] * exp2f(wm[w] - M);
+        put_result(out, ws, B, H, S, b, h, s, hd, d, L > 0.0f ? acc / L : 0.0f,
+                   L > 0.0f ? M + log2f(L) : -INFINITY);
+    }
+}
+
+/* -------------------------------------------- decode: the tensor-core kernel */
+
+/* One block per (split, kv head, sequence), DW warps. The split's keys fall
+ * in up to three ranges (sink slots, middle rows, ring slots); each range is
+ * cut into tiles of 16 keys and warp w takes tiles w, w + DW, ... through its
+ * own DS-stage cp.async pipeline (no block barrier in the loop). Per tile:
+ * S (16 query rows: the group's heads, zero-padded, x 16 keys) = Q K^T over
+ * the full channels (sink, ring) or the kept ones (middle: the query gathered
+ * to the plan's channel list, zero-padded to a multiple of 16), online
+ * softmax in f32 (log2 domain), O += P V. The warps' states merge at the end.
+ * Copies: lane r < 16 finds row r's page one tile ahead (the page-table load
+ * is off the critical path), the row addresses go round by shuffles, and each
+ * copy instruction moves whole rows (512 contiguous bytes of a page). */
+template <int HD, int DW, int DS_> struct DecodeCfg {
+    static constexpr int RS = HD + 8;      /* smem row stride (elements): 16 B pad, no ldmatrix conflicts */
+    static constexpr int DS = DS_;          /* pipeline stages a warp */
+    static constexpr int TILE = 16 * RS;   /* one K or V tile (elements) */
+    static constexpr size_t SMEM = (size_t)(2 * TILE + DW * DS * 2 * TILE) * sizeof(bf16);
+};
+
+/* Copy 8 elements (16 B) of a row into shared memory: cp.async when the
+ * source is 16-byte aligned and whole, else element by element (an odd
+ * width); n = elements present (0..8), the rest zero. */
+__device__ __forceinline__ void load8(bf16 *dst, const bf16 *src, int n) {
+    if (n == 8 && ((uintptr_t)src & 15) == 0) {
+        cp_async16(dst, src, 16);
+    } else if (n <= 0) {
+        *(uint4 *)dst = make_uint4(0, 0, 0, 0);
+    } else {
+        for (int i = 0; i < 8; i++) dst[i] = i < n ? src[i] : __float2bfloat16(0.0f);
+    }
+}
+
+struct Tile {
+    int mid, p0, cnt; /* middle range?, first position, keys (1..16) */
+};
+struct RowRef {
+    int pid, rip; /* page id (-1: no row), row in the page */
+};
+
+template <int HD, int DW, int DS_>
+__global__ void __launch_bounds__(DW * 32, 1)
+    decode_mma_kernel(const bf16 *q,   // (B, H, HD)
+                      bf16 *out,       // (B, H, HD)
+                      float *ws,       // partials (S > 1)
+                      lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, int S,
+                      int chunk, float scale_log2) {
+    typedef DecodeCfg<HD, DW, DS_> C;
+    constexpr int RS = C::RS, KC = HD / 16, DS = C::DS;
+    int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+    int grp = H / pl.n_kv_heads;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16 *qs = (bf16 *)smraw;        /* [16][RS] the group's query rows */
+    bf16 *qgs = qs + C::TILE;        /* [16][RS] the same over the kept channels */
+    bf16 *wt = qgs + C::TILE + (size_t)warp * DS * 2 * C::TILE; /* this warp's stages: K, V */
+    Cache c = cache_of(pl, kv, layer, b, g);
+    int w = c.w, wpad = (w + 15) & ~15, len = kv.seq_len[b], ns, rs;
+    key_ranges(c, len, &ns, &rs);
+
+    const bf16 *qb = q + ((size_t)b * H + (size_t)g * grp) * HD;
+    for (int i = threadIdx.x; i < 16 * HD; i += DW * 32) {
+        int r = i / HD, d = i % HD;
+        bool ok = r < grp;
+        qs[r * RS + d] = ok ? qb[r * HD + d] : __float2bfloat16(0.0f);
+        qgs[r * RS + d] = ok && d < w ? qb[r * HD + c.chan[d]] : __float2bfloat16(0.0f);
+    }
+    __syncthreads();
+    uint32_t qa[KC][4], qga[KC][4];
+#pragma unroll
+    for (int kc = 0; kc < KC; kc++) {
+        int off = (lane & 15) * RS + kc * 16 + (lane >> 4) * 8;
+        ldsm_x4(qa[kc], qs + off);
+        ldsm_x4(qga[kc], qgs + off);
+    }
+
+    /* this split's tiles: sink [a0, a1), middle [m0, m1), ring [r0, r1) */
+    int j0 = s * chunk, j1 = min(len, j0 + chunk);
+    int a0 = j0, a1 = min(j1, ns);
+    int m0 = max(j0, c.sink), m1 = w > 0 ? min(j1, rs) : m0;
+    int r0 = max(j0, rs), r1 = j1;
+    int ta = a1 > a0 ? (a1 - a0 + 15) / 16 : 0;
+    int tm = m1 > m0 ? (m1 - m0 + 15) / 16 : 0;
+    int tr = r1 > r0 ? (r1 - r0 + 15) / 16 : 0;
+    int T = ta + tm + tr;
+    int nk = T > warp ? (T - warp + DW - 1) / DW : 0;
+    auto tile_at = [&](int t) {
+        Tile x;
+        if (t < ta) {
+            x.mid = 0, x.p0 = a0 + 16 * t, x.cnt = min(16, a1 - x.p0);
+        } else if (t < ta + tm) {
+            x.mid = 1, x.p0 = m0 + 16 * (t - ta), x.cnt = min(16, m1 - x.p0);
+        } else {
+            x.mid = 0, x.p0 = r0 + 16 * (t - ta - tm), x.cnt = min(16, r1 - x.p0);
+        }
+        return x;
+    };
+    /* row (lane % 16) of this warp's k-th tile: its page (a global load) */
+    auto row_ref = [&](int k) {
+        RowRef rr;
+        rr.pid = -1, rr.rip = 0;
+        if (k < nk) {
+            Tile x = tile_at(warp + k * DW);
+            int r = lane & 15;
+            if (r < x.cnt) {
+                int j = x.p0 + r;
+                if (x.mid) {
+                    int m = j - c.sink;
+                    rr.pid = c.midp[m / c.P], rr.rip = m % c.P;
+                } else {
+                    int slot = full_slot(c, j);
+                    rr.pid = c.fullp[slot / c.F], rr.rip = slot % c.F;
+                }
+            }
+        }
+        return rr;
+    };
+    auto load_tile = [&](int k, int stage, RowRef rr) {
+        Tile x = tile_at(warp + k * DW);
+        bf16 *ks = wt + (size_t)stage * 2 * C::TILE, *vs = ks + C::TILE;
+        const bf16 *kr = nullptr, *vr = nullptr;
+        if (rr.pid >= 0) {
+            const bf16 *pg = (const bf16 *)(c.pool + (size_t)rr.pid * c.bb);
+            kr = x.mid ? pg + c.mk + (int64_t)rr.rip * w : pg + c.fk + (int64_t)rr.rip * HD;
+            vr = pg + (x.mid ? c.mv : c.fv) + (int64_t)rr.rip * HD;
+        }
+        int kw = x.mid ? w : HD, cpr = (x.mid ? wpad : HD) / 8; /* 16 B chunks a K row */
+        for (int i = lane; i < 16 * cpr; i += 32) {
+            int r = i / cpr, ch = i - r * cpr;
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
+            load8(ks + r * RS + ch * 8, src + ch * 8, src ? min(8, kw - ch * 8) : 0);
+        }
+#pragma unroll
+        for (int i = lane; i < 16 * HD / 8; i += 32) {
+            int r = i / (HD / 8), ch = i % (HD / 8);
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
+            load8(vs + r * RS + ch * 8, src + ch * 8, src ? 8 : 0);
+        }
+    };
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[HD / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+
+#pragma unroll
+    for (int t = 0; t < DS - 1; t++) {
+        load_tile(t, t, row_ref(t));
+        cp_async_commit();
+    }
+    RowRef next = row_ref(DS - 1);
+    for (int t = 0; t < nk; t++) {
+        if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS, next);
+        cp_async_commit();
+        next = row_ref(t + DS); /* used next iteration: the load overlaps this tile */
+        cp_async_wait<DS - 1>();
+        __syncwarp();
+        Tile x = tile_at(warp + t * DW);
+        const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
+        /* two accumulator chains a key group (even / odd channel blocks) */
+        float sc[2][4], sd[2][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) sc[0][i] = sc[1][i] = sd[0][i] = sd[1][i] = 0.0f;
+        int krow = (lane & 7) + (lane >> 4) * 8, kcol = ((lane >> 3) & 1) * 8;
+        if (x.mid) {
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++)
+                if (kc * 16 < wpad) {
+                    uint32_t bk[4];
+                    ldsm_x4(bk, ks + krow * RS + kc * 16 + kcol);
+                    mma_bf16(kc & 1 ? sd[0] : sc[0], qga[kc], bk[0], bk[1]);
+                    mma_bf16(kc & 1 ? sd[1] : sc[1], qga[kc], bk[2], bk[3]);
+                }
+        } else {
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++) {
+                uint32_t bk[4];
+                ldsm_x4(bk, ks + krow * RS + kc * 16 + kcol);
+                mma_bf16(kc & 1 ? sd[0] : sc[0], qa[kc], bk[0], bk[1]);
+                mma_bf16(kc & 1 ? sd[1] : sc[1], qa[kc], bk[2], bk[3]);
+            }
+        }
+        /* rows g = lane / 4 (i = 0, 1) and g + 8 (i = 2, 3); key 8 nt + 2 (lane % 4) + i % 2 */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int key = nt * 8 + 2 * (lane & 3) + (i & 1);
+                float v = key < x.cnt ? (sc[nt][i] + sd[nt][i]) * scale_log2 : -INFINITY;
+                sc[nt][i] = v;
+                mx[i >> 1] = fmaxf(mx[i >> 1], v);
+            }
+        float cr[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r]);
+            cr[r] = exp2f(m[r] - mn);
+            m[r] = mn;
+            l[r] *= cr[r];
+        }
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float p = exp2f(sc[nt][i] - m[i >> 1]);
+                sc[nt][i] = p;
+                l[i >> 1] += p;
+            }
+        uint32_t pa[4] = {pack_bf16(sc[0][0], sc[0][1]), pack_bf16(sc[0][2], sc[0][3]),
+                          pack_bf16(sc[1][0], sc[1][1]), pack_bf16(sc[1][2], sc[1][3])};
+        int vrow = (lane & 7) + ((lane >> 3) & 1) * 8, vcol = (lane >> 4) * 8;
+#pragma unroll
+        for (int dn = 0; dn < HD / 16; dn++) {
+            uint32_t bv[4];
+            ldsm_x4_t(bv, vs + vrow * RS + dn * 16 + vcol);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                o[2 * dn][i] *= cr[i >> 1];
+                o[2 * dn + 1][i] *= cr[i >> 1];
+            }
+            mma_bf16(o[2 * dn], pa, bv[0], bv[1]);
+            mma_bf16(o[2 * dn + 1], pa, bv[2], bv[3]);
+        }
+        __syncwarp();
+    }
+    cp_async_wait<0>();
+    __syncwarp();
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    /* the warps' states through shared memory (this warp's own stages) */
+    float *wo = (float *)wt;                 /* [16][HD] */
+    float *wml = wo + 16 * HD;               /* [16] max, [16] sum */
+    int gr = lane >> 2;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) {
+        int col = nt * 8 + 2 * (lane & 3);
+        wo[gr * HD + col] = o[nt][0];
+        wo[gr * HD + col + 1] = o[nt][1];
+        wo[(gr + 8) * HD + col] = o[nt][2];
+        wo[(gr + 8) * HD + col + 1] = o[nt][3];
+    }
+    if ((lane & 3) == 0) {
+        wml[gr] = m[0];
+        wml[gr + 8] = m[1];
+        wml[16 + gr] = l[0];
+        wml[16 + gr + 8] = l[1];
+    }
+    __syncthreads();
+    const size_t wstride = (size_t)DS * 2 * C::TILE * sizeof(bf16) / sizeof(float);
+    const float *base = (const float *)(qgs + C::TILE);
+    for (int i = threadIdx.x; i < grp * HD; i += DW * 32) {
+        int r = i / HD, d = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int v = 0; v < DW; v++) M = fmaxf(M, base[v * wstride + 16 * HD + r]);
+        float L = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int v = 0; v < DW; v++) {
+            const float *bw = base + v * wstride;
+            float mv = bw[16 * HD + r];
+            if (mv == -INFINITY) continue;
+            float f = exp2f(mv - M);
+            L += bw[16 * HD + 16 + r] * f;
+            acc += bw[r * HD + d] * f;
+        }
+        put_result(out, ws, B, H, S, b, g * grp + r, s, HD, d, L > 0.0f ? acc / L : 0.0f,
+                   L > 0.0f ? M + log2f(L) : -INFINITY);
+    }
+}
+
+/* The transposed form, for GQA groups of up to 8 query heads (Llama, Qwen,
+ * Mistral): S^T (16 keys x 8 heads) = K Q^T, so the keys are the MMA rows and
+ * no row is padding; P^T goes to the B operand of O^T (hd x 8 heads) += V^T P^T
+ * through movmatrix (an in-register 8x8 transpose). Half the MMAs of the
+ * 16-row form and half its accumulator registers. Tiles, pipeline and merge
+ * as in decode_mma_kernel; a tile whose rows are consecutive in one page
+ * (almost all) is copied as one contiguous range, 512 B an instruction,
+ * with no per-row address work. */
+__device__ __forceinline__ uint32_t movt(uint32_t x) {
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
+/* The bulk copy engine (sm_90): one instruction copies a whole row into
+ * shared memory and completes on an mbarrier that counts the bytes. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define SM90_ONLY(...) __trap()
+#else
+#define SM90_ONLY(...) asm volatile(__VA_ARGS__)
+#endif
+__device__ __forceinline__ void mbar_init(uint64_t *bar) {
+    SM90_ONLY("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, uint32_t bytes) {
+    SM90_ONLY("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    SM90_ONLY("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
+    SM90_ONLY("{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra W;\n}\n" ::"r"(
+                  smem_u32(bar)), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void fence_async_smem() { SM90_ONLY("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_mbar_init() { SM90_ONLY("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    SM90_ONLY("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                  smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
+}
+
+template <int HD, int DW, int DS_, int MINB, bool TMA>
+__global__ void __launch_bounds__(DW * 32, MINB)
+    decode_t_kernel(const bf16 *q,   // (B, H, HD)
+                    bf16 *out,       // (B, H, HD)
+                    float *ws,       // partials (S > 1)
+                    lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, int S,
+                    int chunk, float scale_log2) {
+    typedef DecodeCfg<HD, DW, DS_> C;
+    constexpr int RS = C::RS, KC = HD / 16, DS = C::DS;
+    int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+    int grp = H / pl.n_kv_heads;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2, tq = lane & 3;
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16 *wt = (bf16 *)smraw + (size_t)warp * DS * 2 * C::TILE; /* this warp's stages: K, V */
+    uint64_t *bars = (uint64_t *)(smraw + (size_t)DW * DS * 2 * C::TILE * sizeof(bf16)) + warp * DS;
+    Cache c = cache_of(pl, kv, layer, b, g);
+    int w = c.w, wpad = (w + 15) & ~15, len = kv.seq_len[b], ns, rs;
+    key_ranges(c, len, &ns, &rs);
+    if constexpr (TMA) {
+        /* bulk copies write only the rows present: the rest of a stage must hold
+         * finite values (zero here, earlier rows later) under zero weights */
+        if (lane < DS) mbar_init(bars + lane);
+        for (int i = lane; i < DS * 2 * C::TILE / 8; i += 32) ((uint4 *)wt)[i] = make_uint4(0, 0, 0, 0);
+        fence_mbar_init();
+        fence_async_smem();
+        __syncwarp();
+    }
+
+    int j0 = s * chunk, j1 = min(len, j0 + chunk);
+    int a0 = j0, a1 = min(j1, ns);
+    int m0 = max(j0, c.sink), m1 = w > 0 ? min(j1, rs) : m0;
+    int r0 = max(j0, rs), r1 = j1;
+    int ta = a1 > a0 ? (a1 - a0 + 15) / 16 : 0;
+    int tm = m1 > m0 ? (m1 - m0 + 15) / 16 : 0;
+    int tr = r1 > r0 ? (r1 - r0 + 15) / 16 : 0;
+    int T = ta + tm + tr;
+    int nk = T > warp ? (T - warp + DW - 1) / DW : 0;
+    const uint32_t mid_magic = ((1u << 20) + wpad / 8 - 1) / (wpad / 8 > 0 ? wpad / 8 : 1);
+    auto tile_at = [&](int t) {
+        Tile x;
+        if (t < ta) {
+            x.mid = 0, x.p0 = a0 + 16 * t, x.cnt = min(16, a1 - x.p0);
+        } else if (t < ta + tm) {
+            x.mid = 1, x.p0 = m0 + 16 * (t - ta), x.cnt = min(16, m1 - x.p0);
+        } else {
+            x.mid = 0, x.p0 = r0 + 16 * (t - ta - tm), x.cnt = min(16, r1 - x.p0);
+        }
+        return x;
+    };
+    auto row_ref = [&](int k) {
+        RowRef rr;
+        rr.pid = -1, rr.rip = 0;
+        if (k < nk) {
+            Tile x = tile_at(warp + k * DW);
+            int r = lane & 15;
+            if (r < x.cnt) {
+                int j = x.p0 + r;
+                if (x.mid) {
+                    int m = j - c.sink;
+                    rr.pid = c.midp[m / c.P], rr.rip = m % c.P;
+                } else {
+                    int slot = full_slot(c, j);
+                    rr.pid = c.fullp[slot / c.F], rr.rip = slot % c.F;
+                }
+            }
+        }
+        return rr;
+    };
+    auto load_tile = [&](int k, int stage, RowRef rr) {
+        Tile x = tile_at(warp + k * DW);
+        bf16 *ks = wt + (size_t)stage * 2 * C::TILE, *vs = ks + C::TILE;
+        const bf16 *kr = nullptr, *vr = nullptr;
+        if (rr.pid >= 0) {
+            const bf16 *pg = (const bf16 *)(c.pool + (size_t)rr.pid * c.bb);
+            kr = x.mid ? pg + c.mk + (int64_t)rr.rip * w : pg + c.fk + (int64_t)rr.rip * HD;
+            vr = pg + (x.mid ? c.mv : c.fv) + (int64_t)rr.rip * HD;
+        }
+        int kw = x.mid ? w : HD, cpr = (x.mid ? wpad : HD) / 8; /* 16 B chunks a K row */
+        if constexpr (TMA) {
+            /* lanes 0-15 copy K row lane, lanes 16-31 V row lane - 16 */
+            if (k >= nk) return;
+            uint64_t *bar = bars + stage;
+            const bf16 *src = lane < 16 ? kr : vr;
+            uint32_t bytes = lane < 16 ? kw * 2 : HD * 2;
+            bool aligned = __all_sync(0xffffffffu, !src || ((((uintptr_t)src) & 15) == 0 && (bytes & 15) == 0));
+            __syncwarp();
+            fence_async_smem(); /* this stage's last reads (ldmatrix) before the copy engine's writes */
+            if (aligned) {
+                if (lane == 0) mbar_expect_tx(bar, (uint32_t)x.cnt * (kw + HD) * 2);
+                __syncwarp();
+                if (src) bulk_copy((lane < 16 ? ks : vs) + (lane & 15) * RS, src, bytes, bar);
+                return;
+            }
+            for (int i = lane; i < 16 * cpr; i += 32) { /* an odd width or page offset */
+                int r = i / cpr, ch = i - r * cpr;
+                const bf16 *sr = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
+                load8(ks + r * RS + ch * 8, sr + ch * 8, sr ? min(8, kw - ch * 8) : 0);
+            }
+            for (int i = lane; i < 16 * HD / 8; i += 32) {
+                int r = i / (HD / 8), ch = i % (HD / 8);
+                const bf16 *sr = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
+                load8(vs + r * RS + ch * 8, sr + ch * 8, sr ? 8 : 0);
+            }
+            cp_async_wait<0>();
+            __syncwarp();
+            if (lane == 0) mbar_arrive(bar);
+            return;
+        }
+        /* one page, consecutive rows, aligned: the tile is two contiguous ranges */
+        int pid0 = __shfl_sync(0xffffffffu, rr.pid, 0), pidl = __shfl_sync(0xffffffffu, rr.pid, x.cnt - 1);
+        int rip0 = __shfl_sync(0xffffffffu, rr.rip, 0), ripl = __shfl_sync(0xffffffffu, rr.rip, x.cnt - 1);
+        const bf16 *kb = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, 0);
+        const bf16 *vb = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, 0);
+        bool fast = pid0 == pidl && ripl - rip0 == x.cnt - 1 && (kw & 7) == 0 &&
+                    (((uintptr_t)kb | (uintptr_t)vb) & 15) == 0;
+        if (fast) {
+            uint32_t magic = x.mid ? mid_magic : (1u << 20) / (HD / 8);
+            for (int i = lane; i < 16 * cpr; i += 32) {
+                int r = (int)((i * magic) >> 20), ch = i - r * cpr;
+                bool ok = r < x.cnt && ch * 8 < kw;
+                cp_async16(ks + r * RS + ch * 8, ok ? kb + r * kw + ch * 8 : kb, ok ? 16 : 0);
+            }
+#pragma unroll
+            for (int i = lane; i < 16 * HD / 8; i += 32) {
+                int r = i / (HD / 8), ch = i % (HD / 8);
+                bool ok = r < x.cnt;
+                cp_async16(vs + r * RS + ch * 8, ok ? vb + r * HD + ch * 8 : vb, ok ? 16 : 0);
+            }
+            return;
+        }
+        for (int i = lane; i < 16 * cpr; i += 32) {
+            int r = i / cpr, ch = i - r * cpr;
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
+            load8(ks + r * RS + ch * 8, src + ch * 8, src ? min(8, kw - ch * 8) : 0);
+        }
+#pragma unroll
+        for (int i = lane; i < 16 * HD / 8; i += 32) {
+            int r = i / (HD / 8), ch = i % (HD / 8);
+            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
+            load8(vs + r * RS + ch * 8, src + ch * 8, src ? 8 : 0);
+        }
+    };
+
+    /* this lane's heads: 2 tq, 2 tq + 1; O^T rows (channels) 16 mt + gl (+ 8) */
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[KC][4];
+#pragma unroll
+    for (int mt = 0; mt < KC; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
+
+#pragma unroll
+    for (int t = 0; t < DS - 1; t++) {
+        load_tile(t, t, row_ref(t));
+        if constexpr (!TMA) cp_async_commit();
+    }
+    /* (after the first copies are in flight) Q^T as the B operand: lane (gl, tq) holds head gl's channels 2tq, 2tq+1 (+8) of each
+     * 16-channel block; qg the same over the kept channels (zero past the width) */
+    uint32_t qf[KC][2], qg[KC][2];
+    {
+        const bf16 *qh = q + ((size_t)b * H + (size_t)g * grp + gl) * HD;
+        bool ok = gl < grp;
+        const bf16 z = __float2bfloat16(0.0f);
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                int d = kc * 16 + 2 * tq + 8 * u;
+                __nv_bfloat162 f, e;
+                f.x = ok ? qh[d] : z;
+                f.y = ok ? qh[d + 1] : z;
+                e.x = ok && d < w ? qh[c.chan[d]] : z;
+                e.y = ok && d + 1 < w ? qh[c.chan[d + 1]] : z;
+                qf[kc][u] = *(uint32_t *)&f;
+                qg[kc][u] = *(uint32_t *)&e;
+            }
+    }
+
+    RowRef next = row_ref(DS - 1);
+    int arow = lane & 15, acol = (lane >> 4) * 8;                   /* K as A (ldmatrix) */
+    int vrow = (lane & 7) + (lane >> 4) * 8, vcol = ((lane >> 3) & 1) * 8; /* V^T as A (.trans) */
+    for (int t = 0; t < nk; t++) {
+        if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS, next);
+        if constexpr (!TMA) cp_async_commit();
+        next = row_ref(t + DS);
+        if constexpr (TMA) {
+            mbar_wait(bars + t % DS, (t / DS) & 1);
+        } else {
+            cp_async_wait<DS - 1>();
+            __syncwarp();
+        }
+        Tile x = tile_at(warp + t * DW);
+        const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
+        float sa[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (x.mid) {
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++)
+                if (kc * 16 < wpad) {
+                    uint32_t ka[4];
+                    ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
+                    mma_bf16(kc & 1 ? sb : sa, ka, qg[kc][0], qg[kc][1]);
+                }
+        } else {
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++) {
+                uint32_t ka[4];
+                ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
+                mma_bf16(kc & 1 ? sb : sa, ka, qf[kc][0], qf[kc][1]);
+            }
+        }
+        /* sa[i]: key gl + 8 (i >> 1), head 2 tq + (i & 1) */
+        float mx[2];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int key = gl + 8 * (i >> 1);
+            sa[i] = key < x.cnt ? (sa[i] + sb[i]) * scale_log2 : -INFINITY;
+        }
+        mx[0] = fmaxf(sa[0], sa[2]);
+        mx[1] = fmaxf(sa[1], sa[3]);
+        float cr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int off = 4; off < 32; off <<= 1) mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], off));
+            float mn = fmaxf(m[h], mx[h]);
+            cr[h] = exp2f(m[h] - mn);
+            m[h] = mn;
+            l[h] *= cr[h];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            sa[i] = exp2f(sa[i] - m[i & 1]);
+            l[i & 1] += sa[i];
+        }
+        /* P^T (keys x heads) C fragments -> P (heads x keys) B fragments */
+        uint32_t pb0 = movt(pack_bf16(sa[0], sa[1])), pb1 = movt(pack_bf16(sa[2], sa[3]));
+        if (__any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) {
+#pragma unroll
+            for (int mt = 0; mt < KC; mt++) {
+                o[mt][0] *= cr[0];
+                o[mt][1] *= cr[1];
+                o[mt][2] *= cr[0];
+                o[mt][3] *= cr[1];
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < KC; mt++) {
+            uint32_t va[4];
+            ldsm_x4_t(va, vs + vrow * RS + mt * 16 + vcol);
+            mma_bf16(o[mt], va, pb0, pb1);
+        }
+        __syncwarp();
+    }
+    cp_async_wait<0>();
+    __syncwarp();
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) l[h] += __shfl_xor_sync(0xffffffffu, l[h], off);
+    /* the warps' states through shared memory (this warp's own stages) */
+    float *wo = (float *)wt;   /* [8 heads][HD] */
+    float *wml = wo + 8 * HD;  /* [8] max, [8] sum */
+#pragma unroll
+    for (int mt = 0; mt < KC; mt++) {
+        int ch = mt * 16 + gl;
+        wo[(2 * tq) * HD + ch] = o[mt][0];
+        wo[(2 * tq + 1) * HD + ch] = o[mt][1];
+        wo[(2 * tq) * HD + ch + 8] = o[mt][2];
+        wo[(2 * tq + 1) * HD + ch + 8] = o[mt][3];
+    }
+    if (gl == 0) {
+        wml[2 * tq] = m[0];
+        wml[2 * tq + 1] = m[1];
+        wml[8 + 2 * tq] = l[0];
+        wml[8 + 2 * tq + 1] = l[1];
+    }
+    __syncthreads();
+    const size_t wstride = (size_t)DS * 2 * C::TILE * sizeof(bf16) / sizeof(float);
+    const float *base = (const float *)smraw;
+    for (int i = threadIdx.x; i < grp * HD; i += DW * 32) {
+        int r = i / HD, d = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int v = 0; v < DW; v++) M = fmaxf(M, base[v * wstride + 8 * HD + r]);
+        float L = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int v = 0; v < DW; v++) {
+            const float *bw = base + v * wstride;
+            float mv = bw[8 * HD + r];
+            if (mv == -INFINITY) continue;
+            float f = exp2f(mv - M);
+            L += bw[8 * HD + 8 + r] * f;
+            acc += bw[r * HD + d] * f;
+        }
+        put_result(out, ws, B, H, S, b, g * grp + r, s, HD, d, L > 0.0f ? acc / L : 0.0f,
+                   L > 0.0f ? M + log2f(L) : -INFINITY);
+    }
+}
+
+template <int HD, int DW, int DS, int MINB, bool TMA>
+static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
+                           int layer, int B, int H, int S, int chunk, float sl2, float *ws, cudaStream_t st) {
+    typedef DecodeCfg<HD, DW, DS> C;
+    /* no query staging; DS mbarriers a warp */
+    const size_t smem = C::SMEM - 2 * C::TILE * sizeof(bf16) + (size_t)DW * DS * sizeof(uint64_t);
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, MINB, TMA>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_set = 1;
+    }
+    dim3 grid(S, pl->n_kv_heads, B);
+    decode_t_kernel<HD, DW, DS, MINB, TMA><<<grid, DW * 32, smem, st>>>(
+        (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
+template <int HD, int DW, int DS>
+static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
+                             int layer, int B, int H, int S, int chunk, float sl2, float *ws,
+                             cudaStream_t st) {
+    typedef DecodeCfg<HD, DW, DS> C;
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(decode_mma_kernel<HD, DW, DS>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+        attr_set = 1;
+    }
+    dim3 grid(S, pl->n_kv_heads, B);
+    decode_mma_kernel<HD, DW, DS><<<grid, DW * 32, C::SMEM, st>>>(
+        (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
+/* sm_90 or later: the bulk copy engine is there */
+static int g_sm90 = -1;
+static int has_sm90(void) {
+    if (g_sm90 < 0) {
+        int dev = 0, major = 0;
+        g_sm90 = cudaGetDevice(&dev) == cudaSuccess &&
+                 cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                 major >= 9;
+    }
+    return g_sm90;
+}
+
+/* LEANK_ATTN_LAB=n: a variant under study (NOTES-attention.md) */
+static int lab_variant(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("LEANK_ATTN_LAB");
+        v = e ? atoi(e) : 0;
+    }
+    return v;
+}
+
+extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out,
+                                        const lk_kv_plan_dev *plan, const lk_kv_batch_dev *kv,
+                                        int layer, int B, int n_heads, int max_len, float scale,
+                                        void *workspace, size_t workspace_bytes, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
+    int hd = plan->head_dim, G = plan->n_kv_heads, H = n_heads;
+    if (B <= 0) return 0;
+    if (hd <= 0 || hd > 256 || G <= 0 || H % G || max_len <= 0) return (int)cudaErrorInvalidValue;
+    int grp = H / G;
+    bool mma = dt == LK_KV_BF16 && (hd == 64 || hd == 128) && grp <= 16;
+    int S = n_splits(B * (mma ? G : H), max_len);
+    int chunk = (max_len + S - 1) / S;
+    chunk = (chunk + 15) & ~15;
+    S = (max_len + chunk - 1) / chunk;
+    size_t need = S > 1 ? (size_t)B * H * S * (hd + 1) * sizeof(float) : 0;
+    if (need > workspace_bytes || (need && !workspace)) return (int)cudaErrorInvalidValue;
+    float *ws = (float *)workspace, sl2 = scale * LOG2E;
+    if (mma) {
+        /* 12 warps x 2 stages (hd 128): as fast as 8 x 3 and 2-3 blocks/SM on dense,
+         * 2 % faster on LeanK layers (NOTES-attention.md, v3) */
+        int e, tma = has_sm90() && lab_variant() >= 1;
+        if (grp <= 8 && hd == 64 && tma)
+            e = launch_decode_t<64, 8, 5, 1, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8 && hd == 64)
+            e = launch_decode_t<64, 8, 5, 1, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8 && tma && lab_variant() == 2)
+            e = launch_decode_t<128, 8, 3, 1, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8 && tma)
+            e = launch_decode_t<128, 12, 2, 1, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8)
+            e = launch_decode_t<128, 12, 2, 1, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (hd == 64)
+            e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else
+            e = launch_decode_mma<128, 8, 3>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        if (e) return e;
+    } else {
+        dim3 grid(S, H, B);
+        size_t sm = (2 * hd + 2 * SIMT_WARPS + SIMT_WARPS * hd) * sizeof(float);
+        if (dt == LK_KV_BF16)
+            decode_simt_kernel<bf16><<<grid, SIMT_WARPS * 32, sm, st>>>(
+                (const bf16 *)q, (bf16 *)out, ws, *plan, *kv, layer, B, H, S, chunk, sl2);
+        else
+            decode_simt_kernel<float><<<grid, SIMT_WARPS * 32, sm, st>>>(
+                (const float *)q, (float *)out, ws, *plan, *kv, layer, B, H, S, chunk, sl2);
+        CU_LAUNCHED();
+    }
+    if (S > 1) {
+        const float *lse = ws + (size_t)B * H * S * hd;
+        dim3 grid(H, B);
+        if (dt == LK_KV_BF16)
+            decode_merge_kernel<bf16><<<grid, 128, 0, st>>>((bf16 *)out, ws, lse, H, S, hd);
+        else
+            decode_merge_kernel<float><<<grid, 128, 0, st>>>((float *)out, ws, lse, H, S, hd);
+        CU_LAUNCHED();
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------- the store launchers */
+
+extern "C" int lk_cuda_kv_append(lk_kv_dtype dt, const void *k, const void *v,
+                                 const lk_kv_plan_dev *plan, const lk_kv_batch_dev *kv, int layer,
+                                 int B, void *stream) {
+    if (B <= 0) return 0;
+    dim3 grid(B, plan->n_kv_heads);
+    cudaStream_t st = (cudaStream_t)stream;
+    if (dt == LK_KV_BF16)
+        kv_append_kernel<bf16><<<grid, 128, 0, st>>>((const bf16 *)k, (const bf16 *)v, *plan, *kv, layer);
+    else
+        kv_append_kernel<float><<<grid, 128, 0, st>>>((const float *)k, (const float *)v, *plan, *kv, layer);
+    CU_LAUNCHED();
+    return 0;
+}
+
+extern "C" int lk_cuda_kv_prefill(lk_kv_dtype dt, const void *k, const void *v,
+                                  const lk_kv_plan_dev *plan, const lk_kv_batch_dev *kv, int layer,
+                                  int n, void *stream) {
+    if (n <= 0) return 0;
+    dim3 grid(n, plan->n_kv_heads);
+    cudaStream_t st = (cudaStream_t)stream;
+    if (dt == LK_KV_BF16)
+        kv_prefill_kernel<bf16><<<grid, 128, 0, st>>>((const bf16 *)k, (const bf16 *)v, *plan, *kv, layer, n);
+    else
+        kv_prefill_kernel<float><<<grid, 128, 0, st>>>((const float *)k, (const float *)v, *plan, *kv, layer, n);
+    CU_LAUNCHED();
+    return 0;
+}
+
+extern "C" int lk_cuda_kv_gather(lk_kv_dtype dt, void *k, void *v, const lk_kv_plan_dev *plan,
+                                 const lk_kv_batch_dev *kv, int layer, int n, void *stream) {
+    if (n <= 0) return 0;
+    dim3 grid(n, plan->n_kv_heads);
+    cudaStream_t st = (cudaStream_t)stream;
+    if (dt == LK_KV_BF16)
+        kv_gather_kernel<bf16><<<grid, 128, 0, st>>>((bf16 *)k, (bf16 *)v, *plan, *kv, layer, n);
+    else
+        kv_gather_kernel<float><<<grid, 128, 0, st>>>((float *)k, (float *)v, *plan, *kv, layer, n);
+    CU_LAUNCHED();
+    return 0;
+}
+
+/* ------------------------------------------------- prefill: SIMT fallback */
+
+/* One warp per (query row, head): online softmax over keys 0 .. i, lanes
+ * split the channels. Any dtype, hd <= 256. */
+template <typename T>
+__global__ void __launch_bounds__(128)
+    prefill_simt_kernel(const T *q,  // (n, H, hd)
+                        const T *k,  // (n, G, hd)
+                        const T *v,  // (n, G, hd)
+                        T *out,      // (n, H, hd)
+                        int n, int H, int G, int hd, float scale_log2) {
+    int i = blockIdx.x * 4 + (threadIdx.x >> 5), h = blockIdx.y, lane = threadIdx.x & 31;
+    if (i >= n) return;
+    int g = h / (H / G);
+    const T *qr = q + ((size_t)i * H + h) * hd;
+    float qv[8], o[8];
+#pragma unroll
+    for (int t = 0; t < 8; t++) {
+        qv[t] = lane + 32 * t < hd ? ldf(qr + lane + 32 * t) : 0.0f;
+        o[t] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int j = 0; j <= i; j++) {
+        const T *kr = k + ((size_t)j * G + g) * hd, *vr = v + ((size_t)j * G + g) * hd;
+        float x = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+            if (lane + 32 * t < hd) x += qv[t] * ldf(kr + lane + 32 * t);
+#pragma unroll
+        for (int off = 16; off; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+        x *= scale_log2;
+        float mn = fmaxf(m, x), cr = exp2f(m - mn), p = exp2f(x - mn);
+        l = l * cr + p;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+            if (lane + 32 * t < hd) o[t] = o[t] * cr + p * ldf(vr + lane + 32 * t);
+        m = mn;
+    }
+    T *orow = out + ((size_t)i * H + h) * hd;
+#pragma unroll
+    for (int t = 0; t < 8; t++)
+        if (lane + 32 * t < hd) stf(orow + lane + 32 * t, o[t] / l);
+}
+
+/* ------------------------------------------ prefill: tensor-core flash (bf16) */
+
+/* FA2-style: one block per (64-row query tile, query head), 4 warps of 16
+ * query rows; K/V tiles of 64 keys double-buffered by cp.async; S = Q K^T and
+ * O += P V on mma.sync m16n8k16 with f32 accumulators; online softmax in the
+ * log2 domain. Query tiles are visited longest-first (the causal triangle). */
+#define PBN 64
+template <int HD> struct PrefillCfg {
+    static constexpr int RS = HD + 8;
+    /* the Q tile is staged in the second K/V stage before that stage's first use */
+    static constexpr size_t SMEM = (size_t)(4 * PBN * RS) * sizeof(bf16);
+};
+
+template <int HD, int PW, int MINB>
+__global__ void __launch_bounds__(PW * 32, MINB)
+    prefill_mma_kernel(const bf16 *q,  // (n, H, HD)
+                       const bf16 *k,  // (n, G, HD)
+                       const bf16 *v,  // (n, G, HD)
+                       bf16 *out,      // (n, H, HD)
+                       int n, int H, int G, float scale_log2) {
+    constexpr int RS = PrefillCfg<HD>::RS, KC = HD / 16, PBM = 16 * PW;
+    static_assert(PBM <= 2 * PBN, "Q staging fits one K/V stage");
+    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, g = h / (H / G);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16 *kvs = (bf16 *)smraw;          /* [2 stages][K, V][PBN][RS] */
+    bf16 *qs = kvs + 2 * PBN * RS;      /* [PBM][RS] in stage 1, until tile 1 loads */
+    int q0 = qt * PBM;
+    size_t qstride = (size_t)H * HD, kstride = (size_t)G * HD;
+    for (int i = threadIdx.x; i < PBM * HD / 8; i += PW * 32) {
+        int r = i / (HD / 8), ch = i % (HD / 8);
+        bool ok = q0 + r < n;
+        cp_async16(qs + r * RS + ch * 8, q + (ok ? (q0 + r) * qstride + (size_t)h * HD + ch * 8 : 0), ok ? 16 : 0);
+    }
+    cp_async_commit();
+    auto load_kv = [&](int kt, int stage) {
+        bf16 *ks = kvs + (size_t)stage * 2 * PBN * RS, *vs = ks + PBN * RS;
+        int k0 = kt * PBN;
+        for (int i = threadIdx.x; i < PBN * HD / 8; i += PW * 32) {
+            int r = i / (HD / 8), ch = i % (HD / 8);
+            bool ok = k0 + r < n;
+            size_t o = ok ? (k0 + r) * kstride + (size_t)g * HD + ch * 8 : 0;
+            cp_async16(ks + r * RS + ch * 8, k + o, ok ? 16 : 0);
+            cp_async16(vs + r * RS + ch * 8, v + o, ok ? 16 : 0);
+        }
+    };
+    int last = min(n - 1, q0 + PBM - 1); /* keys this tile can see: 0 .. last */
+    int nkt = last / PBN + 1;
+    load_kv(0, 0);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    uint32_t qa[KC][4];
+#pragma unroll
+    for (int kc = 0; kc < KC; kc++)
+        ldsm_x4(qa[kc], qs + (warp * 16 + (lane & 15)) * RS + kc * 16 + (lane >> 4) * 8);
+    __syncthreads(); /* stage 1 is free for tile 1 */
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[HD / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    int row0 = q0 + warp * 16 + (lane >> 2); /* rows row0 (i < 2), row0 + 8 (i >= 2) */
+    int krow = (lane & 7) + (lane >> 4) * 8, kcol = ((lane >> 3) & 1) * 8;
+    int vrow = (lane & 7) + ((lane >> 3) & 1) * 8, vcol = (lane >> 4) * 8;
+    for (int kt = 0; kt < nkt; kt++) {
+        if (kt + 1 < nkt) load_kv(kt + 1, (kt + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *ks = kvs + (size_t)(kt & 1) * 2 * PBN * RS, *vs = ks + PBN * RS;
+        float sc[PBN / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < PBN / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++)
+#pragma unroll
+            for (int np = 0; np < PBN / 16; np++) {
+                uint32_t bk[4];
+                ldsm_x4(bk, ks + (np * 16 + krow) * RS + kc * 16 + kcol);
+                mma_bf16(sc[2 * np], qa[kc], bk[0], bk[1]);
+                mma_bf16(sc[2 * np + 1], qa[kc], bk[2], bk[3]);
+            }
+        int k0 = kt * PBN;
+        bool edge = k0 + PBN - 1 > q0 + warp * 16 || k0 + PBN > n;
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < PBN / 8; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float x = sc[nt][i] * scale_log2;
+                if (edge) {
+                    int key = k0 + nt * 8 + 2 * (lane & 3) + (i & 1), row = row0 + (i >> 1) * 8;
+                    if (key > row || key >= n) x = -INFINITY;
+                }
+                sc[nt][i] = x;
+                mx[i >> 1] = fmaxf(mx[i >> 1], x);
+            }
+        float cr[2], mb[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r]);
+            mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
+            cr[r] = exp2f(m[r] - mb[r]);
+            m[r] = mn;
+            l[r] *= cr[r];
+        }
+        if (__any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) /* a max moved */
+#pragma unroll
+            for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) o[nt][i] *= cr[i >> 1];
+#pragma unroll
+        for (int kc = 0; kc < PBN / 16; kc++) {
+            uint32_t pa[4];
+            float p[2][4];
+#pragma unroll
+            for (int u = 0; u < 2; u++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    p[u][i] = exp2f(sc[2 * kc + u][i] - mb[i >> 1]);
+                    l[i >> 1] += p[u][i];
+                }
+            pa[0] = pack_bf16(p[0][0], p[0][1]);
+            pa[1] = pack_bf16(p[0][2], p[0][3]);
+            pa[2] = pack_bf16(p[1][0], p[1][1]);
+            pa[3] = pack_bf16(p[1][2], p[1][3]);
+#pragma unroll
+            for (int dn = 0; dn < HD / 16; dn++) {
+                uint32_t bv[4];
+                ldsm_x4_t(bv, vs + (kc * 16 + vrow) * RS + dn * 16 + vcol);
+                mma_bf16(o[2 * dn], pa, bv[0], bv[1]);
+                mma_bf16(o[2 * dn + 1], pa, bv[2], bv[3]);
+            }
+        }
+        __syncthreads(); /* the stage is refilled next iteration */
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = row0 + r * 8;
+        if (row >= n) continue;
+        bf16 *orow = out + (size_t)row * qstride + (size_t)h * HD;
+        float inv = 1.0f / l[r];
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++)
+            *(__nv_bfloat162 *)(orow + nt * 8 + 2 * (lane & 3)) =
+                __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
+    }
+}
+
+template <int HD, int PW, int MINB>
+static int launch_prefill_mma(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
+                              float sl2, cudaStream_t st) {
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(prefill_mma_kernel<HD, PW, MINB>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)PrefillCfg<HD>::SMEM));
+        attr_set = 1;
+    }
+    dim3 grid((n + 16 * PW - 1) / (16 * PW), H);
+    prefill_mma_kernel<HD, PW, MINB><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
+        (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
+extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const void *k, const void *v,
+                                         void *out, int n, int n_heads, int n_kv_heads, int head_dim,
+                                         float scale, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
+    if (n <= 0) return 0;
+    if (head_dim <= 0 || head_dim > 256 || n_kv_heads <= 0 || n_heads % n_kv_heads)
+        return (int)cudaErrorInvalidValue;
+    float sl2 = scale * LOG2E;
+    /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
+    bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
+    /* 4 warps x 16 rows at 2 blocks/SM: faster than 3 blocks/SM (spills) or 8 warps
+     * (NOTES-attention.md) */
+    if (dt == LK_KV_BF16 && aligned && head_dim == 128)
+        return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+    if (dt == LK_KV_BF16 && aligned && head_dim == 64)
+        return launch_prefill_mma<64, 4, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+    dim3 grid((n + 3) / 4, n_heads);
+    if (dt == LK_KV_BF16)
+        prefill_simt_kernel<bf16><<<grid, 128, 0, st>>>((const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                                        (bf16 *)out, n, n_heads, n_kv_heads, head_dim, sl2);
+    else
+        prefill_simt_kernel<float><<<grid, 128, 0, st>>>((const float *)q, (const float *)k, (const float *)v,
+                                                         (float *)out, n, n_heads, n_kv_heads, head_dim, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
