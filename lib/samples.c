@@ -9,6 +9,7 @@
 
 enum { REC_SAMPLE = 1, REC_END = 2 };
 #define MAX_BODY (1u << 30) /* sanity bound on one record: 256 M tokens */
+#define MIN_BODY 29u        /* task length byte, target, question pos, five counts */
 
 /* ---- little-endian byte buffer ---- */
 typedef struct {
@@ -366,8 +367,9 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
                           kind, r->index + 1);
     if ((rc = r_read(r, k, 4, "record length", err)) < 0) return rc;
     uint32_t len = rd_u32(k);
-    if (len > MAX_BODY)
-        return -lk_seterr(err, LK_EINPUT, "%s: corrupt record length %u at sample %ld", r->name, len, r->index + 1);
+    if (len < MIN_BODY || len > MAX_BODY)
+        return -lk_seterr(err, LK_EINPUT, "%s: corrupt record length %u at sample %ld (expected %u to %u)", r->name,
+                          len, r->index + 1, MIN_BODY, MAX_BODY);
     if (len > r->body.cap) {
         r->body.cap = len;
         r->body.p = lk_realloc(r->body.p, len);
