@@ -8,10 +8,18 @@
 #                     leank-mini model, leank-bench's HF script (the programs find it
 #                     beside themselves: ../share/leank)
 #   make O=DIR        put build/ and bin/ under DIR (parallel builds of one tree)
+#   make test SAN=1   the same tests built with AddressSanitizer + UBSan (leaks on), in build/san, bin/san
+#   make fuzz FUZZ_SECONDS=N   every libFuzzer target (tests/fuzz, needs clang) for N seconds each
 
 O       ?= .
+SAN     ?= 0
+ifeq ($(SAN),1)
+B       := $(O)/build/san
+BIN     := $(O)/bin/san
+else
 B       := $(O)/build
 BIN     := $(O)/bin
+endif
 PREFIX  ?= /usr/local
 CC      ?= cc
 CFLAGS  ?= -O2 -g -march=x86-64-v2
@@ -21,6 +29,10 @@ BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
 ALL_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
                -Ilib -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ifeq ($(SAN),1)
+  ALL_CFLAGS += $(SAN_FLAGS)
+endif
 # libyaml and utf8proc are linked statically: the GPU machine lacks their .so.
 LDLIBS      := -Wl,-Bstatic -lyaml -lutf8proc -Wl,-Bdynamic -ljansson -lpcre2-8 -lzstd \
                $(BLAS_LIBS) -lm -lpthread
@@ -53,7 +65,7 @@ endif
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC)) $(CU_OBJ)
-ifeq ($(O),.)
+ifeq ($(O)$(SAN),.0)
   LIBA   := lib/libleank.a
 else
   LIBA   := $(B)/libleank.a
@@ -69,8 +81,14 @@ GPU_SRC  := $(wildcard tests/gpu/gpu_*.c)
 GPU_BIN  := $(patsubst tests/gpu/%.c,$(BIN)/tests/%,$(GPU_SRC))
 endif
 
+# Fuzz targets (tests/fuzz/fuzz_*.c): libFuzzer binaries under build/fuzz
+# (clang only, `make fuzz`), and replay binaries bin/tests/fuzz_* (any
+# compiler) that `make test` runs over the kept inputs in tests/fuzz/NAME/.
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_RBIN := $(patsubst tests/fuzz/%.c,$(BIN)/tests/%,$(FUZZ_SRC))
+
 .SECONDARY:
-.PHONY: all lib test test-gpu gpu-tests check-deps install clean demo
+.PHONY: all lib test test-gpu gpu-tests check-deps install clean demo fuzz
 all: $(PROG_BIN)
 	@echo "leank: built $(words $(PROGS)) programs in $(BIN)/ (CUDA=$(CUDA_ON))"
 
@@ -101,6 +119,10 @@ $(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
 	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
 
+$(BIN)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(LIBA)
+	@mkdir -p $(@D) $(B)/tests
+	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/fuzz_$*.d -Itests/fuzz $< tests/fuzz/replay.c $(LIBA) $(LDLIBS) -o $@
+
 $(BIN)/tests/gpu_%: tests/gpu/gpu_%.c tests/unit/t.h $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
 	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/gpu_$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
@@ -113,14 +135,41 @@ demo: check-deps all
 check-deps:
 	@tests/check-deps.sh
 
-test: check-deps all $(UNIT_BIN) $(GPU_BIN)
-	@LEANK_BIN=$(abspath $(BIN)) tests/run.sh
+# under SAN=1 any sanitizer report (a leak included) fails the program, hence its test
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LEANK_SAN=1
+test: check-deps all $(UNIT_BIN) $(FUZZ_RBIN) $(GPU_BIN)
+	@$(if $(filter 1,$(SAN)),$(SAN_ENV)) LEANK_BIN=$(abspath $(BIN)) tests/run.sh
 
 # On the GPU machine (no build headers there): carry bin/ and run tests/run.sh --gpu.
 gpu-tests: all $(UNIT_BIN) $(GPU_BIN)
 
 test-gpu: gpu-tests
 	@LEANK_BIN=$(abspath $(BIN)) LEANK_GPU=1 tests/run.sh --gpu
+
+# ---- libFuzzer: make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="config tsv"] ----
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_B       := $(O)/build/fuzz
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Ilib -Ikernels -Itests/fuzz $(BLAS_CFLAGS) -MMD -MP -g -O1 \
+                -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_LIBA    := $(FUZZ_B)/libleank.a
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
+
+$(FUZZ_B)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_LIBA): $(patsubst lib/%.c,$(FUZZ_B)/lib/%.o,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIBA)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MF $(FUZZ_B)/fuzz_$*.d $< $(FUZZ_LIBA) $(LDLIBS) -o $@
+
+fuzz:
+	@FUZZ_CC=$(FUZZ_CC) tests/check-deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@LEANK_TOP=$(CURDIR) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_B) $(if $(FUZZ_TARGETS),$(FUZZ_TARGETS),$(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC)))
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
@@ -136,5 +185,7 @@ install: all
 
 clean:
 	rm -rf $(B) $(BIN) lib/libleank.a
+	@# temporaries a killed program left behind (PATH.leank-tmp.PID.XXXXXX)
+	find . -name '*.leank-tmp.*' -type f -delete
 
--include $(wildcard $(B)/lib/*.d $(B)/cmd/*.d $(B)/kernels/*.d $(B)/tests/*.d)
+-include $(wildcard $(B)/lib/*.d $(B)/cmd/*.d $(B)/kernels/*.d $(B)/tests/*.d $(FUZZ_B)/lib/*.d $(FUZZ_B)/*.d)

@@ -2,6 +2,7 @@
  * One subcommand per benchmark; the work lives in lib/bench_*.c. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
@@ -38,6 +39,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     lk_progname = "leank-bench";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup(); /* a killed run leaves no temporary output file */
     if (argc < 2) {
         usage(stderr);

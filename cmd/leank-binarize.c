@@ -110,6 +110,10 @@ static int load_alpha(input *in, lk_err *err) {
     in->alpha_min = INFINITY;
     in->alpha_max = -INFINITY;
     for (size_t i = 0; i < n; i++) {
+        if (!(in->alpha[i] >= 0.0f && in->alpha[i] <= 1.0f))
+            return lk_seterr(err, LK_EINPUT, "%s: alpha[%zu, %zu, %zu] is %g (expected a scale in [0, 1])",
+                             in->path, i / ((size_t)in->H * in->D), i / in->D % in->H, i % in->D,
+                             (double)in->alpha[i]);
         s += in->alpha[i];
         if (in->alpha[i] < in->alpha_min) in->alpha_min = in->alpha[i];
         if (in->alpha[i] > in->alpha_max) in->alpha_max = in->alpha[i];
@@ -237,6 +241,7 @@ static void report_json(FILE *f, const input *in, const lk_mask *m, const lk_mas
 
 int main(int argc, char **argv) {
     lk_progname = "leank-binarize";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup();
     enum { O_TSV = 256, O_FROM_TSV, O_HEAD_DIM, O_CONFIG, O_REPORT, O_JSON, O_PLOT, O_SINK, O_RECENT };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},
@@ -304,6 +309,7 @@ int main(int argc, char **argv) {
     if (out_stdout && !tsv) lk_refuse_tty_stdout("a binary mask");
 
     lk_err err = {0};
+    if ((out_path && lk_out_check(out_path, &err)) || (plot && lk_out_check(plot, &err))) lk_fail(&err);
     lk_config cfg, *cfgp = NULL;
     if (model) {
         if (lk_config_load(&cfg, model, &err)) lk_fail(&err);

@@ -1,6 +1,7 @@
 /* leank-decode - generate text on the GPU (or the CPU reference engine),
  * dense or with a LeanK plan or mask (pruned K cache). One prompt (streamed
  * text) or a JSON-lines batch. See leank-decode(1). */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch.h"    /* one --batch request line */
 #include "chat.h"     /* chat templates (llama3, qwen, none) */
 #include "engine.h"   /* the model on a device: CPU or CUDA backend */
 #include "generate.h" /* prefill + sampling loop, streamed text */
@@ -150,7 +152,7 @@ static int encode_prompt(engine *e, const char *template, const char *system, co
 static int run_batch(engine *e, const char *path, const lk_gen_request *defaults, const char *template,
                      const char *system, lk_err *err) {
     FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
-    if (!in) return lk_seterr(err, LK_EIO, "%s: cannot open", path);
+    if (!in) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
     size_t lcap = 0;
     ssize_t ll;
@@ -161,59 +163,22 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
     while (rc == 0 && (ll = getline(&line, &lcap, in)) > 0) {
         lineno++;
         if (strspn(line, " \t\r\n") == (size_t)ll) continue;
-        json_error_t je;
-        json_t *o = json_loadb(line, ll, 0, &je);
-        if (!o || !json_is_object(o)) {
-            rc = lk_seterr(err, LK_EINPUT, "%s:%ld: not a JSON object (%s)", path, lineno,
-                           o ? "other JSON value" : je.text);
-            json_decref(o);
-            break;
-        }
-        lk_gen_request q = *defaults;
+        char where[64 + sizeof err->msg / 2];
+        snprintf(where, sizeof where, "%.500s:%ld", path, lineno);
+        lk_batch_req b;
+        lk_gen_request q;
         int *prompt_ids = NULL;
-        q.prompt = NULL;
-        json_t *v;
-        const char *tmpl = template, *sys = system;
-        if ((v = json_object_get(o, "template")) && json_is_string(v)) tmpl = json_string_value(v);
-        if ((v = json_object_get(o, "system")) && json_is_string(v)) sys = json_string_value(v);
-        if ((v = json_object_get(o, "max_tokens"))) q.max_tokens = (int)json_integer_value(v);
-        if ((v = json_object_get(o, "temperature"))) q.temperature = (float)json_number_value(v);
-        if ((v = json_object_get(o, "top_k"))) q.top_k = (int)json_integer_value(v);
-        if ((v = json_object_get(o, "top_p"))) q.top_p = (float)json_number_value(v);
-        if ((v = json_object_get(o, "seed"))) q.seed = (uint64_t)json_integer_value(v);
-        json_t *ids = json_object_get(o, "ids"), *prompt = json_object_get(o, "prompt");
-        if (q.max_tokens < 0 || q.max_tokens > 1000000 || q.temperature < 0 || q.top_k < 0 ||
-            !(q.top_p > 0) || q.top_p > 1) {
-            rc = lk_seterr(err, LK_EINPUT,
-                           "%s:%ld: bad sampling field (expected max_tokens 0..1000000, "
-                           "temperature >= 0, top_k >= 0, 0 < top_p <= 1)",
-                           path, lineno);
-        } else if (json_is_array(ids)) {
-            q.n_prompt = (int)json_array_size(ids);
-            q.prompt = prompt_ids = lk_malloc(sizeof(int) * (q.n_prompt + 1));
-            size_t i;
-            json_t *x;
-            json_array_foreach(ids, i, x) {
-                json_int_t id = json_integer_value(x);
-                if (!json_is_integer(x) || id < 0 || id >= lk_engine_config(e->eng)->vocab_size) {
-                    rc = lk_seterr(err, LK_EINPUT, "%s:%ld: ids[%zu] is not a token id in [0, %d)",
-                                   path, lineno, i, lk_engine_config(e->eng)->vocab_size);
-                    break;
-                }
-                prompt_ids[i] = (int)id;
-            }
-        } else if (json_is_string(prompt)) {
-            if (encode_prompt(e, tmpl, sys, json_string_value(prompt), &q, &prompt_ids, err)) {
-                char m[sizeof err->msg];
-                snprintf(m, sizeof m, "%s", err->msg);
-                rc = lk_seterr(err, err->code ? err->code : LK_EINPUT, "%s:%ld: %s", path, lineno, m);
-            }
-        } else {
-            rc = lk_seterr(err, LK_EINPUT, "%s:%ld: request needs \"prompt\" (string) or \"ids\" (array)",
-                           path, lineno);
+        rc = lk_batch_parse(&b, line, (size_t)ll, where, lk_engine_config(e->eng)->vocab_size, defaults, template, system, err);
+        q = b.q;
+        json_t *id = rc == 0 && b.json ? json_object_get((json_t *)b.json, "id") : NULL; /* echoed in the result */
+        if (rc == 0 && b.ids) {
+            q.prompt = b.ids;
+            q.n_prompt = b.n_ids;
+        } else if (rc == 0 && encode_prompt(e, b.template, b.system, b.prompt, &q, &prompt_ids, err)) {
+            char m[sizeof err->msg];
+            snprintf(m, sizeof m, "%s", err->msg);
+            rc = lk_seterr(err, err->code ? err->code : LK_EINPUT, "%s: %s", where, m);
         }
-        json_t *id = json_incref(json_object_get(o, "id")); /* echoed in the result */
-        json_decref(o);
         if (rc == 0) {
             if (progress) fprintf(stderr, "\rleank-decode: request %ld", lineno);
             if ((rc = lk_generate(&e->gen, &q, e->has_plan ? &e->plan : NULL, NULL, &r, err)) == 0) {
@@ -231,8 +196,11 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
             }
         }
         free(prompt_ids);
-        json_decref(id);
+        lk_batch_req_free(&b);
     }
+    if (rc == 0 && !feof(in)) /* getline failed: a read error, or a line too long for memory */
+        rc = lk_seterr(err, ferror(in) ? LK_EIO : LK_ENOMEM, "%s:%ld: %s: %s", path, lineno + 1,
+                       ferror(in) ? "read error" : "cannot read the line", strerror(errno));
     if (progress) fputc('\n', stderr);
     free(line);
     lk_gen_result_free(&r);
@@ -243,6 +211,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
 
 int main(int argc, char **argv) {
     lk_progname = "leank-decode";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_MASK, O_SINK, O_RECENT, O_IDS, O_ECHO,
            O_JSON, O_BATCH, O_SYSTEM, O_PROGRESS, O_TEMPLATE, O_MAXTOK, O_DEVICE };
     static const struct option opts[] = {
@@ -353,11 +322,11 @@ int main(int argc, char **argv) {
         } else if (rc == 0 && !ids_mode && r.len && r.text[r.len - 1] != '\n') {
             if (isatty(fileno(stdout))) fputc('\n', stdout);
         }
+        if (rc == 0 && (fflush(stdout) || ferror(stdout)))
+            rc = lk_seterr(&err, LK_EIO, "<stdout>: write error: %s", strerror(errno));
         if (rc == 0 && !quiet) print_stats(&e, &q, &r);
         free(prompt_ids);
         lk_gen_result_free(&r);
-        if (rc == 0 && (fflush(stdout) || ferror(stdout)))
-            rc = lk_seterr(&err, LK_EIO, "<stdout>: write error");
     }
     if (e.has_plan) lk_plan_free(&e.plan);
     lk_tok_free(e.tok);

@@ -141,6 +141,7 @@ static void report_json(FILE *f, const lk_plan *p, const lk_config *c, const cha
 
 int main(int argc, char **argv) {
     lk_progname = "leank-pack";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup();
     enum { O_CONFIG = 256, O_SINK, O_RECENT, O_CONTEXT, O_DTYPE, O_JSON, O_GPUMEM };
     static const struct option opts[] = {{"help", no_argument, 0, 'h'},
@@ -203,6 +204,7 @@ int main(int argc, char **argv) {
         lk_die(LK_EUSAGE, "-o - and --json both write to stdout");
 
     lk_err err = {0};
+    if (out_path && lk_out_check(out_path, &err)) lk_fail(&err);
     lk_config cfg;
     if (lk_config_load(&cfg, model, &err)) lk_fail(&err);
     if (context < 0) context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 131072;
@@ -213,7 +215,9 @@ int main(int argc, char **argv) {
     windows_from = sink >= 0 && recent >= 0 ? (has ? "--sink/--recent, over the mask's" : "--sink/--recent")
                  : sink >= 0 || recent >= 0 ? (has ? "the mask's, with an option over one" : "an option and a default")
                  : has ? "the mask's" : "defaults: the mask records none";
-    lk_mask_pick_windows(&m, mask_name, sink, recent, 128, 1024, quiet || json, &sink, &recent);
+    int sink_opt = sink, recent_opt = recent;
+    /* the "records no windows" notice waits for success: a failed run says one thing, its error */
+    lk_mask_pick_windows(&m, mask_name, sink, recent, 128, 1024, 1, &sink, &recent);
     lk_plan p;
     if (lk_plan_build(&p, &m, mask_name, &cfg, model, sink, recent, context, dtype, &err)) lk_fail(&err);
     lk_plan_bytes b;
@@ -225,6 +229,8 @@ int main(int argc, char **argv) {
         const char *extra[] = {"model", cfg.arch, "mask", mask_name, NULL, NULL};
         if (lk_plan_save(&p, out_path, extra, &err)) lk_fail(&err);
     }
+    if (!has && !quiet && !json && (sink_opt < 0 || recent_opt < 0))
+        lk_warn("%s records no cache windows: sink %d, recent %d (the defaults)", mask_name, sink, recent);
     lk_plan_free(&p);
     lk_mask_free(&m);
     return 0;

@@ -27,7 +27,8 @@ static void usage(FILE *f) {
             "Makes training / evaluation samples sized in the tokenizer's tokens (see leank-prep(1)).\n\n"
             "  -t, --tokenizer PATH  model directory or tokenizer.json (required)\n"
             "      --corpus FILE     haystack text: .json {\"text\"}, .jsonl[.zst] lines with \"text\",\n"
-            "                        a directory of .txt files, or a .txt file (repeatable)\n"
+            "                        a directory of .txt files, or a .txt file (repeatable;\n"
+            "                        - = stdin, any of those kinds but a directory)\n"
             "  -T, --task LIST       comma-separated tasks; train (= train-uuid and train-essay\n"
             "                        alternating), ruler (the 11 RULER tasks), all; --list-tasks\n"
             "  -l, --lengths L,...   target lengths in tokens (prompt + answer), e.g. 4096,16384\n"
@@ -36,7 +37,7 @@ static void usage(FILE *f) {
             "      --template NAME   chat template of the prompt: llama3, qwen, none (default none)\n"
             "  -s, --seed N          random seed (default 42)\n"
             "  -w, --words PATH      word lists: a directory with adjectivelist.txt and nounlist.txt\n"
-            "                        (verblist.txt too if present) or a word-per-line file\n"
+            "                        (verblist.txt too if present) or a word-per-line file (- = stdin)\n"
             "                        (default /usr/share/dict/words)\n"
             "      --pool TOKENS     tokens of each corpus read for haystacks (default 4 x the\n"
             "                        longest length, at least 262144)\n"
@@ -285,6 +286,7 @@ static char **split_list(const char *arg, int *n) {
 
 int main(int argc, char **argv) {
     lk_progname = "leank-prep";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     lk_install_cleanup();
     enum { O_ENCODE = 256, O_DECODE, O_ADD_SPECIAL, O_SKIP_SPECIAL, O_DUMP, O_LIST, O_MIN, O_MAX, O_COUNT,
            O_TEMPLATE, O_POOL, O_PROGRESS, O_CORPUS };
@@ -369,7 +371,7 @@ int main(int argc, char **argv) {
     if (mode == O_DUMP) {
         if (argc - optind > 1) lk_die(LK_EUSAGE, "--dump takes one samples file (see --help)");
         lk_tokenizer *tok;
-        if (lk_tok_load(&tok, tok_path, &err)) lk_fail(&err);
+        if (lk_out_check(out_path, &err) || lk_tok_load(&tok, tok_path, &err)) lk_fail(&err);
         int rc = do_dump(tok, optind < argc ? argv[optind] : "-", out_path, &err);
         lk_tok_free(tok);
         if (rc) lk_fail(&err);
@@ -429,8 +431,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_lens; i++) maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     if (!po.pool_tokens) po.pool_tokens = 4L * maxlen > 262144 ? 4L * maxlen : 262144;
     if (!strcmp(out_path, "-")) lk_refuse_tty_stdout("a binary samples file");
+    int n_stdin = po.words && !strcmp(po.words, "-");
+    for (int i = 0; i < n_corpora; i++) n_stdin += !strcmp(corpora[i], "-");
+    if (n_stdin > 1) lk_die(LK_EUSAGE, "standard input ('-') given for more than one of --corpus and --words");
     po.corpora = corpora;
     po.n_corpora = n_corpora;
+    if (lk_out_check(out_path, &err)) lk_fail(&err); /* before the corpora are read */
 
     double t0 = lk_now();
     lk_tokenizer *tok;

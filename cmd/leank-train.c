@@ -266,6 +266,7 @@ static void run_norm(const lk_train_opts *o, lk_train_backend *b, source *src,
 
 int main(int argc, char **argv) {
     lk_progname = "leank-train";
+    atexit(lk_close_stdout); /* a write error on stdout is an error */
     enum { O_STAGE2 = 256, O_INIT, O_METHOD, O_STEPS, O_LR, O_LAMBDA, O_RATIO, O_ALIGN, O_SINK,
            O_RECENT, O_SEED, O_SHUFFLE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STOP, O_LOG, O_PROGRESS };
     static const struct option opts[] = {
@@ -345,6 +346,10 @@ int main(int argc, char **argv) {
         lk_die(LK_EUSAGE, "SAMPLES and --init cannot both be stdin");
 
     lk_err err;
+    /* every output creatable before the model is even loaded */
+    const char *outs[3] = {a.output, a.ckpt, a.log};
+    for (int i = 0; i < 3; i++)
+        if (outs[i] && lk_out_check(outs[i], &err)) lk_fail(&err);
     lk_train_opts o;
     lk_train_opts_default(&o, stage);
     o.method = method;
@@ -473,6 +478,11 @@ int main(int argc, char **argv) {
                     st.step, o.steps,
                     a.ckpt ? "; checkpoint written to " : " (no checkpoint: -o -)",
                     a.ckpt ? a.ckpt : "");
+            source_close(&src);
+            lk_train_state_free(&st);
+            lk_train_backend_free(&b);
+            lk_model_free(&m);
+            free(ckpt_owned);
             return LK_EINTR;
         }
         if (a.ckpt && o.checkpoint_every > 0) save_checkpoint(&a, &st, &o, mfp);

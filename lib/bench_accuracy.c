@@ -157,7 +157,7 @@ static long load_items(const char *path, const lk_tokenizer *tok, long limit, it
         it->n_ctx = s.n_ctx;
         it->n_ans = s.n_ans;
         it->ctx = lk_malloc(sizeof(int) * (size_t)(s.n_ctx ? s.n_ctx : 1));
-        memcpy(it->ctx, s.ctx, sizeof(int) * (size_t)s.n_ctx);
+        if (s.n_ctx) memcpy(it->ctx, s.ctx, sizeof(int) * (size_t)s.n_ctx); /* s.ctx may be NULL */
         it->n_refs = s.n_refs;
         it->refs = lk_malloc(sizeof(char *) * (size_t)(s.n_refs ? s.n_refs : 1));
         for (int k = 0; k < s.n_refs; k++) it->refs[k] = lk_strdup(s.refs[k]);

@@ -186,6 +186,25 @@ static void parse_rope(ctx *x, lk_config *c, const json_t *root, const json_t *r
 
 /* ---- config ---- */
 
+/* Every size within the LK_MAX_* bounds (config.h). */
+static void check_bounds(ctx *x, const lk_config *c) {
+    const struct { const char *key; int v, max; } b[] = {
+        {"vocab_size", c->vocab_size, LK_MAX_VOCAB},
+        {"hidden_size", c->hidden_size, LK_MAX_HIDDEN},
+        {"intermediate_size", c->intermediate_size, LK_MAX_INTERMEDIATE},
+        {"num_hidden_layers", c->n_layers, LK_MAX_LAYERS},
+        {"num_attention_heads", c->n_heads, LK_MAX_HEADS},
+        {"num_key_value_heads", c->n_kv_heads, LK_MAX_HEADS},
+        {"head_dim", c->head_dim, LK_MAX_HEAD_DIM},
+        {"max_position_embeddings", c->max_position_embeddings, LK_MAX_POSITIONS},
+        {"sliding_window", c->sliding_window, LK_MAX_POSITIONS},
+    };
+    for (size_t i = 0; i < sizeof b / sizeof *b && !x->rc; i++)
+        if (b[i].v > b[i].max || (b[i].v < 1 && strcmp(b[i].key, "sliding_window")))
+            x->rc = lk_seterr(x->err, LK_EINPUT, "%s: \"%s\" is %d (expected 1 to %d)", x->name, b[i].key,
+                              b[i].v, b[i].max);
+}
+
 int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name, lk_err *err) {
     memset(c, 0, sizeof *c);
     json_error_t je;
@@ -273,6 +292,7 @@ int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name
                                  c->hidden_size, c->n_heads);
             c->head_dim = c->hidden_size / c->n_heads;
         }
+        if (!x.rc) check_bounds(&x, c);
         if (!x.rc && c->n_heads % c->n_kv_heads)
             x.rc = lk_seterr(err, LK_EINPUT, "%s: num_attention_heads %d is not a multiple of "
                              "num_key_value_heads %d", name, c->n_heads, c->n_kv_heads);

@@ -5,6 +5,19 @@
 
 #include "util.h"
 
+/* Bounds on every model size leank reads (config.json, tokenizer.json, masks,
+ * plans, alpha files): far above any released model (Llama-3.1-405B: 126
+ * layers, 128 heads, 16384 hidden, 53248 intermediate; Gemma: 262144 tokens),
+ * low enough that every size product fits in 64 bits. A file past them is
+ * bad input (exit 3), never an attempt at a huge allocation. */
+#define LK_MAX_LAYERS 1024
+#define LK_MAX_HEADS 1024        /* query and kv heads */
+#define LK_MAX_HEAD_DIM 1024
+#define LK_MAX_HIDDEN (1 << 17)  /* hidden_size */
+#define LK_MAX_INTERMEDIATE (1 << 20)
+#define LK_MAX_VOCAB (1 << 22)   /* token ids are below this */
+#define LK_MAX_POSITIONS (1 << 26) /* max_position_embeddings */
+
 typedef enum {
     LK_ROPE_DEFAULT,
     LK_ROPE_LINEAR,

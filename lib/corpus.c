@@ -34,6 +34,8 @@ struct lk_corpus {
     char **files;
     size_t n_files, file_i;
     char *doc;         /* current plain document */
+    char *mem;         /* "-": standard input read whole (behind f, or the text itself) */
+    size_t mem_len;
 };
 
 const char *lk_corpus_path(const lk_corpus *c) { return c->path; }
@@ -45,7 +47,59 @@ static int ends_with(const char *s, const char *suf) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* "-": standard input, read whole, of any kind by its content: zstd data
+ * (JSON lines inside), a JSON document ({"text"} or an array of them), JSON
+ * lines, else plain text. */
+static int open_stdin(lk_corpus *c, lk_err *err) {
+    int rc = lk_read_file("-", &c->mem, &c->mem_len, err);
+    if (rc) return rc;
+    free(c->path);
+    c->path = lk_strdup("<stdin>");
+    const unsigned char *d = (const unsigned char *)c->mem;
+    size_t k = 0;
+    while (k < c->mem_len && strchr(" \t\r\n", d[k])) k++;
+    int zst = c->mem_len >= 4 && d[0] == 0x28 && d[1] == 0xb5 && d[2] == 0x2f && d[3] == 0xfd;
+    if (!zst && k < c->mem_len && (d[k] == '{' || d[k] == '[')) {
+        c->root = json_loadb(c->mem, c->mem_len, 0, NULL);
+        if (c->root && (json_is_object(c->root) || json_is_array(c->root))) {
+            c->kind = K_JSON;
+            return 0;
+        }
+        json_decref(c->root);
+        c->root = NULL;
+    }
+    if (zst || (k < c->mem_len && d[k] == '{')) {
+        c->kind = K_JSONL;
+        c->zst = zst;
+        c->f = fmemopen(c->mem, c->mem_len ? c->mem_len : 1, "rb");
+        if (!c->f) return lk_seterr(err, LK_ENOMEM, "<stdin>: cannot buffer: %s", strerror(errno));
+        if (zst) {
+            c->dc = ZSTD_createDCtx();
+            if (!c->dc) lk_die(LK_ENOMEM, "out of memory (zstd context)");
+            c->zin_cap = ZSTD_DStreamInSize();
+            c->zin = lk_malloc(c->zin_cap);
+        }
+        return 0;
+    }
+    c->kind = K_TXT;
+    c->files = lk_malloc(sizeof *c->files);
+    c->files[0] = lk_strdup("-");
+    c->n_files = 1;
+    return 0;
+}
+
 int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
+    if (!strcmp(path, "-")) {
+        lk_corpus *c = lk_calloc(1, sizeof *c);
+        c->path = lk_strdup(path);
+        int rc = open_stdin(c, err);
+        if (rc) {
+            lk_corpus_close(c);
+            return rc;
+        }
+        *cp = c;
+        return 0;
+    }
     struct stat st;
     if (stat(path, &st) != 0) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
     lk_corpus *c = lk_calloc(1, sizeof *c);
@@ -232,7 +286,14 @@ int lk_corpus_next(lk_corpus *c, const char **text, size_t *len, lk_err *err) {
         free(c->doc);
         c->doc = NULL;
         size_t n, bad;
-        if (lk_read_file(fn, &c->doc, &n, err)) return -err->code;
+        if (c->mem && !strcmp(fn, "-")) { /* standard input, already read */
+            c->doc = c->mem;
+            n = c->mem_len;
+            c->mem = NULL;
+            fn = "<stdin>";
+        } else if (lk_read_file(fn, &c->doc, &n, err)) {
+            return -err->code;
+        }
         if (!lk_utf8_valid(c->doc, n, &bad) || memchr(c->doc, 0, n))
             return -lk_seterr(err, LK_EINPUT, "%s: not UTF-8 text at byte %zu (expected UTF-8)", fn,
                               memchr(c->doc, 0, n) ? (size_t)((char *)memchr(c->doc, 0, n) - c->doc) : bad);
@@ -254,6 +315,7 @@ void lk_corpus_close(lk_corpus *c) {
     for (size_t i = 0; i < c->n_files; i++) free(c->files[i]);
     free(c->files);
     free(c->doc);
+    free(c->mem);
     free(c->path);
     free(c);
 }

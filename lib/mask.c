@@ -2,6 +2,8 @@
  * safetensors and TSV files, summary figures. */
 #include "mask.h"
 
+#include "config.h" /* LK_MAX_* */
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -151,10 +153,11 @@ static int tsv_comment_dims(const char *s, size_t len, int dims[3]) {
     memcpy(buf, p, n);
     buf[n] = 0;
     const char *keys[3] = {"n_layers=", "n_kv_heads=", "head_dim="};
+    const long max[3] = {LK_MAX_LAYERS, LK_MAX_HEADS, LK_MAX_HEAD_DIM};
     for (int i = 0; i < 3; i++) {
         const char *q = strstr(buf, keys[i]);
         long v = q ? strtol(q + strlen(keys[i]), NULL, 10) : 0;
-        dims[i] = v > 0 && v <= 65536 ? (int)v : (q ? -1 : 0); /* -1: present but not in [1, 65536] */
+        dims[i] = v > 0 && v <= max[i] ? (int)v : (q ? -1 : 0); /* -1: present but out of bounds */
     }
     return 1;
 }
@@ -187,8 +190,9 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
     size_t n_rows = 0, cap_rows = 0, n_chan = 0, cap_chan = 0;
     int max_layer = -1, max_head = -1, max_chan = -1, rc = 0;
     int cdims[3] = {0, 0, 0}; /* from our header comment, if any */
-    int cwin[2] = {-1, -1};   /* its sink= and recent= */
-    const int limit = 1 << 16; /* layers, heads, channels: sanity bound */
+    int cwin[2] = {-1, -1}; /* its sink= and recent= */
+    /* layers, heads, channels: within the model bounds, so that the mask
+     * allocated below (one byte per line and channel) stays small */
     const char *p = text, *end = text + len;
     for (int line = 1; p < end; line++) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -202,8 +206,9 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
         if (t == e) continue; /* blank */
         if (*t == '#') {
             if (tsv_comment_dims(t, (size_t)(e - t), cdims) && (cdims[0] < 0 || cdims[1] < 0 || cdims[2] < 0)) {
-                rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad leank-mask header (expected n_layers, n_kv_heads and head_dim in [1, 65536])",
-                               name, line);
+                rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad leank-mask header (expected n_layers in [1, %d], "
+                               "n_kv_heads in [1, %d] and head_dim in [1, %d])", name, line, LK_MAX_LAYERS,
+                               LK_MAX_HEADS, LK_MAX_HEAD_DIM);
                 goto out;
             }
             if (tsv_comment_dims(t, (size_t)(e - t), cdims)) {
@@ -242,12 +247,14 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
         }
         long layer = parse_uint(f[0], fl[0]), head = parse_uint(f[1], fl[1]),
              kept = parse_uint(f[2], fl[2]);
-        if (layer < 0 || layer >= limit || head < 0 || head >= limit || kept < 0 || kept > limit) {
+        if (layer < 0 || layer >= LK_MAX_LAYERS || head < 0 || head >= LK_MAX_HEADS || kept < 0 ||
+            kept > LK_MAX_HEAD_DIM) {
             static const char *const names[3] = {"layer", "kv_head", "kept"};
-            int k = layer < 0 || layer >= limit ? 0 : head < 0 || head >= limit ? 1 : 2;
+            static const int lim[3] = {LK_MAX_LAYERS, LK_MAX_HEADS, LK_MAX_HEAD_DIM + 1};
+            int k = layer < 0 || layer >= LK_MAX_LAYERS ? 0 : head < 0 || head >= LK_MAX_HEADS ? 1 : 2;
             const char *what = names[k];
-            rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad %s '%.*s' (expected a non-negative integer)",
-                           name, line, what, (int)(fl[k] > 40 ? 40 : fl[k]), f[k]);
+            rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad %s '%.*s' (expected an integer in [0, %d))",
+                           name, line, what, (int)(fl[k] > 40 ? 40 : fl[k]), f[k], lim[k]);
             goto out;
         }
         if (n_rows == cap_rows) rows = lk_realloc(rows, (cap_rows = cap_rows ? 2 * cap_rows : 256) * sizeof *rows);
@@ -261,14 +268,14 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
             const char *comma = memchr(q, ',', (size_t)(qe - q));
             const char *ce = comma ? comma : qe;
             long c = parse_uint(q, (size_t)(ce - q));
-            if (c < 0 || c >= limit || (head_dim > 0 && c >= head_dim)) {
+            if (c < 0 || c >= LK_MAX_HEAD_DIM || (head_dim > 0 && c >= head_dim)) {
                 int w = (int)(ce - q);
                 if (head_dim > 0)
                     rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad channel '%.*s' (expected integers in [0, %d))",
                                    name, line, w > 40 ? 40 : w, q, head_dim);
                 else
-                    rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad channel '%.*s' (expected non-negative integers separated by commas)",
-                                   name, line, w > 40 ? 40 : w, q);
+                    rc = lk_seterr(err, LK_EINPUT, "%s:%d: bad channel '%.*s' (expected integers in [0, %d) "
+                                   "separated by commas)", name, line, w > 40 ? 40 : w, q, LK_MAX_HEAD_DIM);
                 goto out;
             }
             if (n_chan == cap_chan) chan = lk_realloc(chan, (cap_chan = cap_chan ? 2 * cap_chan : 4096) * sizeof *chan);
@@ -299,6 +306,11 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
     if ((cdims[0] > 0 && cdims[0] != max_layer + 1) || (cdims[1] > 0 && cdims[1] != max_head + 1)) {
         rc = lk_seterr(err, LK_EINPUT, "%s: lines cover %d layers x %d kv heads but the header says %d x %d (expected a complete mask; truncated file?)",
                        name, max_layer + 1, max_head + 1, cdims[0], cdims[1]);
+        goto out;
+    }
+    if (head_dim > 0 && cdims[2] > 0 && cdims[2] != head_dim) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: header says head_dim=%d but the model has head_dim %d (expected a "
+                       "mask made for this model)", name, cdims[2], head_dim);
         goto out;
     }
     if (head_dim <= 0) head_dim = cdims[2];

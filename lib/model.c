@@ -33,6 +33,30 @@ static int load_layers(const lk_st *st, int n_layers, const char *suffix, int nd
     return 0;
 }
 
+/* Every tensor's shape against the config before anything is allocated: a
+ * config with sizes its checkpoint lacks is bad input, not a huge allocation. */
+static int check_shapes(const lk_st *st, const lk_config *c, lk_err *err) {
+    int64_t D = c->hidden_size, H = c->intermediate_size, QD = (int64_t)c->n_heads * c->head_dim,
+            KD = (int64_t)c->n_kv_heads * c->head_dim;
+    const struct { const char *suffix; int ndim; int64_t shape[2]; } per[] = {
+        {"input_layernorm.weight", 1, {D}},          {"self_attn.q_proj.weight", 2, {QD, D}},
+        {"self_attn.k_proj.weight", 2, {KD, D}},     {"self_attn.v_proj.weight", 2, {KD, D}},
+        {"self_attn.o_proj.weight", 2, {D, QD}},     {"post_attention_layernorm.weight", 1, {D}},
+        {"mlp.gate_proj.weight", 2, {H, D}},         {"mlp.up_proj.weight", 2, {H, D}},
+        {"mlp.down_proj.weight", 2, {D, H}},
+    };
+    const lk_tensor *t;
+    int64_t embed[2] = {c->vocab_size, D};
+    int rc = lk_st_expect(st, "model.embed_tokens.weight", 2, embed, &t, err);
+    for (int l = 0; !rc && l < c->n_layers; l++)
+        for (size_t i = 0; !rc && i < sizeof per / sizeof *per; i++) {
+            char name[256];
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, per[i].suffix);
+            rc = lk_st_expect(st, name, per[i].ndim, per[i].shape, &t, err);
+        }
+    return rc;
+}
+
 int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
@@ -44,6 +68,8 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
                          "config: %d heads, %d kv heads, head_dim %d (expected heads a multiple "
                          "of kv heads, even head_dim)",
                          c->n_heads, c->n_kv_heads, c->head_dim);
+    int rc = check_shapes(st, c, err);
+    if (rc) return rc;
     int L = c->n_layers, V = c->vocab_size;
     int D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
     int QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
@@ -62,7 +88,6 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
     w->final_norm = lk_malloc((size_t)D * sizeof(float));
     m->n_params = (size_t)V * D + nL * (2 * D + (size_t)QD * D * 2 + (size_t)KD * D * 2 +
                                         (size_t)H * D * 3) + D;
-    int rc;
     if ((rc = load(st, "model.embed_tokens.weight", 2, V, D, w->embed, err)) ||
         (rc = load_layers(st, L, "input_layernorm.weight", 1, D, 0, w->attn_norm, err)) ||
         (rc = load_layers(st, L, "self_attn.q_proj.weight", 2, QD, D, w->wq, err)) ||

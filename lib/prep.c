@@ -246,8 +246,9 @@ static int load_words(lk_prep *p, lk_err *err) {
     }
     p->words_from = lk_strdup(w);
     struct stat st;
-    if (stat(w, &st) != 0) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", w, strerror(errno));
-    if (S_ISDIR(st.st_mode)) {
+    int is_stdin = !strcmp(w, "-"); /* a word-per-line list on standard input */
+    if (!is_stdin && stat(w, &st) != 0) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", w, strerror(errno));
+    if (!is_stdin && S_ISDIR(st.st_mode)) {
         char *a = lk_asprintf("%s/adjectivelist.txt", w), *nn = lk_asprintf("%s/nounlist.txt", w),
              *v = lk_asprintf("%s/verblist.txt", w);
         rc = read_words(a, &p->adj, &p->n_adj, err);

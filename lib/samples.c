@@ -9,6 +9,7 @@
 
 enum { REC_SAMPLE = 1, REC_END = 2 };
 #define MAX_BODY (1u << 30) /* sanity bound on one record: 256 M tokens */
+#define MIN_BODY 29u        /* task length byte, target, question pos, five counts */
 
 /* ---- little-endian byte buffer ---- */
 typedef struct {
@@ -157,6 +158,7 @@ struct lk_samples_reader {
     ZSTD_inBuffer zin;
     size_t frame_left;    /* last ZSTD_decompressStream hint: 0 = frame complete */
     int done;             /* end record seen */
+    int frame_checked;    /* the frame header was checked (zstd magic, checksum on) */
     long index;
     buf body;             /* current record */
     /* arrays handed out in lk_sample */
@@ -173,10 +175,24 @@ struct lk_samples_reader {
 const lk_samples_header *lk_samples_hdr(const lk_samples_reader *r) { return &r->hdr; }
 long lk_samples_index(const lk_samples_reader *r) { return r->index; }
 
+/* The first got bytes of the frame: one zstd frame (not a skippable one)
+ * with its content checksum on, as the format says. */
+static int check_frame(lk_samples_reader *r, size_t got, lk_err *err) {
+    r->frame_checked = 1;
+    if (got < 5 || rd_u32(r->in) != 0xFD2FB528u)
+        return -lk_seterr(err, LK_EINPUT, "%s: no zstd frame after the header (expected one; regenerate the "
+                          "file with leank-prep)", r->name);
+    if (!(r->in[4] & 0x04)) /* Frame_Header_Descriptor: Content_Checksum_flag */
+        return -lk_seterr(err, LK_EINPUT, "%s: the zstd frame has no checksum (expected one; regenerate the "
+                          "file with leank-prep)", r->name);
+    return 0;
+}
+
 /* Exactly n decompressed bytes into dst. 1 = ok, 0 = clean end of input with
  * nothing read, < 0 = error. */
 static int r_read(lk_samples_reader *r, void *dst, size_t n, const char *what, lk_err *err) {
     ZSTD_outBuffer out = {dst, n, 0};
+    int rc;
     while (out.pos < n) {
         if (r->zin.pos == r->zin.size) {
             size_t got = fread(r->in, 1, r->in_cap, r->f);
@@ -190,6 +206,7 @@ static int r_read(lk_samples_reader *r, void *dst, size_t n, const char *what, l
                                   r->name, what, r->index + 1);
             }
             r->zin = (ZSTD_inBuffer){r->in, got, 0};
+            if (!r->frame_checked && (rc = check_frame(r, got, err)) < 0) return rc;
         }
         size_t hint = ZSTD_decompressStream(r->dc, &out, &r->zin);
         if (ZSTD_isError(hint))
@@ -350,8 +367,9 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
                           kind, r->index + 1);
     if ((rc = r_read(r, k, 4, "record length", err)) < 0) return rc;
     uint32_t len = rd_u32(k);
-    if (len > MAX_BODY)
-        return -lk_seterr(err, LK_EINPUT, "%s: corrupt record length %u at sample %ld", r->name, len, r->index + 1);
+    if (len < MIN_BODY || len > MAX_BODY)
+        return -lk_seterr(err, LK_EINPUT, "%s: corrupt record length %u at sample %ld (expected %u to %u)", r->name,
+                          len, r->index + 1, MIN_BODY, MAX_BODY);
     if (len > r->body.cap) {
         r->body.cap = len;
         r->body.p = lk_realloc(r->body.p, len);
@@ -370,6 +388,10 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
         s->question_pos = (int)rd_u32(p + 4);
         p += 8;
         bad = r_ids(&p, end, &r->ctx, &r->ctx_cap, &s->n_ctx) || r_ids(&p, end, &r->ans, &r->ans_cap, &s->n_ans);
+        if (!bad && (s->target_len < 0 || s->question_pos < -1 || s->question_pos >= s->n_ctx))
+            return -lk_seterr(err, LK_EINPUT, "%s: sample %ld: question_pos %d, target_len %d (expected "
+                              "question_pos -1 or in [0, %d), target_len >= 0)", r->name, r->index + 1,
+                              s->question_pos, s->target_len, s->n_ctx);
     }
     if (!bad) {
         if (end - p < 4 || rd_u32(p) > (uint32_t)(end - p - 4) / 8) bad = 1;

@@ -20,6 +20,8 @@
  * regex is PCRE2 JIT-compiled with one match block reused per call. */
 #include "tokenizer_impl.h"
 
+#include "config.h" /* LK_MAX_VOCAB */
+
 #include <jansson.h>
 #include <sys/stat.h>
 #include <utf8proc.h>
@@ -207,6 +209,9 @@ static int load_post(lk_tokenizer *t, json_t *n, lk_err *err) {
                            t->path, name ? name : "?");
             size_t j;
             json_array_foreach(ids, j, x) {
+                if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= t->nvocab)
+                    return BAD("%s: TemplateProcessing token '%s' ids[%zu] is not a token id (expected an "
+                               "integer in [0, %d))", t->path, name, j, t->nvocab);
                 int id = (int)json_integer_value(x);
                 if (!seen_seq) {
                     t->prefix = lk_realloc(t->prefix, (t->nprefix + 1) * sizeof(int));
@@ -223,6 +228,12 @@ static int load_post(lk_tokenizer *t, json_t *n, lk_err *err) {
         json_t *cls = json_object_get(n, "cls"), *sep = json_object_get(n, "sep");
         if (!json_is_array(cls) || !json_is_array(sep))
             return BAD("%s: %s without cls/sep pairs", t->path, type);
+        for (int k = 0; k < 2; k++) {
+            json_t *id = json_array_get(k ? sep : cls, 1);
+            if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= t->nvocab)
+                return BAD("%s: %s %s id is not a token id (expected an integer in [0, %d))", t->path, type,
+                           k ? "sep" : "cls", t->nvocab);
+        }
         t->prefix = lk_realloc(t->prefix, (t->nprefix + 1) * sizeof(int));
         t->prefix[t->nprefix++] = (int)json_integer_value(json_array_get(cls, 1));
         t->suffix = lk_realloc(t->suffix, (t->nsuffix + 1) * sizeof(int));
@@ -432,15 +443,19 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
     size_t i;
     int maxid = -1;
     json_object_foreach(vocab, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 0x7fffffff)
-            return BAD("%s: vocab entry '%s' has no valid id (expected a non-negative integer)", t->path, key);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= LK_MAX_VOCAB)
+            return BAD("%s: vocab entry '%s' has no valid id (expected an integer in [0, %d))", t->path, key,
+                       LK_MAX_VOCAB);
         if (json_integer_value(v) > maxid) maxid = (int)json_integer_value(v);
     }
     if (added && !json_is_array(added)) return BAD("%s: \"added_tokens\" is not an array", t->path);
     json_array_foreach(added, i, v) {
         json_t *id = json_object_get(v, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || !jstr(v, "content"))
+        if (!json_is_integer(id) || !jstr(v, "content"))
             return BAD("%s: added_tokens[%zu] lacks an integer \"id\" or a \"content\" string", t->path, i);
+        if (json_integer_value(id) < 0 || json_integer_value(id) >= LK_MAX_VOCAB)
+            return BAD("%s: added_tokens[%zu] id %" JSON_INTEGER_FORMAT " is out of range (expected [0, %d))",
+                       t->path, i, json_integer_value(id), LK_MAX_VOCAB);
         if (json_integer_value(id) > maxid) maxid = (int)json_integer_value(id);
     }
     t->nvocab = maxid + 1;
@@ -507,8 +522,10 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
         if (json_is_string(v)) {
             a = json_string_value(v);
             const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' '))
+            if (!sp || strchr(sp + 1, ' ')) {
+                free(cat.p);
                 return BAD("%s: merges[%zu] '%s' is not two tokens separated by one space", t->path, i, a);
+            }
             al = (size_t)(sp - a);
             b = sp + 1;
             bl = strlen(b);
@@ -518,8 +535,10 @@ static int load_json(lk_tokenizer *t, json_t *root, lk_err *err) {
             b = json_string_value(json_array_get(v, 1));
             al = strlen(a);
             bl = strlen(b);
-        } else
+        } else {
+            free(cat.p);
             return BAD("%s: merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", t->path, i);
+        }
         int ia = vmap_find(t, a, al), ib = vmap_find(t, b, bl);
         cat.n = 0;
         buf_put(&cat, a, al);

@@ -333,8 +333,12 @@ static int split_span(const lk_tokenizer *t, const pre_op *op, work *w, const ch
         if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return lk_seterr(err, LK_EFAIL, "%s: pre_tokenizer regex failed at byte %zu of a %zu-byte "
-                             "segment: %s", t->path, pos, n, (char *)msg);
+            /* a limit hit is the text's doing (10 MB of spaces): bad input, not a failure */
+            int limit = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+                        rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT || rc == PCRE2_ERROR_NOMEMORY;
+            return lk_seterr(err, limit ? LK_EINPUT : LK_EFAIL, "%s: pre_tokenizer regex failed at byte %zu of a "
+                             "%zu-byte segment: %s%s", t->path, pos, n, (char *)msg,
+                             limit ? " (expected text the regex can split: shorten the run)" : "");
         }
         size_t ms, me;
         if (rc < 0) ms = me = n;

@@ -246,6 +246,13 @@ int lk_train_step(lk_train_state *s, lk_train_backend *b, const lk_train_opts *o
     size_t n = s->n;
     int rc = lk_train_objective(s, b, o, st, err);
     if (rc) return rc;
+    /* a NaN/Inf (non-finite weights, an overflow) would spread to every alpha */
+    int finite = isfinite(st->loss) && isfinite(st->reg);
+    for (size_t i = 0; finite && i < n; i++) finite = isfinite(s->grad[i]);
+    if (!finite)
+        return lk_seterr(err, LK_EINPUT, "step %ld: the loss is %g, its gradient %s (expected finite numbers: "
+                         "the model's weights hold NaN or Inf, or the sample overflows)", s->step + 1, st->loss,
+                         isfinite(st->loss) ? "not finite" : "undefined");
     /* AdamW (torch semantics; moments kept in float so that a checkpoint
      * holds the exact state) */
     long t = s->step + 1;
@@ -322,6 +329,12 @@ int lk_alpha_load(const char *path, float *alpha, int n_layers, int n_kv_heads, 
                        "expected leank-alpha)", path, fmt ? "\"" : "", fmt ? fmt : "absent",
                        fmt ? "\"" : "");
     if (!rc) rc = load_f32(st, path, "alpha", alpha, n_layers, n_kv_heads, head_dim, err);
+    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
+    for (size_t i = 0; !rc && i < n; i++)
+        if (!(alpha[i] >= 0.0f && alpha[i] <= 1.0f))
+            rc = lk_seterr(err, LK_EINPUT, "%s: alpha[%zu, %zu, %zu] is %g (expected a scale in [0, 1])", path,
+                           i / ((size_t)n_kv_heads * head_dim), i / head_dim % n_kv_heads, i % head_dim,
+                           (double)alpha[i]);
     lk_st_close(st);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* util.c - errors, checked allocation and I/O, atomic output files. */
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 const char *lk_progname = "leank";
+static int failing; /* lk_fail/lk_die ran: the exit status already says so */
 
 int lk_seterr(lk_err *err, int code, const char *fmt, ...) {
     if (err) {
@@ -36,6 +38,7 @@ void lk_warn(const char *fmt, ...) {
 }
 
 void lk_fail(const lk_err *err) {
+    failing = 1;
     lk_out_cleanup_all();
     fprintf(stderr, "%s: %s\n", lk_progname, err->msg[0] ? err->msg : "failed");
     exit(err->code ? err->code : LK_EFAIL);
@@ -43,6 +46,7 @@ void lk_fail(const lk_err *err) {
 
 void lk_die(int code, const char *fmt, ...) {
     va_list ap;
+    failing = 1;
     lk_out_cleanup_all();
     fprintf(stderr, "%s: ", lk_progname);
     va_start(ap, fmt);
@@ -148,15 +152,53 @@ static void out_unlink(lk_out *o) {
     o->next_open = NULL;
 }
 
+/* Temporaries are PATH.leank-tmp.PID.XXXXXX: a run killed too hard to clean
+ * up (SIGKILL, power loss) leaves one that the next run writing PATH removes
+ * once PID is gone, and `make clean` finds by name. */
+#define TMP_TAG ".leank-tmp."
+
+static void remove_stale(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? lk_asprintf("%.*s", (int)(slash - path + (slash == path)), path) : lk_strdup(".");
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base), tlen = strlen(TMP_TAG);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, base, blen) || strncmp(e->d_name + blen, TMP_TAG, tlen)) continue;
+        long pid = strtol(e->d_name + blen + tlen, &end, 10);
+        if (pid <= 0 || *end != '.' || strlen(end) != 7) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer still runs */
+        char *stale = lk_asprintf("%s/%s", dir, e->d_name);
+        unlink(stale);
+        free(stale);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
+/* An existing output that is not a regular file (/dev/null, a FIFO, a
+ * terminal) is written in place: renaming over it would replace it. */
+static int is_special(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 int lk_out_open(lk_out *o, const char *path, lk_err *err) {
     memset(o, 0, sizeof *o);
-    if (strcmp(path, "-") == 0) {
-        o->f = stdout;
-        o->path = lk_strdup("-");
+    if (strcmp(path, "-") == 0 || is_special(path)) {
+        o->f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
+        if (!o->f) return lk_seterr(err, LK_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
+        o->path = lk_strdup(path);
         return 0;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return lk_seterr(err, LK_EIO, "%s: is a directory (expected a file name)", path);
+    remove_stale(path);
     o->path = lk_strdup(path);
-    o->tmp = lk_asprintf("%s.tmp.XXXXXX", path);
+    o->tmp = lk_asprintf("%s" TMP_TAG "%ld.XXXXXX", path, (long)getpid());
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
         int e = errno;
@@ -172,14 +214,30 @@ int lk_out_open(lk_out *o, const char *path, lk_err *err) {
     return 0;
 }
 
+int lk_out_check(const char *path, lk_err *err) {
+    if (strcmp(path, "-") == 0) return 0;
+    if (is_special(path)) /* not opened: a FIFO would block, or see an early end */
+        return access(path, W_OK) == 0 ? 0 : lk_seterr(err, LK_EIO, "%s: cannot open for writing: %s", path,
+                                                       strerror(errno));
+    lk_out o;
+    int rc = lk_out_open(&o, path, err);
+    if (!rc) lk_out_abort(&o);
+    return rc;
+}
+
 int lk_out_commit(lk_out *o, lk_err *err) {
     if (!o->f) return lk_seterr(err, LK_EFAIL, "output not open");
-    if (!o->tmp) { /* stdout */
+    if (!o->tmp) { /* stdout or a special file, written in place */
         int bad = fflush(o->f) != 0 || ferror(o->f);
+        int e = errno;
+        if (o->f != stdout) bad |= fclose(o->f) != 0;
+        else if (bad) clearerr(o->f); /* reported here, not again at exit */
         o->f = NULL;
+        if (bad) lk_seterr(err, LK_EIO, "%s: write error: %s", strcmp(o->path, "-") ? o->path : "<stdout>",
+                           strerror(e));
         free(o->path);
         o->path = NULL;
-        return bad ? lk_seterr(err, LK_EIO, "<stdout>: write error") : 0;
+        return bad ? LK_EIO : 0;
     }
     int bad = fflush(o->f) != 0 || ferror(o->f);
     bad |= fclose(o->f) != 0;
@@ -205,6 +263,8 @@ void lk_out_abort(lk_out *o) {
         fclose(o->f);
         unlink(o->tmp);
         out_unlink(o);
+    } else if (o->f != stdout) {
+        fclose(o->f);
     }
     o->f = NULL;
     free(o->path);
@@ -225,9 +285,28 @@ static void cleanup_signal(int sig) {
 }
 
 void lk_install_cleanup(void) {
-    /* every signal whose default action ends the process quietly */
-    static const int sigs[] = {SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ};
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], cleanup_signal);
+    /* every signal whose default action ends the process: quietly, or with a
+     * core dump (SIGQUIT, and the crashes: their handler unlinks and re-raises
+     * so the core is still dumped) */
+    static const int sigs[] = {SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ,
+                               SIGQUIT, SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        /* a handler already there (a sanitizer's crash report) stays */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_DFL) continue;
+        signal(sigs[i], cleanup_signal);
+    }
+}
+
+void lk_close_stdout(void) {
+    if (failing) return;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (bad) {
+        lk_out_cleanup_all();
+        fprintf(stderr, "%s: <stdout>: write error: %s\n", lk_progname, e ? strerror(e) : "I/O error");
+        _exit(LK_EIO);
+    }
 }
 
 void lk_refuse_tty_stdout(const char *what) {

@@ -64,10 +64,13 @@ typedef struct {
 int lk_map_file(const char *path, lk_map *m, lk_err *err);
 void lk_unmap(lk_map *m);
 
-/* Output written to PATH.tmp.XXXXXX and renamed to PATH only on commit; "-"
- * is stdout (commit flushes). abort removes the temporary file. An lk_out that
- * is neither committed nor aborted when the process exits through lk_fail/
- * lk_die or SIGINT/SIGTERM is removed too (no partial output file). */
+/* Output written to PATH.leank-tmp.PID.XXXXXX and renamed to PATH only on
+ * commit; "-" is stdout and an existing PATH that is not a regular file
+ * (/dev/null, a FIFO) is written in place (commit flushes). abort removes the
+ * temporary file. An lk_out that is neither committed nor aborted when the
+ * process exits through lk_fail/lk_die, a terminating signal or a crash is
+ * removed too (no partial output file); a temporary left by a killed run is
+ * removed by the next lk_out_open of the same PATH once its PID is gone. */
 typedef struct lk_out {
     FILE *f;
     char *path; /* final path */
@@ -76,11 +79,17 @@ typedef struct lk_out {
 } lk_out;
 int lk_out_open(lk_out *o, const char *path, lk_err *err);
 int lk_out_commit(lk_out *o, lk_err *err);
+/* Can PATH be written? (its directory exists and is writable; nothing is left
+ * behind). Programs check every output before the work starts. */
+int lk_out_check(const char *path, lk_err *err);
 void lk_out_abort(lk_out *o);
 /* Remove every still-open temporary output (called by lk_fail/lk_die and the
  * signal handler installed by lk_install_cleanup). */
 void lk_out_cleanup_all(void);
 void lk_install_cleanup(void);
+/* atexit handler: a write error on stdout (a full disk, /dev/full) makes a
+ * program that would exit 0 print one line and exit LK_EIO instead. */
+void lk_close_stdout(void);
 
 /* Binary outputs never go to a terminal: when stdout is one, print
  * "refusing to write WHAT to a terminal (use -o FILE or a pipe)" and exit

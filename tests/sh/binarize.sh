@@ -119,9 +119,12 @@ expect_fail 3 "mask version 9" -- "$BZ" "$T/v9.st" --report
 expect_fail 3 "mask n_layers metadata vs tensors" -- "$BZ" "$T/nl.st" --report
 "$BZ" "$T/ok.st" --report >/dev/null 2>&1 && ok "a well-formed hand-made mask" || fail "hand-made mask"
 expect_fail 3 "head_dim of a mask on stdin" -- sh -c '"$0" - --head-dim 4 --report <"$1"' "$BZ" "$T/ok.st"
-printf '65535\t65535\t0\t\n' >"$T/far.tsv"
+printf '1023\t1023\t0\t\n' >"$T/far.tsv"
 expect_fail 3 "TSV with one far-away head" -- "$BZ" --from-tsv "$T/far.tsv" --report
 grep -q "no line for layer 0 kv_head 0" "$T/err" || fail "far-away head message: $(cat "$T/err")"
+printf '65535\t65535\t0\t\n' >"$T/far.tsv"
+expect_fail 3 "TSV with a layer past the bound" -- "$BZ" --from-tsv "$T/far.tsv" --report
+grep -q "bad layer '65535' (expected an integer in \[0, 1024))" "$T/err" || fail "bound message: $(cat "$T/err")"
 printf '# leank-mask n_layers=1 n_kv_heads=1 head_dim=99999999999999\n0\t0\t1\t0\n' >"$T/hd.tsv"
 expect_fail 3 "TSV header head_dim out of range" -- "$BZ" --from-tsv "$T/hd.tsv" --report
 # a failed plot or report: no mask written
@@ -166,6 +169,6 @@ EOF
     "$BZ" --from-tsv "$L" -m "$T/m32" --report | grep -q "period (tokens)" && ok "bands with the model's RoPE" || fail "bands with config"
     expect_fail 3 "official mask vs wrong model" -- "$BZ" --from-tsv "$Q" -m "$T/m32" -o "$T/bad.st"
 else
-    echo "note: $S/data/masks absent: official-mask checks not run"
+    skip "$S/data/masks absent: official-mask checks not run"
 fi
 finish

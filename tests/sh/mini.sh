@@ -18,7 +18,9 @@ echo "ok: tokenizer ids ($(wc -l < "$D/heldout.ids") ids) equal HF tokenizers'"
 T=$B/tests/test_mini
 [ -x "$T" ] || T=$(dirname "$B")/bin/tests/test_mini
 if [ -x "$T" ]; then
-    "$T" || { echo "FAIL: test_mini (engine logits vs PyTorch)"; exit 1; }
+    "$T"; rc=$?
+    [ $rc -eq 77 ] && echo "skip: test_mini skipped its logits check"
+    [ $rc -eq 0 ] || [ $rc -eq 77 ] || { echo "FAIL: test_mini (engine logits vs PyTorch)"; exit 1; }
 else
-    echo "note: $B/tests/test_mini not built; logits check not run here"
+    echo "skip: $B/tests/test_mini not built; logits check not run here"
 fi

@@ -1,5 +1,7 @@
 /* t.h - minimal unit-test helpers. A test program exits 0 when every check
- * passed, 1 otherwise, 77 to skip (e.g. ../shared absent). */
+ * passed, 1 otherwise, 77 to skip (e.g. ../shared absent). A part skipped
+ * inside a test that otherwise runs is T_SKIP_PART: it prints "skip: ..." and
+ * tests/run.sh counts it as a skipped check, not as a pass. */
 #ifndef LEANK_T_H
 #define LEANK_T_H
 #include <math.h>
@@ -8,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int t_fails, t_checks;
+static int t_fails, t_checks, t_skips;
 #define CHECK(cond) do { t_checks++; if (!(cond)) { t_fails++; \
     fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
 #define CHECKF(cond, ...) do { t_checks++; if (!(cond)) { t_fails++; \
@@ -29,8 +31,9 @@ static inline const char *t_shared(void) {
     return buf;
 }
 #define T_SKIP(...) do { printf("skip: "); printf(__VA_ARGS__); printf("\n"); exit(77); } while (0)
+#define T_SKIP_PART(...) do { t_skips++; printf("skip: "); printf(__VA_ARGS__); printf("\n"); } while (0)
 static inline int t_done(void) {
-    printf("%d checks, %d failed\n", t_checks, t_fails);
+    printf("%d checks, %d failed, %d parts skipped\n", t_checks, t_fails, t_skips);
     return t_fails ? 1 : 0;
 }
 #endif

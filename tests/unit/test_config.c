@@ -280,7 +280,7 @@ static void test_refusals(void) {
 static void test_stories(void) {
     const char *sh = t_shared();
     if (!sh) {
-        printf("note: shared data absent, stories260K config check skipped\n");
+        T_SKIP_PART("stories260K config check: shared data absent");
         return;
     }
     lk_config c;

@@ -25,7 +25,7 @@ static void golden(const char *shared) {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root) {
-        printf("skip: stories260K golden test: %s: %s\n", path, je.text);
+        T_SKIP_PART("stories260K golden test: %s: %s", path, je.text);
         return;
     }
     lk_model m;
@@ -250,7 +250,7 @@ int main(void) {
     if (shared)
         golden(shared);
     else
-        printf("stories260K golden test skipped: shared data absent\n");
+        T_SKIP_PART("stories260K golden test: shared data absent");
 
     char tmp[] = "/tmp/leank-test-model-XXXXXX";
     if (!mkdtemp(tmp)) T_SKIP("cannot create a temporary directory");

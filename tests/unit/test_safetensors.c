@@ -43,7 +43,7 @@ static void refuse(const char *path, int code, const char *want) {
 static void test_real(void) {
     const char *sh = t_shared();
     if (!sh) {
-        printf("note: shared data absent, stories260K check skipped\n");
+        T_SKIP_PART("stories260K check: shared data absent");
         return;
     }
     char *p = lk_asprintf("%s/models/stories260K/model.safetensors", sh);

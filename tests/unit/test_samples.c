@@ -11,7 +11,7 @@ static void make_sample(lk_sample *s, int i, int *ctx, int *ans, double *dep, ch
     memset(s, 0, sizeof *s);
     snprintf(s->task, sizeof s->task, i % 2 ? "niah_single_%d" : "train-essay", i);
     s->target_len = 1000 + i;
-    s->question_pos = i % 3 ? 900 + i : -1;
+    s->question_pos = i % 3 ? 800 + i : -1; /* inside the context */
     for (int k = 0; k < 1000 + i; k++) ctx[k] = (k * 7919 + i) % 128256;
     s->ctx = ctx;
     s->n_ctx = 900 + i;

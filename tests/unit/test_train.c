@@ -290,7 +290,34 @@ static void test_config(void) {
     unlink(path);
 }
 
+/* a backend whose loss is NaN (as with NaN weights), or finite with a NaN gradient */
+static int nan_loss(void *ctx, const double *alpha, double *loss, double *grad, lk_err *err) {
+    int grad_only = *(const int *)ctx;
+    *loss = grad_only ? 1.0 : NAN;
+    for (int i = 0; i < 2 * 1 * 4; i++) grad[i] = grad_only && i == 3 ? NAN : 0.0;
+    return 0;
+}
+
+static void test_non_finite(void) {
+    for (int grad_only = 0; grad_only < 2; grad_only++) {
+        lk_train_backend b = {.name = "nan", .ctx = &grad_only, .n_layers = 2, .n_kv_heads = 1, .head_dim = 4,
+                              .loss_grad = nan_loss};
+        lk_train_state s;
+        lk_train_opts o;
+        lk_train_opts_default(&o, 1);
+        lk_train_state_init(&s, 2, 1, 4, 0);
+        lk_train_stats st;
+        lk_err err = {0};
+        CHECK(lk_train_step(&s, &b, &o, &st, &err) == LK_EINPUT);
+        CHECKF(strstr(err.msg, "step 1: the loss is") != NULL, "%s", err.msg);
+        CHECK(s.step == 0);
+        for (size_t i = 0; i < s.n; i++) CHECK(isfinite(s.alpha[i])); /* alpha untouched */
+        lk_train_state_free(&s);
+    }
+}
+
 int main(void) {
+    test_non_finite();
     test_gradient(1);
     test_gradient(0);
     test_against_engine();

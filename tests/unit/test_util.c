@@ -61,6 +61,35 @@ int main(void) {
     CHECK(lk_out_open(&o, "/nonexistent/dir/x", &err) == LK_EIO);
     CHECK(strstr(err.msg, "/nonexistent/dir/x") != NULL);
 
+    /* a special file is written in place, never replaced; a directory is refused */
+    CHECK(lk_out_open(&o, "/dev/null", &err) == 0 && o.tmp == NULL);
+    fputs("discarded", o.f);
+    CHECK(lk_out_commit(&o, &err) == 0);
+    struct stat st;
+    CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+    CHECK(lk_out_open(&o, "/dev/full", &err) == 0);
+    fputs("x", o.f);
+    CHECK(lk_out_commit(&o, &err) == LK_EIO && strstr(err.msg, "/dev/full: write error"));
+    CHECK(lk_out_open(&o, dir, &err) == LK_EIO && strstr(err.msg, "is a directory"));
+    /* outputs checked before the work: nothing is left behind */
+    CHECK(lk_out_check(path, &err) == 0 && count_entries(dir) == 0);
+    CHECK(lk_out_check("/nonexistent/dir/x", &err) == LK_EIO);
+    CHECK(lk_out_check("/dev/null", &err) == 0 && lk_out_check("-", &err) == 0);
+    /* a temporary of a dead writer is removed by the next open of its path */
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, &status, 0);
+    char *stale = lk_asprintf("%s.leank-tmp.%ld.AbCdEf", path, (long)dead);
+    FILE *sf = fopen(stale, "w");
+    CHECK(sf != NULL);
+    if (sf) fclose(sf);
+    CHECK(lk_out_open(&o, path, &err) == 0);
+    CHECK(!exists(stale));
+    CHECK(strstr(o.tmp, ".leank-tmp.") != NULL);
+    lk_out_abort(&o);
+    free(stale);
+    CHECK(count_entries(dir) == 0);
+
     /* bf16 / f16 round trips and rounding */
     CHECK(lk_bf16_to_f32(lk_f32_to_bf16(1.0f)) == 1.0f);
     CHECK(lk_bf16_to_f32(lk_f32_to_bf16(-3.5f)) == -3.5f);
