@@ -3,8 +3,11 @@
  * attention.c. */
 #include "model.h"
 
+#include "cpu.h"
+
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,13 +203,58 @@ void lk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, floa
     }
 }
 
+/* Threaded products. A single row (decode) is lk_matvec over blocks of output
+ * rows (multiples of 16, so no two threads write one cache line of out); more
+ * rows are one single-threaded OpenBLAS sgemm per block of output columns.
+ * OpenBLAS's own threads are turned off once (the pool splits the work; two
+ * sets of threads would contend for the same cores). Small products stay on
+ * one thread: a job costs a few microseconds. */
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int n, d_in, d_out, step;
+} mm_job;
+
+static void matvec_task(void *arg, int t, int thread) {
+    const mm_job *J = arg;
+    int r0 = t * J->step, r1 = r0 + J->step < J->d_out ? r0 + J->step : J->d_out;
+    lk_matvec(J->out + r0, J->w + (size_t)r0 * J->d_in, J->x, r1 - r0, J->d_in);
+}
+
+static void sgemm_task(void *arg, int t, int thread) {
+    const mm_job *J = arg;
+    int c0 = t * J->step, c1 = c0 + J->step < J->d_out ? c0 + J->step : J->d_out;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, J->n, c1 - c0, J->d_in, 1.0f, J->x,
+                J->d_in, J->w + (size_t)c0 * J->d_in, J->d_in, 0.0f, J->out + c0, J->d_out);
+}
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single(void) { openblas_set_num_threads(1); }
+
 void lk_matmul(float *out, const float *x, const float *w, const float *bias, int n, int d_in,
                int d_out) {
-    if (n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, w, d_in, x, 1, 0.0f, out, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_out, d_in, 1.0f, x, d_in, w,
-                    d_in, 0.0f, out, d_out);
+    pthread_once(&blas_once, blas_single);
+    int T = lk_threads();
+    double work = (double)n * d_in * d_out;
+    mm_job J = {out, x, w, n, d_in, d_out, d_out};
+    int tasks = 1;
+    if (T > 1 && work >= 65536.0) {
+        /* decode: a few tasks a thread for balance on a shared machine;
+         * prefill: one column block a thread (sgemm packs per call) */
+        int want = n == 1 ? 4 * T : T, unit = n == 1 ? 16 : 64;
+        int step = (d_out + want - 1) / want;
+        step = (step + unit - 1) / unit * unit;
+        J.step = step;
+        tasks = (d_out + step - 1) / step;
+    }
+    if (n == 1) {
+        if (tasks > 1) lk_parallel_for(tasks, matvec_task, &J);
+        else lk_matvec(out, w, x, d_out, d_in);
+    } else {
+        if (tasks > 1) lk_parallel_for(tasks, sgemm_task, &J);
+        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_out, d_in, 1.0f, x, d_in, w,
+                         d_in, 0.0f, out, d_out);
+    }
     if (bias)
         for (int r = 0; r < n; r++)
             for (int i = 0; i < d_out; i++) out[(size_t)r * d_out + i] += bias[i];
@@ -254,8 +302,8 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
     s->att = lk_malloc(R * m->q_dim * sizeof(float));
     s->hb = lk_malloc(R * m->hidden * sizeof(float));
     s->hb2 = lk_malloc(R * m->hidden * sizeof(float));
-    s->scores = lk_malloc((size_t)s->qblock * max_seq * sizeof(float));
     s->qk = lk_malloc((size_t)m->cfg.head_dim * sizeof(float));
+    lk_state_threads(s, m); /* scores and the threads' work areas */
     s->logits = lk_malloc((size_t)m->cfg.vocab_size * sizeof(float));
     lk_rope_table_build(&s->rope, &m->cfg, max_seq);
     return 0;
@@ -270,7 +318,12 @@ void lk_state_free(lk_state *s) {
     free(s->att);
     free(s->hb);
     free(s->hb2);
-    free(s->scores);
+    free(s->tscores); /* scores is its first block */
+    free(s->tscratch);
+    free(s->hsc);
+    free(s->cmax);
+    free(s->csum);
+    free(s->pout);
     free(s->qk);
     free(s->logits);
     lk_rope_table_free(&s->rope);
@@ -297,6 +350,7 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
                              tokens[r], V);
         memcpy(s->x + (size_t)r * D, w->embed + (size_t)tokens[r] * D, D * sizeof(float));
     }
+    lk_forward_enter();
     for (int l = 0; l < c->n_layers; l++) {
         size_t lq = (size_t)l * QD, lkv = (size_t)l * KD;
         /* attention block */
@@ -318,7 +372,7 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
         lk_rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * D, n, D, eps);
         lk_matmul(s->hb, s->xb, w->w_gate + (size_t)l * H * D, NULL, n, D, H);
         lk_matmul(s->hb2, s->xb, w->w_up + (size_t)l * H * D, NULL, n, D, H);
-        lk_swiglu(s->hb, s->hb2, (size_t)n * H);
+        lk_swiglu_fast(s->hb, s->hb2, (size_t)n * H);
         lk_matmul(s->xb, s->hb, w->w_down + (size_t)l * D * H, NULL, n, H, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
     }
@@ -330,5 +384,6 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
     } else {
         lk_matmul(s->logits, s->xb + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, V);
     }
+    lk_forward_leave();
     return 0;
 }
