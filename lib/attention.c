@@ -284,31 +284,44 @@ static void rows_task(void *arg, int task, int thread) {
  * the chunk's sum and its unnormalised output; then the chunks are added in
  * order (a fixed order whatever the thread count). ---- */
 
-/* The key of position j for this step: *kind 0 full width, 1 the compact
- * middle row (kept channels), 2 a full slot seen through the kept channels,
- * 3 none (middle key of a head that keeps no channel). */
-static const float *step_key(const lk_kvcache *c, size_t head, int j, const float *kself,
-                             int *kind) {
-    int len = c->len, w = c->width[head];
-    if (j == len) return *kind = 0, kself;
-    if (j < c->sink) return *kind = 0, c->k_full + full_slot(c, head, j);
+/* Keys of positions j0 .. j1-1 for this step (j = len is this token's own,
+ * kself), region by region: kind 0 full width, 1 the compact middle row (kept
+ * channels), 2 a full ring slot seen through the kept channels (the key about
+ * to leave the ring), 3 none (a middle key of a head that keeps no channel). */
+static void step_keys(const lk_kvcache *c, size_t head, int j0, int j1, const float *kself,
+                      const float **kp, unsigned char *kind) {
+    int len = c->len, w = c->width[head], hd = c->head_dim;
+    int ns = len < c->sink ? len : c->sink;
     int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
-    if (j < rs) {
-        if (!w) return *kind = 3, NULL;
-        return *kind = 1, c->k_mid[head] + (size_t)(j - c->sink) * w;
+    if (rs > len) rs = len;
+    const float *ks = c->k_full + full_slot(c, head, 0), *km = c->k_mid[head];
+    int j = j0, e;
+    for (e = j1 < ns ? j1 : ns; j < e; j++) kp[j - j0] = ks + (size_t)j * hd, kind[j - j0] = 0;
+    for (e = j1 < rs ? j1 : rs; j < e; j++) /* middle */
+        kp[j - j0] = w ? km + (size_t)(j - c->sink) * w : NULL, kind[j - j0] = w ? 1 : 3;
+    for (e = j1 < len ? j1 : len; j < e; j++) { /* ring */
+        int full = len - j < c->recent;
+        kp[j - j0] = full || w ? c->k_full + full_slot(c, head, j) : NULL;
+        kind[j - j0] = full ? 0 : w ? 2 : 3;
     }
-    const float *k = c->k_full + full_slot(c, head, j);
-    if (len - j < c->recent) return *kind = 0, k;
-    return *kind = w ? 2 : 3, w ? k : NULL;
+    if (j < j1) kp[j - j0] = kself, kind[j - j0] = 0;
 }
 
-static const float *step_value(const lk_kvcache *c, size_t head, int j, const float *vself) {
-    int len = c->len, w = c->width[head];
-    if (j == len) return vself;
-    if (j < c->sink) return c->v_full + full_slot(c, head, j);
+/* Values of the same positions; a position without one (kind 3) gets zeros,
+ * which add exactly nothing (its probability is 0). */
+static void step_values(const lk_kvcache *c, size_t head, int j0, int j1, const float *vself,
+                        const float *zeros, const float **vp) {
+    int len = c->len, w = c->width[head], hd = c->head_dim;
+    int ns = len < c->sink ? len : c->sink;
     int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
-    if (j < rs) return w ? c->v_mid[head] + (size_t)(j - c->sink) * c->head_dim : NULL;
-    return w || len - j < c->recent ? c->v_full + full_slot(c, head, j) : NULL;
+    if (rs > len) rs = len;
+    const float *vs = c->v_full + full_slot(c, head, 0), *vm = c->v_mid[head];
+    int j = j0, e;
+    for (e = j1 < ns ? j1 : ns; j < e; j++) vp[j - j0] = vs + (size_t)j * hd;
+    for (e = j1 < rs ? j1 : rs; j < e; j++) vp[j - j0] = w ? vm + (size_t)(j - c->sink) * hd : zeros;
+    for (e = j1 < len ? j1 : len; j < e; j++)
+        vp[j - j0] = w || len - j < c->recent ? c->v_full + full_slot(c, head, j) : zeros;
+    if (j < j1) vp[j - j0] = vself;
 }
 
 static void step_logits_task(void *arg, int task, int thread) {
@@ -332,38 +345,28 @@ static void step_logits_task(void *arg, int task, int thread) {
         for (int d = 0; d < w; d++) qk[d] = qf[i][chan[d]];
         qc[i] = qk;
     }
-    const float *kself = s->k + (size_t)g * hd;
-    for (int j = j0; j < j1;) {
-        int kind;
-        const float *kp[4];
-        kp[0] = step_key(c, head, j, kself, &kind);
-        int cnt = 1;
-        while (cnt < 4 && j + cnt < j1 && kind < 2) { /* runs of four keys of one kind */
-            int k2;
-            const float *p2 = step_key(c, head, j + cnt, kself, &k2);
-            if (k2 != kind) break;
-            kp[cnt++] = p2;
-        }
+    const float *kp[LK_ATT_CHUNK];
+    unsigned char kind[LK_ATT_CHUNK];
+    step_keys(c, head, j0, j1, s->k + (size_t)g * hd, kp, kind);
+    for (int a = 0, n = j1 - j0; a < n;) {
+        int b = a + 1;
+        while (b < n && kind[b] == kind[a] && kind[a] < 2) b++; /* a run of one kind */
         for (int i = 0; i < group; i++) {
-            float *out = s->hsc + (size_t)(g * group + i) * s->max_seq + j;
-            if (kind == 3) {
-                out[0] = -INFINITY;
-            } else if (kind == 2) {
-                for (int d = 0; d < w; d++) kk[d] = kp[0][chan[d]];
-                out[0] = lk_dot(qc[i], kk, w) * J->scale;
-            } else if (cnt == 4) {
-                float t[4];
-                lk_dot4(kind ? qc[i] : qf[i], kp, kind ? w : hd, t);
-                for (int u = 0; u < 4; u++) out[u] = t[u] * J->scale;
+            float *out = s->hsc + (size_t)(g * group + i) * s->max_seq + j0;
+            if (kind[a] == 3) {
+                out[a] = -INFINITY;
+            } else if (kind[a] == 2) {
+                for (int d = 0; d < w; d++) kk[d] = kp[a][chan[d]];
+                out[a] = lk_dot(qc[i], kk, w) * J->scale;
             } else {
-                for (int u = 0; u < cnt; u++) out[u] = lk_dot(kind ? qc[i] : qf[i], kp[u], kind ? w : hd) * J->scale;
+                lk_dots(kind[a] ? qc[i] : qf[i], kp + a, b - a, kind[a] ? w : hd, J->scale, out + a);
             }
         }
-        j += cnt;
+        a = b;
     }
     for (int i = 0; i < group; i++) {
         int h = g * group + i;
-        J->s->cmax[(size_t)h * J->nch + ch] = lk_vmax(s->hsc + (size_t)h * s->max_seq + j0, j1 - j0);
+        s->cmax[(size_t)h * J->nch + ch] = lk_vmax(s->hsc + (size_t)h * s->max_seq + j0, j1 - j0);
     }
 }
 
@@ -377,24 +380,25 @@ static void step_values_task(void *arg, int task, int thread) {
     int g = task / J->nch, ch = task % J->nch, p = c->len;
     int j0 = ch * LK_ATT_CHUNK, j1 = j0 + LK_ATT_CHUNK < p + 1 ? j0 + LK_ATT_CHUNK : p + 1;
     size_t head = (size_t)J->layer * G + g;
-    float *e[group], *po[group];
+    const float *e[group];
+    float *po[group];
     for (int i = 0; i < group; i++) {
         int h = g * group + i;
         const float *cm = s->cmax + (size_t)h * J->nch;
         float mx = cm[0];
         for (int k = 1; k < J->nch; k++)
             if (cm[k] > mx) mx = cm[k];
-        e[i] = s->hsc + (size_t)h * s->max_seq;
-        s->csum[(size_t)h * J->nch + ch] = lk_exp_sum(e[i] + j0, j1 - j0, mx);
+        float *eh = s->hsc + (size_t)h * s->max_seq + j0;
+        s->csum[(size_t)h * J->nch + ch] = lk_exp_sum(eh, j1 - j0, mx);
+        e[i] = eh;
         po[i] = s->pout + ((size_t)h * J->nch + ch) * hd;
         memset(po[i], 0, hd * sizeof(float));
     }
-    const float *vself = s->v + (size_t)g * hd;
-    for (int j = j0; j < j1; j++) {
-        const float *v = step_value(c, head, j, vself);
-        if (!v) continue;
-        for (int i = 0; i < group; i++) lk_axpy(po[i], e[i][j], v, hd);
-    }
+    const float *vp[LK_ATT_CHUNK];
+    float *zeros = s->tscratch + (size_t)thread * (cfg->n_heads + 1) * hd;
+    memset(zeros, 0, hd * sizeof(float));
+    step_values(c, head, j0, j1, s->v + (size_t)g * hd, zeros, vp);
+    lk_wsum(po, e, group, vp, j1 - j0, hd);
 }
 
 static void step_attention(const lk_model *m, lk_state *s, int layer, float scale) {

@@ -73,6 +73,18 @@ static void dot4_generic(const float *q, const float *const k[4], int n, float o
     for (int i = 0; i < 4; i++) out[i] = dot_generic(q, k[i], n);
 }
 
+static void dots_generic(const float *q, const float *const *k, int cnt, int n, float scale,
+                         float *out) {
+    for (int u = 0; u < cnt; u++) out[u] = dot_generic(q, k[u], n) * scale;
+}
+
+static void wsum_generic(float *const *po, const float *const *e, int nh, const float *const *v,
+                         int cnt, int n) {
+    for (int h = 0; h < nh; h++)
+        for (int u = 0; u < cnt; u++)
+            for (int c = 0; c < n; c++) po[h][c] += e[h][u] * v[u][c];
+}
+
 static void axpy_generic(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
@@ -139,7 +151,18 @@ AVX2 static void dot4_avx2(const float *q, const float *const k[4], int n, float
         s2 = _mm256_add_ps(s2, _mm256_mul_ps(a, _mm256_loadu_ps(k2 + i)));
         s3 = _mm256_add_ps(s3, _mm256_mul_ps(a, _mm256_loadu_ps(k3 + i)));
     }
-    float t0 = tree8_avx2(s0), t1 = tree8_avx2(s1), t2 = tree8_avx2(s2), t3 = tree8_avx2(s3);
+    /* the four trees at once: hadd(s0,s1) holds (s0+s1),(s2+s3) of both keys
+     * per half; a second hadd gives ((s0+s1)+(s2+s3)) of the four keys in the
+     * low half and ((s4+s5)+(s6+s7)) in the high one: tree8 of each */
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    if (i == n) {
+        _mm_storeu_ps(out, r);
+        return;
+    }
+    float t[4];
+    _mm_storeu_ps(t, r);
+    float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
     for (; i < n; i++) {
         t0 += q[i] * k0[i];
         t1 += q[i] * k1[i];
@@ -147,6 +170,39 @@ AVX2 static void dot4_avx2(const float *q, const float *const k[4], int n, float
         t3 += q[i] * k3[i];
     }
     out[0] = t0, out[1] = t1, out[2] = t2, out[3] = t3;
+}
+
+AVX2 static void dots_avx2(const float *q, const float *const *k, int cnt, int n, float scale,
+                          float *out) {
+    int u = 0;
+    for (; u + 4 <= cnt; u += 4) {
+        float t[4];
+        dot4_avx2(q, k + u, n, t);
+        for (int i = 0; i < 4; i++) out[u + i] = t[i] * scale;
+    }
+    for (; u < cnt; u++) out[u] = dot_avx2(q, k[u], n) * scale;
+}
+
+/* po[h][c] += e[h][u] * v[u][c] for u in order: eight channels of one head
+ * stay in a register over the whole list. */
+AVX2 static void wsum_avx2(float *const *po, const float *const *e, int nh, const float *const *v,
+                          int cnt, int n) {
+    int n8 = n & ~7;
+    for (int h = 0; h < nh; h++) {
+        const float *eh = e[h];
+        float *o = po[h];
+        for (int c = 0; c < n8; c += 8) {
+            __m256 acc = _mm256_loadu_ps(o + c);
+            for (int u = 0; u < cnt; u++)
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(eh[u]), _mm256_loadu_ps(v[u] + c)));
+            _mm256_storeu_ps(o + c, acc);
+        }
+        for (int c = n8; c < n; c++) {
+            float a = o[c];
+            for (int u = 0; u < cnt; u++) a += eh[u] * v[u][c];
+            o[c] = a;
+        }
+    }
 }
 
 AVX2 static void axpy_avx2(float *y, float a, const float *x, int n) {
@@ -337,6 +393,8 @@ static struct {
     float (*dot)(const float *, const float *, int);
     void (*dot4)(const float *, const float *const[4], int, float[4]);
     void (*axpy)(float *, float, const float *, int);
+    void (*dots)(const float *, const float *const *, int, int, float, float *);
+    void (*wsum)(float *const *, const float *const *, int, const float *const *, int, int);
     float (*vmax)(const float *, int);
     float (*exp_sum)(float *, int, float);
     void (*vscale)(float *, float, int);
@@ -348,6 +406,7 @@ static pthread_once_t k_once = PTHREAD_ONCE_INIT;
 static void k_init(void) {
     K.name = "generic";
     K.dot = dot_generic, K.dot4 = dot4_generic, K.axpy = axpy_generic, K.vmax = vmax_generic;
+    K.dots = dots_generic, K.wsum = wsum_generic;
     K.exp_sum = exp_sum_generic, K.vscale = vscale_generic, K.matvec = matvec_generic;
     K.swiglu = swiglu_generic;
 #ifdef LK_X86
@@ -357,6 +416,7 @@ static void k_init(void) {
     if (lim >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         K.name = "avx2";
         K.dot = dot_avx2, K.dot4 = dot4_avx2, K.axpy = axpy_avx2, K.vmax = vmax_avx2;
+        K.dots = dots_avx2, K.wsum = wsum_avx2;
         K.exp_sum = exp_sum_avx2, K.vscale = vscale_avx2, K.matvec = matvec_avx2;
         K.swiglu = swiglu_avx2;
         /* Only the matrix-vector product gains from 512-bit vectors (the rest
@@ -374,6 +434,14 @@ const char *lk_cpu_kernels(void) { KI(); return K.name; }
 float lk_dot(const float *a, const float *b, int n) { KI(); return K.dot(a, b, n); }
 void lk_dot4(const float *q, const float *const k[4], int n, float out[4]) { KI(); K.dot4(q, k, n, out); }
 void lk_axpy(float *y, float a, const float *x, int n) { KI(); K.axpy(y, a, x, n); }
+void lk_dots(const float *q, const float *const *k, int cnt, int n, float scale, float *out) {
+    KI();
+    K.dots(q, k, cnt, n, scale, out);
+}
+void lk_wsum(float *const *po, const float *const *e, int nh, const float *const *v, int cnt, int n) {
+    KI();
+    K.wsum(po, e, nh, v, cnt, n);
+}
 float lk_vmax(const float *x, int n) { KI(); return K.vmax(x, n); }
 float lk_exp_sum(float *x, int n, float m) { KI(); return K.exp_sum(x, n, m); }
 void lk_vscale(float *x, float a, int n) { KI(); K.vscale(x, a, n); }

@@ -50,6 +50,11 @@ float lk_dot(const float *a, const float *b, int n);
  * four independent chains for the out-of-order core). */
 void lk_dot4(const float *q, const float *const k[4], int n, float out[4]);
 void lk_axpy(float *y, float a, const float *x, int n);
+/* out[u] = lk_dot(q, k[u], n) * scale, u < cnt (the same bits as the calls). */
+void lk_dots(const float *q, const float *const *k, int cnt, int n, float scale, float *out);
+/* po[h] += e[h][u] * v[u] for u = 0 .. cnt-1 in order, h < nh: the same bits
+ * as lk_axpy(po[h], e[h][u], v[u], n) for each u (one call for a list). */
+void lk_wsum(float *const *po, const float *const *e, int nh, const float *const *v, int cnt, int n);
 /* max of x[0..n) (n >= 1) */
 float lk_vmax(const float *x, int n);
 /* x[i] = exp(x[i] - m) (-INFINITY -> 0); returns the sum (canonical order). */
