@@ -172,9 +172,35 @@ AVX2 static void dot4_avx2(const float *q, const float *const k[4], int n, float
     out[0] = t0, out[1] = t1, out[2] = t2, out[3] = t3;
 }
 
+/* Eight keys at once: eight independent add chains (the latency of the add
+ * otherwise bounds a dot of 128 channels); each key's lanes and tree are
+ * exactly lk_dot's. */
+AVX2 static void dot8_avx2(const float *q, const float *const *k, int n, float scale, float *out) {
+    __m256 s[8];
+    for (int u = 0; u < 8; u++) s[u] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(q + i);
+        for (int u = 0; u < 8; u++) s[u] = _mm256_add_ps(s[u], _mm256_mul_ps(a, _mm256_loadu_ps(k[u] + i)));
+    }
+    __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
+    __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(s[4], s[5]), _mm256_hadd_ps(s[6], s[7]));
+    __m128 r0 = _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1));
+    __m128 r1 = _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1));
+    float t[8];
+    _mm_storeu_ps(t, r0);
+    _mm_storeu_ps(t + 4, r1);
+    for (int u = 0; u < 8; u++) {
+        float v = t[u];
+        for (int j = i; j < n; j++) v += q[j] * k[u][j];
+        out[u] = v * scale;
+    }
+}
+
 AVX2 static void dots_avx2(const float *q, const float *const *k, int cnt, int n, float scale,
                           float *out) {
     int u = 0;
+    for (; u + 8 <= cnt; u += 8) dot8_avx2(q, k + u, n, scale, out + u);
     for (; u + 4 <= cnt; u += 4) {
         float t[4];
         dot4_avx2(q, k + u, n, t);
@@ -183,24 +209,72 @@ AVX2 static void dots_avx2(const float *q, const float *const *k, int cnt, int n
     for (; u < cnt; u++) out[u] = dot_avx2(q, k[u], n) * scale;
 }
 
-/* po[h][c] += e[h][u] * v[u][c] for u in order: eight channels of one head
- * stay in a register over the whole list. */
+/* po[h][c] += e[h][u] * v[u][c] for u in order. Channels stay in registers
+ * over the whole list: 32 channels of two heads at a time (eight independent
+ * add chains; one chain would wait on the add's latency every step). */
 AVX2 static void wsum_avx2(float *const *po, const float *const *e, int nh, const float *const *v,
                           int cnt, int n) {
-    int n8 = n & ~7;
-    for (int h = 0; h < nh; h++) {
-        const float *eh = e[h];
-        float *o = po[h];
-        for (int c = 0; c < n8; c += 8) {
-            __m256 acc = _mm256_loadu_ps(o + c);
+    int n32 = n & ~31, n8 = n & ~7, h = 0;
+    for (; h + 2 <= nh; h += 2) {
+        const float *ea = e[h], *eb = e[h + 1];
+        float *oa = po[h], *ob = po[h + 1];
+        for (int c = 0; c < n32; c += 32) {
+            __m256 a0 = _mm256_loadu_ps(oa + c), a1 = _mm256_loadu_ps(oa + c + 8);
+            __m256 a2 = _mm256_loadu_ps(oa + c + 16), a3 = _mm256_loadu_ps(oa + c + 24);
+            __m256 b0 = _mm256_loadu_ps(ob + c), b1 = _mm256_loadu_ps(ob + c + 8);
+            __m256 b2 = _mm256_loadu_ps(ob + c + 16), b3 = _mm256_loadu_ps(ob + c + 24);
+            for (int u = 0; u < cnt; u++) {
+                const float *vu = v[u] + c;
+                __m256 x0 = _mm256_loadu_ps(vu), x1 = _mm256_loadu_ps(vu + 8);
+                __m256 x2 = _mm256_loadu_ps(vu + 16), x3 = _mm256_loadu_ps(vu + 24);
+                __m256 pa = _mm256_set1_ps(ea[u]), pb = _mm256_set1_ps(eb[u]);
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(pa, x0));
+                a1 = _mm256_add_ps(a1, _mm256_mul_ps(pa, x1));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(pa, x2));
+                a3 = _mm256_add_ps(a3, _mm256_mul_ps(pa, x3));
+                b0 = _mm256_add_ps(b0, _mm256_mul_ps(pb, x0));
+                b1 = _mm256_add_ps(b1, _mm256_mul_ps(pb, x1));
+                b2 = _mm256_add_ps(b2, _mm256_mul_ps(pb, x2));
+                b3 = _mm256_add_ps(b3, _mm256_mul_ps(pb, x3));
+            }
+            _mm256_storeu_ps(oa + c, a0), _mm256_storeu_ps(oa + c + 8, a1);
+            _mm256_storeu_ps(oa + c + 16, a2), _mm256_storeu_ps(oa + c + 24, a3);
+            _mm256_storeu_ps(ob + c, b0), _mm256_storeu_ps(ob + c + 8, b1);
+            _mm256_storeu_ps(ob + c + 16, b2), _mm256_storeu_ps(ob + c + 24, b3);
+        }
+    }
+    for (; h < nh; h++) {
+        const float *ea = e[h];
+        float *oa = po[h];
+        for (int c = 0; c < n32; c += 32) {
+            __m256 a0 = _mm256_loadu_ps(oa + c), a1 = _mm256_loadu_ps(oa + c + 8);
+            __m256 a2 = _mm256_loadu_ps(oa + c + 16), a3 = _mm256_loadu_ps(oa + c + 24);
+            for (int u = 0; u < cnt; u++) {
+                const float *vu = v[u] + c;
+                __m256 pa = _mm256_set1_ps(ea[u]);
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(pa, _mm256_loadu_ps(vu)));
+                a1 = _mm256_add_ps(a1, _mm256_mul_ps(pa, _mm256_loadu_ps(vu + 8)));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(pa, _mm256_loadu_ps(vu + 16)));
+                a3 = _mm256_add_ps(a3, _mm256_mul_ps(pa, _mm256_loadu_ps(vu + 24)));
+            }
+            _mm256_storeu_ps(oa + c, a0), _mm256_storeu_ps(oa + c + 8, a1);
+            _mm256_storeu_ps(oa + c + 16, a2), _mm256_storeu_ps(oa + c + 24, a3);
+        }
+    }
+    /* channels past the last 32 (head_dim not a multiple of 32): 8 then 1 */
+    for (h = 0; h < nh; h++) {
+        const float *ea = e[h];
+        float *oa = po[h];
+        for (int c = n32; c < n8; c += 8) {
+            __m256 a0 = _mm256_loadu_ps(oa + c);
             for (int u = 0; u < cnt; u++)
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(eh[u]), _mm256_loadu_ps(v[u] + c)));
-            _mm256_storeu_ps(o + c, acc);
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(ea[u]), _mm256_loadu_ps(v[u] + c)));
+            _mm256_storeu_ps(oa + c, a0);
         }
         for (int c = n8; c < n; c++) {
-            float a = o[c];
-            for (int u = 0; u < cnt; u++) a += eh[u] * v[u][c];
-            o[c] = a;
+            float a = oa[c];
+            for (int u = 0; u < cnt; u++) a += ea[u] * v[u][c];
+            oa[c] = a;
         }
     }
 }
