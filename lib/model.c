@@ -10,17 +10,45 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- weights */
 
-/* Load tensor name of shape (d0[, d1]) into a new float32 array. */
+/* Hand the whole pages inside [p, p+n) of a read-only file mapping back to
+ * the kernel: they stay in the page cache but leave this process's RSS (a
+ * later read faults them in again from the file, unchanged). */
+static void release(const void *p, size_t n) {
+    static long page;
+    if (!page) page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Load tensor name of shape (d0[, d1]) into dst (float32). The engine keeps
+ * every weight layer-contiguous in float32 (the layout lk_weights promises its
+ * users: training, the GPU upload), so even F32 tensors are copied; the copy
+ * goes in slices of 16 M elements, each slice's source pages released after
+ * it, so the peak is the float32 weights plus one slice, not weights plus
+ * checkpoint (a 7 GB F32 checkpoint used to peak at twice its size; a BF16 one
+ * at 1.5x). */
 static int load(const lk_st *st, const char *name, int ndim, int64_t d0, int64_t d1, float *dst,
                 lk_err *err) {
     int64_t shape[2] = {d0, d1};
     const lk_tensor *t;
     int rc = lk_st_expect(st, name, ndim, shape, &t, err);
     if (rc) return rc;
-    return lk_tensor_to_f32(t, dst, err);
+    size_t es = lk_dtype_size(t->dtype), n = (size_t)t->numel, step = (size_t)1 << 24;
+    for (size_t i = 0; i < n; i += step) {
+        lk_tensor s = *t;
+        s.numel = (int64_t)(n - i < step ? n - i : step);
+        s.data = (const uint8_t *)t->data + i * es;
+        s.nbytes = (size_t)s.numel * es;
+        if ((rc = lk_tensor_to_f32(&s, dst + i, err))) return rc;
+        release(s.data, s.nbytes);
+    }
+    return 0;
 }
 
 /* Per-layer tensor "model.layers.{l}.{suffix}" into dst + l * numel. */
