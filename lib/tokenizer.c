@@ -556,6 +556,8 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
     t->mcap = pow2_at_least(2 * t->nmerges);
     t->merges = lk_calloc(t->mcap, sizeof *t->merges);
     buf cat = {0};
+    uint64_t *mkey = lk_malloc((xm->n + 1) * sizeof *mkey);
+    uint32_t *mid = lk_malloc((xm->n + 1) * sizeof *mid);
     for (i = 0; i < xm->n; i++) {
         const tj_merge *x = &xm->ent[i];
         const char *a = xm->arena.p + x->a, *b;
@@ -563,7 +565,7 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
         if (x->form == 1) {
             const char *sp = strchr(a, ' ');
             if (!sp || strchr(sp + 1, ' ')) {
-                free(cat.p);
+                free(cat.p), free(mkey), free(mid);
                 return BAD("%s: merges[%zu] '%s' is not two tokens separated by one space", t->path, i, a);
             }
             al = (size_t)(sp - a);
@@ -579,16 +581,26 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
         buf_put(&cat, b, bl);
         int in = vmap_find(t, cat.p, cat.n);
         if (ia < 0 || ib < 0 || in < 0) {
-            free(cat.p);
+            free(cat.p), free(mkey), free(mid);
             return BAD("%s: merges[%zu] ('%.*s' + '%.*s') uses a token not in the vocabulary", t->path,
                        i, (int)al, a, (int)bl, b);
         }
-        uint64_t k = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
-        size_t s = merge_slot(t, k);
-        /* a repeated pair: the later one wins, as in HF */
-        t->merges[s] = (merge_ent){k + 1, (uint32_t)i, (uint32_t)in};
+        mkey[i] = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
+        mid[i] = (uint32_t)in;
     }
     free(cat.p);
+    /* Insert in rank order, each slot prefetched 16 merges ahead: the table
+     * (16 MB for Llama-3) is hit at random, and waiting on each miss was the
+     * largest part of the load after the JSON. */
+    size_t mmask = t->mcap - 1;
+    for (i = 0; i < xm->n; i++) {
+        if (i + 16 < xm->n) __builtin_prefetch(&t->merges[hash_u64(mkey[i + 16]) & mmask], 1);
+        size_t s = merge_slot(t, mkey[i]);
+        /* a repeated pair: the later one wins, as in HF */
+        t->merges[s] = (merge_ent){mkey[i] + 1, (uint32_t)i, mid[i]};
+    }
+    free(mkey);
+    free(mid);
 
     int rc;
     if ((rc = load_normalizer(t, json_object_get(root, "normalizer"), err))) return rc;
