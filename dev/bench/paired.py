@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # Paired, interleaved whole-process timings (docs/perf.md): runs A, B, A, B, ... N times each
-# and reports CPU time (user + sys, from wait4's rusage, microseconds), wall time and peak RSS,
+# and reports CPU time (user + sys, from wait4's rusage, microseconds) and wall time,
 # min / median / max, plus the median of the per-pair CPU-time ratios A/B. Optional regexes
 # pull numbers out of each side's stderr (e.g. the tok/s the programs print).
 #   paired.py -n 15 --a 'cmd...' --b 'cmd...' [--grep-a NAME=REGEX]... [--grep-b NAME=REGEX]...
@@ -19,7 +19,7 @@ def run(cmd, greps):
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     if os.waitstatus_to_exitcode(status) != 0: sys.exit(f'paired: {cmd!r} failed:\n{err}')
-    out = {'cpu': ru.ru_utime + ru.ru_stime, 'wall': wall, 'rss_mb': ru.ru_maxrss / 1024}
+    out = {'cpu': ru.ru_utime + ru.ru_stime, 'wall': wall}  # (ru_maxrss would include the forked Python)
     for g in greps:
         name, rx = g.split('=', 1); m = re.search(rx, err)
         if not m: sys.exit(f'paired: {rx!r} not in the stderr of {cmd!r}:\n{err}')
