@@ -179,10 +179,10 @@ void lk_state_threads(lk_state *s, const lk_model *m) {
         s->csum = lk_malloc((size_t)nh * nch * sizeof(float));
         s->pout = lk_malloc((size_t)nh * nch * hd * sizeof(float));
     }
-    /* one (qblock, max_seq) score block a thread; qblock shrinks with more
-     * threads so that the blocks together stay near one 128-row block */
-    int qb = s->max_rows < 128 ? s->max_rows : 128, qt = 128 / T / 16 * 16;
-    if (T > 1 && qb > qt) qb = qt < 16 ? 16 : qt;
+    /* one (qblock, max_seq) score block a thread. qblock is fixed (not
+     * derived from the thread count): the blocks decide the shapes of the
+     * score products, and the result must not depend on the threads. */
+    int qb = s->max_rows < 64 ? s->max_rows : 64;
     s->qblock = qb;
     s->tscores = lk_malloc((size_t)T * qb * s->max_seq * sizeof(float));
     s->scores = s->tscores;
@@ -405,8 +405,15 @@ static void step_attention(const lk_model *m, lk_state *s, int layer, float scal
     const lk_config *cfg = &m->cfg;
     int hd = cfg->head_dim, G = cfg->n_kv_heads;
     att_job J = {m, s, layer, 1, s->kv.len / LK_ATT_CHUNK + 1, scale};
-    lk_parallel_for(G * J.nch, step_logits_task, &J);
-    lk_parallel_for(G * J.nch, step_values_task, &J);
+    /* a short context is not worth waking the pool for (stories260K: 8 heads
+     * of 8 channels); the tasks and their order are the same either way */
+    if ((double)(s->kv.len + 1) * cfg->n_heads * hd < 32768.0) {
+        for (int t = 0; t < G * J.nch; t++) step_logits_task(&J, t, 0);
+        for (int t = 0; t < G * J.nch; t++) step_values_task(&J, t, 0);
+    } else {
+        lk_parallel_for(G * J.nch, step_logits_task, &J);
+        lk_parallel_for(G * J.nch, step_values_task, &J);
+    }
     for (int h = 0; h < cfg->n_heads; h++) {
         float *out = s->att + (size_t)h * hd, sum = 0.0f;
         memcpy(out, s->pout + (size_t)h * J.nch * hd, hd * sizeof(float));

@@ -310,6 +310,28 @@ void lk_swiglu(float *gate, const float *up, size_t n) {
 
 /* ------------------------------------------------------- state and forward */
 
+typedef struct {
+    float *g;
+    const float *u;
+    int n, h, step;
+} sw_job;
+static void swiglu_task(void *arg, int t, int thread) {
+    const sw_job *J = arg;
+    int r0 = t * J->step, r1 = r0 + J->step < J->n ? r0 + J->step : J->n;
+    lk_swiglu_fast(J->g + (size_t)r0 * J->h, J->u + (size_t)r0 * J->h, (size_t)(r1 - r0) * J->h);
+}
+/* SwiGLU of n rows: row blocks over the threads in a prefill (8 K tokens x
+ * 1 024 is 8 M exps a layer). */
+static void swiglu_rows(float *g, const float *u, int n, int h) {
+    int T = lk_threads();
+    if (T == 1 || (double)n * h < 262144.0) {
+        lk_swiglu_fast(g, u, (size_t)n * h);
+        return;
+    }
+    sw_job J = {g, u, n, h, (n + 4 * T - 1) / (4 * T)};
+    lk_parallel_for((n + J.step - 1) / J.step, swiglu_task, &J);
+}
+
 int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, const lk_mask *mask,
                    int sink, int recent, lk_err *err) {
     memset(s, 0, sizeof *s);
@@ -321,7 +343,7 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
     size_t R = max_rows;
     s->max_rows = max_rows;
     s->max_seq = max_seq;
-    s->qblock = max_rows < 128 ? max_rows : 128;
+
     s->x = lk_malloc(R * m->dim * sizeof(float));
     s->xb = lk_malloc(R * m->dim * sizeof(float));
     s->q = lk_malloc(R * m->q_dim * sizeof(float));
@@ -400,7 +422,7 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
         lk_rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * D, n, D, eps);
         lk_matmul(s->hb, s->xb, w->w_gate + (size_t)l * H * D, NULL, n, D, H);
         lk_matmul(s->hb2, s->xb, w->w_up + (size_t)l * H * D, NULL, n, D, H);
-        lk_swiglu_fast(s->hb, s->hb2, (size_t)n * H);
+        swiglu_rows(s->hb, s->hb2, n, H);
         lk_matmul(s->xb, s->hb, w->w_down + (size_t)l * D * H, NULL, n, H, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
     }
