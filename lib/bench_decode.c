@@ -32,7 +32,7 @@ static void usage(FILE *f) {
             "      --prompt-len N  prefill length on the random model (default 2048; 0 = skip)\n"
             "      --decode-steps N  decode steps after that prompt (default 32)\n"
             "  -r, --repeat N      runs of each measurement, best kept (default 3)\n"
-            "  -t, --threads N     OpenBLAS threads (default 1)\n"
+            "  -t, --threads N     threads of the CPU engine (default 1)\n"
             "      --json          JSON instead of the table\n"
             "  -h, --help          show this help and exit\n");
 }
@@ -101,7 +101,7 @@ int lk_bench_decode(int argc, char **argv) {
         }
     }
     if (optind < argc) lk_die(LK_EUSAGE, "decode: unexpected argument '%s'", argv[optind]);
-    openblas_set_num_threads(threads);
+    lk_set_threads(threads);
     char dirbuf[4096];
     if (!model_dir) {
         const char *sh = getenv("LEANK_SHARED");
