@@ -176,22 +176,33 @@ AVX2 static void dot4_avx2(const float *q, const float *const k[4], int n, float
  * otherwise bounds a dot of 128 channels); each key's lanes and tree are
  * exactly lk_dot's. */
 AVX2 static void dot8_avx2(const float *q, const float *const *k, int n, float scale, float *out) {
-    __m256 s[8];
-    for (int u = 0; u < 8; u++) s[u] = _mm256_setzero_ps();
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    const float *k0 = k[0], *k1 = k[1], *k2 = k[2], *k3 = k[3], *k4 = k[4], *k5 = k[5], *k6 = k[6], *k7 = k[7];
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 a = _mm256_loadu_ps(q + i);
-        for (int u = 0; u < 8; u++) s[u] = _mm256_add_ps(s[u], _mm256_mul_ps(a, _mm256_loadu_ps(k[u] + i)));
+        s0 = _mm256_add_ps(s0, _mm256_mul_ps(a, _mm256_loadu_ps(k0 + i)));
+        s1 = _mm256_add_ps(s1, _mm256_mul_ps(a, _mm256_loadu_ps(k1 + i)));
+        s2 = _mm256_add_ps(s2, _mm256_mul_ps(a, _mm256_loadu_ps(k2 + i)));
+        s3 = _mm256_add_ps(s3, _mm256_mul_ps(a, _mm256_loadu_ps(k3 + i)));
+        s4 = _mm256_add_ps(s4, _mm256_mul_ps(a, _mm256_loadu_ps(k4 + i)));
+        s5 = _mm256_add_ps(s5, _mm256_mul_ps(a, _mm256_loadu_ps(k5 + i)));
+        s6 = _mm256_add_ps(s6, _mm256_mul_ps(a, _mm256_loadu_ps(k6 + i)));
+        s7 = _mm256_add_ps(s7, _mm256_mul_ps(a, _mm256_loadu_ps(k7 + i)));
     }
-    __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
-    __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(s[4], s[5]), _mm256_hadd_ps(s[6], s[7]));
-    __m128 r0 = _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1));
-    __m128 r1 = _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1));
-    float t[8];
-    _mm_storeu_ps(t, r0);
-    _mm_storeu_ps(t + 4, r1);
+    __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
+    __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(s4, s5), _mm256_hadd_ps(s6, s7));
+    /* lanes 0-3: keys 0-3 of h0's halves added; 4-7: h1's */
+    __m256 lo = _mm256_permute2f128_ps(h0, h1, 0x20), hi = _mm256_permute2f128_ps(h0, h1, 0x31);
+    __m256 t = _mm256_add_ps(lo, hi);
+    if (i == n) {
+        _mm256_storeu_ps(out, _mm256_mul_ps(t, _mm256_set1_ps(scale)));
+        return;
+    }
+    float r[8];
+    _mm256_storeu_ps(r, t);
     for (int u = 0; u < 8; u++) {
-        float v = t[u];
+        float v = r[u];
         for (int j = i; j < n; j++) v += q[j] * k[u][j];
         out[u] = v * scale;
     }
