@@ -10,7 +10,9 @@
 #      does not know leank-mini's byte-level BPE);
 #   3. prefill (the forwards of the prompt tokens) and decode (the forwards after) are timed
 #      separately and printed on stderr as "run.c: prompt N tokens, prefill S s (R tok/s),
-#      decode M steps S s (R tok/s)". The forward pass, sampler and printing are untouched.
+#      decode M steps S s (R tok/s)", then the same phases' CPU time (CLOCK_PROCESS_CPUTIME_ID:
+#      on a shared machine, time the process did not run is not counted). The forward pass,
+#      sampler and printing are untouched.
 import sys
 src = open(sys.argv[1]).read()
 def sub(old, new):
@@ -32,16 +34,19 @@ sub('    encode(tokenizer, prompt, 1, 0, prompt_tokens, &num_prompt_tokens);\n',
     '    } else {\n'
     '        encode(tokenizer, prompt, 1, 0, prompt_tokens, &num_prompt_tokens);\n'
     '    }\n'
-    '    struct timespec bt0, bt1, bt2; clock_gettime(CLOCK_MONOTONIC, &bt0); bt1 = bt0;\n')
+    '    struct timespec bt0, bt1, bt2, bc0, bc1, bc2; clock_gettime(CLOCK_MONOTONIC, &bt0); bt1 = bt0;\n'
+    '    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &bc0); bc1 = bc0;\n')
 sub('            next = sample(sampler, logits);\n        }\n        pos++;\n',
     '            next = sample(sampler, logits);\n        }\n        pos++;\n'
-    '        if (pos == num_prompt_tokens) clock_gettime(CLOCK_MONOTONIC, &bt1);\n')
+    '        if (pos == num_prompt_tokens) { clock_gettime(CLOCK_MONOTONIC, &bt1); clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &bc1); }\n')
 sub('    printf("\\n");\n\n',
     '    printf("\\n");\n'
-    '    clock_gettime(CLOCK_MONOTONIC, &bt2);\n'
+    '    clock_gettime(CLOCK_MONOTONIC, &bt2); clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &bc2);\n'
     '    double pre = (bt1.tv_sec - bt0.tv_sec) + (bt1.tv_nsec - bt0.tv_nsec) * 1e-9;\n'
     '    double dec = (bt2.tv_sec - bt1.tv_sec) + (bt2.tv_nsec - bt1.tv_nsec) * 1e-9;\n'
     '    int ndec = pos - (num_prompt_tokens < pos ? num_prompt_tokens : pos);\n'
     '    fprintf(stderr, "run.c: prompt %d tokens, prefill %.3f s (%.1f tok/s), decode %d steps %.3f s (%.1f tok/s)\\n",\n'
-    '            num_prompt_tokens, pre, num_prompt_tokens / pre, ndec, dec, ndec / dec);\n\n')
+    '            num_prompt_tokens, pre, num_prompt_tokens / pre, ndec, dec, ndec / dec);\n'
+    '    fprintf(stderr, "run.c: cpu prefill %.3f s, cpu decode %.3f s\\n", (bc1.tv_sec - bc0.tv_sec) + (bc1.tv_nsec - bc0.tv_nsec) * 1e-9,\n'
+    '            (bc2.tv_sec - bc1.tv_sec) + (bc2.tv_nsec - bc1.tv_nsec) * 1e-9);\n\n')
 open(sys.argv[2], 'w').write(src)
