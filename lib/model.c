@@ -256,8 +256,18 @@ static void sgemm_task(void *arg, int t, int thread) {
                 J->d_in, J->w + (size_t)c0 * J->d_in, J->d_in, 0.0f, J->out + c0, J->d_out);
 }
 
+/* OpenBLAS's pthreads build starts its threads when it is loaded, and they
+ * spin (sched_yield) for a while after start and after every threaded call:
+ * up to ~0.1 s of a second core's time that a short run (stories260K: 40 ms)
+ * paid for nothing. blas_thread_shutdown_ (exported by OpenBLAS; weak here, so
+ * another BLAS or build without it links too) stops them; with one thread
+ * OpenBLAS never needs them again. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single(void) { openblas_set_num_threads(1); }
+static void blas_single(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 void lk_matmul(float *out, const float *x, const float *w, const float *bias, int n, int d_in,
                int d_out) {
