@@ -59,9 +59,11 @@ static int key_is(const char *p, const char *q, const char *lit) {
 }
 
 /* Members of the object at p: calls found(key begin, key end, value begin,
- * value end) for each; returns the end of the object or NULL. */
+ * value end) for each; returns the end of the object or NULL. descend, if
+ * not NULL, may read a value itself and return its end (NULL: skip it). */
 typedef void (*member_fn)(void *ctx, const char *k, const char *ke, const char *v, const char *ve);
-static const char *members(const char *p, const char *e, member_fn found, void *ctx) {
+typedef const char *(*descend_fn)(void *ctx, const char *k, const char *ke, const char *v, const char *e);
+static const char *members(const char *p, const char *e, member_fn found, descend_fn descend, void *ctx) {
     p = ws(p, e);
     if (p >= e || *p != '{') return NULL;
     p = ws(p + 1, e);
@@ -72,7 +74,8 @@ static const char *members(const char *p, const char *e, member_fn found, void *
         if (!ke) return NULL;
         p = ws(ke, e);
         if (p >= e || *p != ':') return NULL;
-        const char *v = ws(p + 1, e), *ve = skip_value(v, e);
+        const char *v = ws(p + 1, e), *ve = descend ? descend(ctx, k, ke, v, e) : NULL;
+        if (!ve) ve = skip_value(v, e);
         if (!ve) return NULL;
         found(ctx, k, ke, v, ve);
         p = ws(ve, e);
@@ -89,23 +92,31 @@ typedef struct {
     const char *model, *model_e, *vocab, *vocab_e, *merges, *merges_e;
 } spans;
 
-static void top_member(void *ctx, const char *k, const char *ke, const char *v, const char *ve) {
-    spans *s = ctx;
-    if (key_is(k, ke, "model") && *v == '{') s->model = v, s->model_e = ve; /* the last one, as jansson */
-}
 static void model_member(void *ctx, const char *k, const char *ke, const char *v, const char *ve) {
     spans *s = ctx;
     if (key_is(k, ke, "vocab")) s->vocab = v, s->vocab_e = ve;
     else if (key_is(k, ke, "merges")) s->merges = v, s->merges_e = ve;
+}
+static void top_member(void *ctx, const char *k, const char *ke, const char *v, const char *ve) {
+    spans *s = ctx;
+    if (key_is(k, ke, "model") && *v == '{') s->model = v, s->model_e = ve; /* the last one, as jansson */
+}
+/* "model" is read member by member as the top level is scanned (one pass
+ * over its 9 MB instead of a skip, then a second pass for its members); a
+ * later "model" key replaces what an earlier one found, as in jansson. */
+static const char *top_descend(void *ctx, const char *k, const char *ke, const char *v, const char *e) {
+    spans *s = ctx;
+    if (!key_is(k, ke, "model") || *v != '{') return NULL;
+    s->vocab = s->merges = NULL;
+    return members(v, e, model_member, NULL, s);
 }
 
 int tj_split(const char *text, size_t n, tj_parts *out) {
     memset(out, 0, sizeof *out);
     const char *e = text + n;
     spans s = {0};
-    const char *end = members(text, e, top_member, &s);
-    if (!end || ws(end, e) != e || !s.model) return -1;
-    if (!members(s.model, s.model_e, model_member, &s) || !s.vocab || !s.merges) return -1;
+    const char *end = members(text, e, top_member, top_descend, &s);
+    if (!end || ws(end, e) != e || !s.model || !s.vocab || !s.merges) return -1;
     if (*s.vocab != '{' || *s.merges != '[') return -1;
     /* the rest: text with the two values replaced by {} and [] */
     const char *a = s.vocab, *ae = s.vocab_e, *b = s.merges, *be = s.merges_e;
