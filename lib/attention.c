@@ -2,6 +2,8 @@
  * (the definition is in model.h). */
 #include "model.h"
 
+#include "cpu.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -159,27 +161,39 @@ int lk_kv_copy(lk_kvcache *dst, const lk_kvcache *src, lk_err *err) {
 
 /* --------------------------------------------------------------- attention */
 
-/* Dot product with a fixed summation order (eight partial sums, then the
- * tail), used for every logit so that a mask keeping every channel gives
- * bitwise the dense result. */
-static inline float dot(const float *a, const float *b, int n) {
-    float s[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int u = 0; u < 8; u++) s[u] += a[i + u] * b[i + u];
-    float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; i < n; i++) t += a[i] * b[i];
-    return t;
-}
+/* Every logit is lk_dot (or lk_dot4, the same bits) of a query and a key, both
+ * full width or both over the kept channels, so a mask keeping every channel
+ * gives bitwise the dense result; probabilities use lk_vmax / lk_exp_sum and
+ * outputs lk_axpy, whose order is fixed on every CPU (cpu.h). */
 
-static inline void axpy(float *y, float a, const float *x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
+/* Per-thread work areas (model.h), grown to the pool's size. */
+void lk_state_threads(lk_state *s, const lk_model *m) {
+    int T = lk_threads();
+    if (T <= s->nthreads) return;
+    int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nch = s->max_seq / LK_ATT_CHUNK + 1;
+    free(s->tscores);
+    free(s->tscratch);
+    if (!s->hsc) {
+        s->hsc = lk_malloc((size_t)nh * s->max_seq * sizeof(float));
+        s->cmax = lk_malloc((size_t)nh * nch * sizeof(float));
+        s->csum = lk_malloc((size_t)nh * nch * sizeof(float));
+        s->pout = lk_malloc((size_t)nh * nch * hd * sizeof(float));
+    }
+    /* one (qblock, max_seq) score block a thread. qblock is fixed (not
+     * derived from the thread count): the blocks decide the shapes of the
+     * score products, and the result must not depend on the threads. */
+    int qb = s->max_rows < 64 ? s->max_rows : 64;
+    s->qblock = qb;
+    s->tscores = lk_malloc((size_t)T * qb * s->max_seq * sizeof(float));
+    s->scores = s->tscores;
+    s->tscratch = lk_malloc((size_t)T * (nh + 1) * hd * sizeof(float));
+    s->nthreads = T;
 }
 
 /* Logits of query q (position p) against cached keys 0 .. len-1 of one head
  * into sc[0 .. len): full, pruned (over the kept channels) or -INFINITY. */
-static void cache_logits(const lk_kvcache *c, size_t head, const float *q, float *qk, int p,
-                         float scale, float *sc) {
+static void cache_logits(const lk_kvcache *c, size_t head, const float *q, float *qk, float *kk,
+                         int p, float scale, float *sc) {
     int len = c->len, hd = c->head_dim, w = c->width[head];
     const int *ch = c->chan + head * hd;
     int ns = len < c->sink ? len : c->sink;
@@ -187,18 +201,17 @@ static void cache_logits(const lk_kvcache *c, size_t head, const float *q, float
     if (rs > len) rs = len;
     for (int i = 0; i < w; i++) qk[i] = q[ch[i]];
     const float *ks = c->k_full + full_slot(c, head, 0); /* sink slots are consecutive */
-    for (int j = 0; j < ns; j++) sc[j] = dot(q, ks + (size_t)j * hd, hd) * scale;
+    for (int j = 0; j < ns; j++) sc[j] = lk_dot(q, ks + (size_t)j * hd, hd) * scale;
     const float *km = c->k_mid[head];
     for (int j = c->sink; j < rs; j++)
-        sc[j] = w ? dot(qk, km + (size_t)(j - c->sink) * w, w) * scale : -INFINITY;
+        sc[j] = w ? lk_dot(qk, km + (size_t)(j - c->sink) * w, w) * scale : -INFINITY;
     for (int j = rs; j < len; j++) {
         const float *k = c->k_full + full_slot(c, head, j);
         if (p - j < c->recent) {
-            sc[j] = dot(q, k, hd) * scale;
+            sc[j] = lk_dot(q, k, hd) * scale;
         } else if (w) { /* a later row of a multi-token call: j is middle for it */
-            float kk[w];
             for (int i = 0; i < w; i++) kk[i] = k[ch[i]];
-            sc[j] = dot(qk, kk, w) * scale;
+            sc[j] = lk_dot(qk, kk, w) * scale;
         } else {
             sc[j] = -INFINITY;
         }
@@ -213,50 +226,213 @@ static void cache_values(const lk_kvcache *c, size_t head, const float *pr, int 
     int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
     if (rs > len) rs = len;
     const float *vs = c->v_full + full_slot(c, head, 0);
-    for (int j = 0; j < ns; j++) axpy(out, pr[j], vs + (size_t)j * hd, hd);
+    for (int j = 0; j < ns; j++) lk_axpy(out, pr[j], vs + (size_t)j * hd, hd);
     if (w)
         for (int j = c->sink; j < rs; j++)
-            axpy(out, pr[j], c->v_mid[head] + (size_t)(j - c->sink) * hd, hd);
+            lk_axpy(out, pr[j], c->v_mid[head] + (size_t)(j - c->sink) * hd, hd);
     for (int j = rs; j < len; j++)
-        if (w || p - j < c->recent) axpy(out, pr[j], c->v_full + full_slot(c, head, j), hd);
+        if (w || p - j < c->recent) lk_axpy(out, pr[j], c->v_full + full_slot(c, head, j), hd);
 }
 
-void lk_attention(const lk_model *m, lk_state *s, int layer, int n) {
+typedef struct {
+    const lk_model *m;
+    lk_state *s;
+    int layer, n, nch;
+    float scale;
+} att_job;
+
+/* ---- multi-token calls: one task per (head, block of query rows) ---- */
+
+static void rows_task(void *arg, int task, int thread) {
+    const att_job *J = arg;
+    const lk_model *m = J->m;
+    lk_state *s = J->s;
+    const lk_config *cfg = &m->cfg;
+    const lk_kvcache *c = &s->kv;
+    int hd = cfg->head_dim, G = cfg->n_kv_heads, group = cfg->n_heads / G, n = J->n;
+    int QD = m->q_dim, KD = m->kv_dim, pos0 = c->len, total = pos0 + n;
+    int nblk = (n + s->qblock - 1) / s->qblock, h = task / nblk, r0 = task % nblk * s->qblock;
+    int g = h / group;
+    size_t head = (size_t)J->layer * G + g;
+    const float *kb = s->k + (size_t)g * hd, *vb = s->v + (size_t)g * hd; /* (n, .) ld KD */
+    int nb = n - r0 < s->qblock ? n - r0 : s->qblock;
+    int nk = r0 + nb; /* this call's keys the block can see */
+    float *sc = s->tscores + (size_t)thread * s->qblock * s->max_seq; /* (nb, total) */
+    float *qk = s->tscratch + (size_t)thread * (cfg->n_heads + 1) * hd, *kk = qk + hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, hd, J->scale,
+                s->q + (size_t)r0 * QD + (size_t)h * hd, QD, kb, KD, 0.0f, sc + pos0, total);
+    for (int r = 0; r < nb; r++) {
+        int p = pos0 + r0 + r;
+        const float *q = s->q + (size_t)(r0 + r) * QD + (size_t)h * hd;
+        float *sr = sc + (size_t)r * total;
+        float *out = s->att + (size_t)(r0 + r) * QD + (size_t)h * hd;
+        cache_logits(c, head, q, qk, kk, p, J->scale, sr);
+        float mx = lk_vmax(sr, p + 1);
+        lk_vscale(sr, 1.0f / lk_exp_sum(sr, p + 1, mx), p + 1);
+        memset(out, 0, hd * sizeof(float));
+        cache_values(c, head, sr, p, out);
+        for (int j = p + 1; j < pos0 + nk; j++) sr[j] = 0.0f; /* causal */
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, nk, 1.0f, sc + pos0, total, vb,
+                KD, 1.0f, s->att + (size_t)r0 * QD + (size_t)h * hd, QD);
+}
+
+/* ---- single-token steps: the keys 0 .. p split in chunks of LK_ATT_CHUNK
+ * positions; a task is (kv head, chunk) and serves the kv head's group of
+ * query heads, so each key and value is read once for the group. Phase 1:
+ * logits and each chunk's maximum; phase 2: exp against the global maximum,
+ * the chunk's sum and its unnormalised output; then the chunks are added in
+ * order (a fixed order whatever the thread count). ---- */
+
+/* Keys of positions j0 .. j1-1 for this step (j = len is this token's own,
+ * kself), region by region: kind 0 full width, 1 the compact middle row (kept
+ * channels), 2 a full ring slot seen through the kept channels (the key about
+ * to leave the ring), 3 none (a middle key of a head that keeps no channel). */
+static void step_keys(const lk_kvcache *c, size_t head, int j0, int j1, const float *kself,
+                      const float **kp, unsigned char *kind) {
+    int len = c->len, w = c->width[head], hd = c->head_dim;
+    int ns = len < c->sink ? len : c->sink;
+    int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
+    if (rs > len) rs = len;
+    const float *ks = c->k_full + full_slot(c, head, 0), *km = c->k_mid[head];
+    int j = j0, e;
+    for (e = j1 < ns ? j1 : ns; j < e; j++) kp[j - j0] = ks + (size_t)j * hd, kind[j - j0] = 0;
+    for (e = j1 < rs ? j1 : rs; j < e; j++) /* middle */
+        kp[j - j0] = w ? km + (size_t)(j - c->sink) * w : NULL, kind[j - j0] = w ? 1 : 3;
+    for (e = j1 < len ? j1 : len; j < e; j++) { /* ring */
+        int full = len - j < c->recent;
+        kp[j - j0] = full || w ? c->k_full + full_slot(c, head, j) : NULL;
+        kind[j - j0] = full ? 0 : w ? 2 : 3;
+    }
+    if (j < j1) kp[j - j0] = kself, kind[j - j0] = 0;
+}
+
+/* Values of the same positions; a position without one (kind 3) gets zeros,
+ * which add exactly nothing (its probability is 0). */
+static void step_values(const lk_kvcache *c, size_t head, int j0, int j1, const float *vself,
+                        const float *zeros, const float **vp) {
+    int len = c->len, w = c->width[head], hd = c->head_dim;
+    int ns = len < c->sink ? len : c->sink;
+    int rs = len - c->recent > c->sink ? len - c->recent : c->sink;
+    if (rs > len) rs = len;
+    const float *vs = c->v_full + full_slot(c, head, 0), *vm = c->v_mid[head];
+    int j = j0, e;
+    for (e = j1 < ns ? j1 : ns; j < e; j++) vp[j - j0] = vs + (size_t)j * hd;
+    for (e = j1 < rs ? j1 : rs; j < e; j++) vp[j - j0] = w ? vm + (size_t)(j - c->sink) * hd : zeros;
+    for (e = j1 < len ? j1 : len; j < e; j++)
+        vp[j - j0] = w || len - j < c->recent ? c->v_full + full_slot(c, head, j) : zeros;
+    if (j < j1) vp[j - j0] = vself;
+}
+
+static void step_logits_task(void *arg, int task, int thread) {
+    const att_job *J = arg;
+    const lk_model *m = J->m;
+    lk_state *s = J->s;
     const lk_config *cfg = &m->cfg;
     const lk_kvcache *c = &s->kv;
     int hd = cfg->head_dim, G = cfg->n_kv_heads, group = cfg->n_heads / G;
-    int QD = m->q_dim, KD = m->kv_dim, pos0 = c->len, total = pos0 + n;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < cfg->n_heads; h++) {
-        int g = h / group;
-        size_t head = (size_t)layer * G + g;
-        const float *kb = s->k + (size_t)g * hd, *vb = s->v + (size_t)g * hd; /* (n, .) ld KD */
-        for (int r0 = 0; r0 < n; r0 += s->qblock) {
-            int nb = n - r0 < s->qblock ? n - r0 : s->qblock;
-            int nk = r0 + nb; /* this call's keys the block can see */
-            float *sc = s->scores; /* (nb, total) */
-            if (n > 1)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, hd, scale,
-                            s->q + (size_t)r0 * QD + (size_t)h * hd, QD, kb, KD, 0.0f, sc + pos0,
-                            total);
-            for (int r = 0; r < nb; r++) {
-                int p = pos0 + r0 + r;
-                const float *q = s->q + (size_t)(r0 + r) * QD + (size_t)h * hd;
-                float *sr = sc + (size_t)r * total;
-                float *out = s->att + (size_t)(r0 + r) * QD + (size_t)h * hd;
-                if (n == 1) sr[pos0] = dot(q, kb, hd) * scale;
-                cache_logits(c, head, q, s->qk, p, scale, sr);
-                lk_softmax(sr, p + 1);
-                memset(out, 0, hd * sizeof(float));
-                cache_values(c, head, sr, p, out);
-                if (n == 1)
-                    axpy(out, sr[pos0], vb, hd);
-                else
-                    for (int j = p + 1; j < pos0 + nk; j++) sr[j] = 0.0f; /* causal */
-            }
-            if (n > 1)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, nk, 1.0f, sc + pos0,
-                            total, vb, KD, 1.0f, s->att + (size_t)r0 * QD + (size_t)h * hd, QD);
-        }
+    int g = task / J->nch, ch = task % J->nch, p = c->len;
+    int j0 = ch * LK_ATT_CHUNK, j1 = j0 + LK_ATT_CHUNK < p + 1 ? j0 + LK_ATT_CHUNK : p + 1;
+    size_t head = (size_t)J->layer * G + g;
+    int w = c->width[head];
+    const int *chan = c->chan + head * hd;
+    float *scr = s->tscratch + (size_t)thread * (cfg->n_heads + 1) * hd; /* group x hd, then kk */
+    float *kk = scr + (size_t)group * hd;
+    const float *qf[group], *qc[group];
+    for (int i = 0; i < group; i++) {
+        qf[i] = s->q + (size_t)(g * group + i) * hd;
+        float *qk = scr + (size_t)i * hd;
+        for (int d = 0; d < w; d++) qk[d] = qf[i][chan[d]];
+        qc[i] = qk;
     }
+    const float *kp[LK_ATT_CHUNK];
+    unsigned char kind[LK_ATT_CHUNK];
+    step_keys(c, head, j0, j1, s->k + (size_t)g * hd, kp, kind);
+    for (int a = 0, n = j1 - j0; a < n;) {
+        int b = a + 1;
+        while (b < n && kind[b] == kind[a] && kind[a] < 2) b++; /* a run of one kind */
+        for (int i = 0; i < group; i++) {
+            float *out = s->hsc + (size_t)(g * group + i) * s->max_seq + j0;
+            if (kind[a] == 3) {
+                out[a] = -INFINITY;
+            } else if (kind[a] == 2) {
+                for (int d = 0; d < w; d++) kk[d] = kp[a][chan[d]];
+                out[a] = lk_dot(qc[i], kk, w) * J->scale;
+            } else {
+                lk_dots(kind[a] ? qc[i] : qf[i], kp + a, b - a, kind[a] ? w : hd, J->scale, out + a);
+            }
+        }
+        a = b;
+    }
+    for (int i = 0; i < group; i++) {
+        int h = g * group + i;
+        s->cmax[(size_t)h * J->nch + ch] = lk_vmax(s->hsc + (size_t)h * s->max_seq + j0, j1 - j0);
+    }
+}
+
+static void step_values_task(void *arg, int task, int thread) {
+    const att_job *J = arg;
+    const lk_model *m = J->m;
+    lk_state *s = J->s;
+    const lk_config *cfg = &m->cfg;
+    const lk_kvcache *c = &s->kv;
+    int hd = cfg->head_dim, G = cfg->n_kv_heads, group = cfg->n_heads / G;
+    int g = task / J->nch, ch = task % J->nch, p = c->len;
+    int j0 = ch * LK_ATT_CHUNK, j1 = j0 + LK_ATT_CHUNK < p + 1 ? j0 + LK_ATT_CHUNK : p + 1;
+    size_t head = (size_t)J->layer * G + g;
+    const float *e[group];
+    float *po[group];
+    for (int i = 0; i < group; i++) {
+        int h = g * group + i;
+        const float *cm = s->cmax + (size_t)h * J->nch;
+        float mx = cm[0];
+        for (int k = 1; k < J->nch; k++)
+            if (cm[k] > mx) mx = cm[k];
+        float *eh = s->hsc + (size_t)h * s->max_seq + j0;
+        s->csum[(size_t)h * J->nch + ch] = lk_exp_sum(eh, j1 - j0, mx);
+        e[i] = eh;
+        po[i] = s->pout + ((size_t)h * J->nch + ch) * hd;
+        memset(po[i], 0, hd * sizeof(float));
+    }
+    const float *vp[LK_ATT_CHUNK];
+    float *zeros = s->tscratch + (size_t)thread * (cfg->n_heads + 1) * hd;
+    memset(zeros, 0, hd * sizeof(float));
+    step_values(c, head, j0, j1, s->v + (size_t)g * hd, zeros, vp);
+    lk_wsum(po, e, group, vp, j1 - j0, hd);
+}
+
+static void step_attention(const lk_model *m, lk_state *s, int layer, float scale) {
+    const lk_config *cfg = &m->cfg;
+    int hd = cfg->head_dim, G = cfg->n_kv_heads;
+    att_job J = {m, s, layer, 1, s->kv.len / LK_ATT_CHUNK + 1, scale};
+    /* a short context is not worth waking the pool for (stories260K: 8 heads
+     * of 8 channels); the tasks and their order are the same either way */
+    if ((double)(s->kv.len + 1) * cfg->n_heads * hd < 32768.0) {
+        for (int t = 0; t < G * J.nch; t++) step_logits_task(&J, t, 0);
+        for (int t = 0; t < G * J.nch; t++) step_values_task(&J, t, 0);
+    } else {
+        lk_parallel_for(G * J.nch, step_logits_task, &J);
+        lk_parallel_for(G * J.nch, step_values_task, &J);
+    }
+    for (int h = 0; h < cfg->n_heads; h++) {
+        float *out = s->att + (size_t)h * hd, sum = 0.0f;
+        memcpy(out, s->pout + (size_t)h * J.nch * hd, hd * sizeof(float));
+        sum = s->csum[(size_t)h * J.nch];
+        for (int k = 1; k < J.nch; k++) {
+            lk_axpy(out, 1.0f, s->pout + ((size_t)h * J.nch + k) * hd, hd);
+            sum += s->csum[(size_t)h * J.nch + k];
+        }
+        lk_vscale(out, 1.0f / sum, hd);
+    }
+}
+
+void lk_attention(const lk_model *m, lk_state *s, int layer, int n) {
+    lk_state_threads(s, m);
+    float scale = 1.0f / sqrtf((float)m->cfg.head_dim);
+    if (n == 1) {
+        step_attention(m, s, layer, scale);
+        return;
+    }
+    att_job J = {m, s, layer, n, 0, scale};
+    lk_parallel_for(m->cfg.n_heads * ((n + s->qblock - 1) / s->qblock), rows_task, &J);
 }

@@ -3,21 +3,52 @@
  * attention.c. */
 #include "model.h"
 
+#include "cpu.h"
+
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- weights */
 
-/* Load tensor name of shape (d0[, d1]) into a new float32 array. */
+/* Hand the whole pages inside [p, p+n) of a read-only file mapping back to
+ * the kernel: they stay in the page cache but leave this process's RSS (a
+ * later read faults them in again from the file, unchanged). */
+static void release(const void *p, size_t n) {
+    static long page;
+    if (!page) page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Load tensor name of shape (d0[, d1]) into dst (float32). The engine keeps
+ * every weight layer-contiguous in float32 (the layout lk_weights promises its
+ * users: training, the GPU upload), so even F32 tensors are copied; the copy
+ * goes in slices of 16 M elements, each slice's source pages released after
+ * it, so the peak is the float32 weights plus one slice, not weights plus
+ * checkpoint (a 7 GB F32 checkpoint used to peak at twice its size; a BF16 one
+ * at 1.5x). */
 static int load(const lk_st *st, const char *name, int ndim, int64_t d0, int64_t d1, float *dst,
                 lk_err *err) {
     int64_t shape[2] = {d0, d1};
     const lk_tensor *t;
     int rc = lk_st_expect(st, name, ndim, shape, &t, err);
     if (rc) return rc;
-    return lk_tensor_to_f32(t, dst, err);
+    size_t es = lk_dtype_size(t->dtype), n = (size_t)t->numel, step = (size_t)1 << 24;
+    for (size_t i = 0; i < n; i += step) {
+        lk_tensor s = *t;
+        s.numel = (int64_t)(n - i < step ? n - i : step);
+        s.data = (const uint8_t *)t->data + i * es;
+        s.nbytes = (size_t)s.numel * es;
+        if ((rc = lk_tensor_to_f32(&s, dst + i, err))) return rc;
+        release(s.data, s.nbytes);
+    }
+    return 0;
 }
 
 /* Per-layer tensor "model.layers.{l}.{suffix}" into dst + l * numel. */
@@ -225,13 +256,68 @@ void lk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, floa
     }
 }
 
+/* Threaded products. A single row (decode) is lk_matvec over blocks of output
+ * rows (multiples of 16, so no two threads write one cache line of out); more
+ * rows are one single-threaded OpenBLAS sgemm per block of output columns.
+ * OpenBLAS's own threads are turned off once (the pool splits the work; two
+ * sets of threads would contend for the same cores). Small products stay on
+ * one thread: a job costs a few microseconds. */
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int n, d_in, d_out, step;
+} mm_job;
+
+static void matvec_task(void *arg, int t, int thread) {
+    const mm_job *J = arg;
+    int r0 = t * J->step, r1 = r0 + J->step < J->d_out ? r0 + J->step : J->d_out;
+    lk_matvec(J->out + r0, J->w + (size_t)r0 * J->d_in, J->x, r1 - r0, J->d_in);
+}
+
+static void sgemm_task(void *arg, int t, int thread) {
+    const mm_job *J = arg;
+    int c0 = t * J->step, c1 = c0 + J->step < J->d_out ? c0 + J->step : J->d_out;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, J->n, c1 - c0, J->d_in, 1.0f, J->x,
+                J->d_in, J->w + (size_t)c0 * J->d_in, J->d_in, 0.0f, J->out + c0, J->d_out);
+}
+
+/* OpenBLAS's pthreads build starts its threads when it is loaded, and they
+ * spin (sched_yield) for a while after start and after every threaded call:
+ * up to ~0.1 s of a second core's time that a short run (stories260K: 40 ms)
+ * paid for nothing. blas_thread_shutdown_ (exported by OpenBLAS; weak here, so
+ * another BLAS or build without it links too) stops them; with one thread
+ * OpenBLAS never needs them again. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
+
 void lk_matmul(float *out, const float *x, const float *w, const float *bias, int n, int d_in,
                int d_out) {
-    if (n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, w, d_in, x, 1, 0.0f, out, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_out, d_in, 1.0f, x, d_in, w,
-                    d_in, 0.0f, out, d_out);
+    pthread_once(&blas_once, blas_single);
+    int T = lk_threads();
+    double work = (double)n * d_in * d_out;
+    mm_job J = {out, x, w, n, d_in, d_out, d_out};
+    int tasks = 1;
+    if (T > 1 && work >= 65536.0) {
+        /* decode: a few tasks a thread for balance on a shared machine;
+         * prefill: one column block a thread (sgemm packs per call) */
+        int want = n == 1 ? 4 * T : T, unit = n == 1 ? 16 : 64;
+        int step = (d_out + want - 1) / want;
+        step = (step + unit - 1) / unit * unit;
+        J.step = step;
+        tasks = (d_out + step - 1) / step;
+    }
+    if (n == 1) {
+        if (tasks > 1) lk_parallel_for(tasks, matvec_task, &J);
+        else lk_matvec(out, w, x, d_out, d_in);
+    } else {
+        if (tasks > 1) lk_parallel_for(tasks, sgemm_task, &J);
+        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_out, d_in, 1.0f, x, d_in, w,
+                         d_in, 0.0f, out, d_out);
+    }
     if (bias)
         for (int r = 0; r < n; r++)
             for (int i = 0; i < d_out; i++) out[(size_t)r * d_out + i] += bias[i];
@@ -259,6 +345,28 @@ void lk_swiglu(float *gate, const float *up, size_t n) {
 
 /* ------------------------------------------------------- state and forward */
 
+typedef struct {
+    float *g;
+    const float *u;
+    int n, h, step;
+} sw_job;
+static void swiglu_task(void *arg, int t, int thread) {
+    const sw_job *J = arg;
+    int r0 = t * J->step, r1 = r0 + J->step < J->n ? r0 + J->step : J->n;
+    lk_swiglu_fast(J->g + (size_t)r0 * J->h, J->u + (size_t)r0 * J->h, (size_t)(r1 - r0) * J->h);
+}
+/* SwiGLU of n rows: row blocks over the threads in a prefill (8 K tokens x
+ * 1 024 is 8 M exps a layer). */
+static void swiglu_rows(float *g, const float *u, int n, int h) {
+    int T = lk_threads();
+    if (T == 1 || (double)n * h < 262144.0) {
+        lk_swiglu_fast(g, u, (size_t)n * h);
+        return;
+    }
+    sw_job J = {g, u, n, h, (n + 4 * T - 1) / (4 * T)};
+    lk_parallel_for((n + J.step - 1) / J.step, swiglu_task, &J);
+}
+
 int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, const lk_mask *mask,
                    int sink, int recent, lk_err *err) {
     memset(s, 0, sizeof *s);
@@ -270,7 +378,7 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
     size_t R = max_rows;
     s->max_rows = max_rows;
     s->max_seq = max_seq;
-    s->qblock = max_rows < 128 ? max_rows : 128;
+
     s->x = lk_malloc(R * m->dim * sizeof(float));
     s->xb = lk_malloc(R * m->dim * sizeof(float));
     s->q = lk_malloc(R * m->q_dim * sizeof(float));
@@ -279,8 +387,8 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
     s->att = lk_malloc(R * m->q_dim * sizeof(float));
     s->hb = lk_malloc(R * m->hidden * sizeof(float));
     s->hb2 = lk_malloc(R * m->hidden * sizeof(float));
-    s->scores = lk_malloc((size_t)s->qblock * max_seq * sizeof(float));
     s->qk = lk_malloc((size_t)m->cfg.head_dim * sizeof(float));
+    lk_state_threads(s, m); /* scores and the threads' work areas */
     s->logits = lk_malloc((size_t)m->cfg.vocab_size * sizeof(float));
     lk_rope_table_build(&s->rope, &m->cfg, max_seq);
     return 0;
@@ -295,7 +403,12 @@ void lk_state_free(lk_state *s) {
     free(s->att);
     free(s->hb);
     free(s->hb2);
-    free(s->scores);
+    free(s->tscores); /* scores is its first block */
+    free(s->tscratch);
+    free(s->hsc);
+    free(s->cmax);
+    free(s->csum);
+    free(s->pout);
     free(s->qk);
     free(s->logits);
     lk_rope_table_free(&s->rope);
@@ -322,6 +435,7 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
                              tokens[r], V);
         memcpy(s->x + (size_t)r * D, w->embed + (size_t)tokens[r] * D, D * sizeof(float));
     }
+    lk_forward_enter();
     for (int l = 0; l < c->n_layers; l++) {
         size_t lq = (size_t)l * QD, lkv = (size_t)l * KD;
         /* attention block */
@@ -343,7 +457,7 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
         lk_rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * D, n, D, eps);
         lk_matmul(s->hb, s->xb, w->w_gate + (size_t)l * H * D, NULL, n, D, H);
         lk_matmul(s->hb2, s->xb, w->w_up + (size_t)l * H * D, NULL, n, D, H);
-        lk_swiglu(s->hb, s->hb2, (size_t)n * H);
+        swiglu_rows(s->hb, s->hb2, n, H);
         lk_matmul(s->xb, s->hb, w->w_down + (size_t)l * D * H, NULL, n, H, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
         if (s->on_layer && n > 1) s->on_layer(s->on_layer_ctx, l + 1, c->n_layers);
@@ -356,5 +470,6 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
     } else {
         lk_matmul(s->logits, s->xb + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, V);
     }
+    lk_forward_leave();
     return 0;
 }

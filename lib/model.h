@@ -155,13 +155,38 @@ typedef struct {
      * of more than one token: prefill progress */
     void (*on_layer)(void *ctx, int layers_done, int n_layers);
     void *on_layer_ctx;
+    /* Work areas of the threaded CPU engine (attention.c), sized for nthreads
+     * threads and grown when the pool grows: per-thread score blocks (scores
+     * is thread 0's), and for single-token steps the per-head logits and the
+     * per-chunk maxima, sums and partial outputs of the split over positions. */
+    int nthreads;
+    float *tscores;  // (nthreads, qblock, max_seq)
+    float *tscratch; // (nthreads, n_heads + 1, head_dim) gathered queries and keys
+    float *hsc;      // (n_heads, max_seq) logits, then exp
+    float *cmax, *csum; // (n_heads, max_seq / LK_ATT_CHUNK + 1)
+    float *pout;     // (n_heads, max_seq / LK_ATT_CHUNK + 1, head_dim)
 } lk_state;
+
+/* Positions per chunk of a single-token attention step: the unit of work of
+ * its threads and of its fixed summation order (results do not depend on the
+ * thread count). */
+#define LK_ATT_CHUNK 256
+
+/* The CPU engine runs on a pool of LEANK_THREADS threads (default: the CPUs
+ * this process may use); lk_set_threads(n) changes it between calls (0 = that
+ * default), lk_threads() tells it. Matrix products are split over rows or
+ * columns, attention over heads, query blocks and key chunks. */
+int lk_threads(void);
+void lk_set_threads(int n);
 
 /* max_rows: most tokens one lk_forward call takes (prompt length for a single
  * prefill); max_seq: positions; mask NULL = dense. */
 int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, const lk_mask *mask,
                    int sink, int recent, lk_err *err);
 void lk_state_free(lk_state *s);
+/* Grow s's per-thread work areas to lk_threads() (lk_forward and
+ * lk_attention call it; after lk_set_threads it is done on the next call). */
+void lk_state_threads(lk_state *s, const lk_model *m);
 
 /* Run tokens (n, 1 <= n <= max_rows) at positions kv.len .. kv.len+n-1,
  * append them to the cache. s->logits gets the last row's logits; if

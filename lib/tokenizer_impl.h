@@ -267,6 +267,40 @@ static inline uint32_t merge_rank(const lk_tokenizer *t, int a, int b, int *id) 
     return t->merges[i].rank;
 }
 
+/* ---- tokenizer_json.c: model.vocab and model.merges read without jansson ---- */
+
+typedef struct {
+    size_t off, len; /* string in the arena (NUL-terminated) */
+    int id;
+} tj_entry;
+typedef struct {
+    buf arena;
+    tj_entry *ent; /* in file order */
+    size_t n;
+} tj_vocab_t;
+typedef struct {
+    size_t a, alen, b, blen; /* strings in the arena */
+    int form;                /* 0: ["a", "b"]; 1: "a b" (a, alen: the whole string) */
+} tj_merge;
+typedef struct {
+    buf arena;
+    tj_merge *ent;
+    size_t n;
+} tj_merges_t;
+typedef struct {
+    char *rest; /* the document with model.vocab and model.merges replaced by {} and [] */
+    size_t rest_len;
+    const char *vocab, *vocab_end, *merges, *merges_end; /* the two values in the text */
+} tj_parts;
+/* Find the two values; -1 when the text is not laid out as expected (the
+ * caller then parses it all with jansson, which explains what is wrong). */
+int tj_split(const char *text, size_t n, tj_parts *out);
+/* Read them; -1 on anything but well-formed entries with ids in 0..2^31-1
+ * (the same fallback). */
+int tj_vocab(const char *p, const char *e, tj_vocab_t *v);
+int tj_merges(const char *p, const char *e, tj_merges_t *m);
+void tj_free(tj_parts *parts, tj_vocab_t *v, tj_merges_t *m);
+
 /* free a work area's buffers (tokenizer_encode.c) */
 void lk_tok_work_free(work *w);
 /* apply the normalizer to s[0..n) into w->norm (tokenizer_encode.c) */

@@ -3,7 +3,9 @@
  *    prefill then single-token decode, sink/recent splitting the keys).
  * 2. With a random mask (width-0 and full heads included), lk_attention equals
  *    a plain computation of the definition, for single-token and multi-token
- *    calls, with the cached keys split three ways (sink, middle, recent). */
+ *    calls, with the cached keys split three ways (sink, middle, recent).
+ * 3. A shared dense prefill then masked decoding == the masked prefill, bitwise.
+ * 4. 1 and 3 threads give bitwise the same logits. */
 #include <stdint.h>
 
 #include "config.h"
@@ -248,10 +250,56 @@ static void shared_prefill_bitwise(void) {
     lk_model_free(&m);
 }
 
+/* ---- 4. the thread count does not change a bit ----
+ * A context long enough for the pool (single-token attention split in chunks
+ * of LK_ATT_CHUNK positions; prefill over (head, query block) tasks), with a
+ * random mask; 1 thread vs 3 threads, then the scalar kernels vs the ones the
+ * CPU picks (the canonical order of cpu.h): logits bitwise equal. */
+static void threads_bitwise(void) {
+    lk_config c;
+    lk_model m;
+    lk_mask mask;
+    model_and_mask(&c, &m, &mask, 0);
+    for (int l = 0; l < c.n_layers; l++)
+        for (int g = 0; g < c.n_kv_heads; g++) {
+            uint8_t *keep = lk_mask_head(&mask, l, g);
+            for (int d = 0; d < c.head_dim; d++) keep[d] = frand() > 0.3f;
+        }
+    enum { T = 700, P = 600 };
+    int *tokens = malloc(T * sizeof(int));
+    for (int i = 0; i < T; i++) tokens[i] = irand(c.vocab_size);
+    float *out[2];
+    lk_err err;
+    for (int run = 0; run < 2; run++) {
+        lk_set_threads(run ? 3 : 1);
+        lk_state s;
+        CHECK(lk_state_build(&s, &m, P, T, &mask, 40, 100, &err) == 0);
+        out[run] = malloc((size_t)(T - P + 1) * c.vocab_size * sizeof(float));
+        CHECK(lk_forward(&m, &s, tokens, P, NULL, &err) == 0);
+        memcpy(out[run], s.logits, c.vocab_size * sizeof(float));
+        for (int t = P; t < T; t++) {
+            CHECK(lk_forward(&m, &s, tokens + t, 1, NULL, &err) == 0);
+            memcpy(out[run] + (size_t)(t - P + 1) * c.vocab_size, s.logits, c.vocab_size * sizeof(float));
+        }
+        lk_state_free(&s);
+    }
+    lk_set_threads(0);
+    CHECKF(!memcmp(out[0], out[1], (size_t)(T - P + 1) * c.vocab_size * sizeof(float)),
+           "3 threads give other logits than 1 thread");
+    printf("threads: %d-token prefill + %d decode steps (context %d), 1 and 3 threads bitwise equal\n", P,
+           T - P, T);
+    free(out[0]);
+    free(out[1]);
+    free(tokens);
+    lk_mask_free(&mask);
+    lk_model_free(&m);
+}
+
 int main(void) {
     all_channels_bitwise();
     random_mask_vs_definition(16);
     random_mask_vs_definition(10); /* a head_dim that is not a multiple of 8 */
     shared_prefill_bitwise();
+    threads_bitwise();
     return t_done();
 }
