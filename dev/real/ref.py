@@ -183,6 +183,9 @@ def main(argv):
     ref = {"model": name, "made_by": "dev/real/ref.py", "torch": torch.__version__,
            "transformers": transformers.__version__, "dtype": "float32", "attn": "sdpa",
            "stop_ids": stop, "cases": cases}
+    out = os.path.join(DATA, name + ".json")
+    dump(out, ref, "cases")
+    print(f"ref.py: wrote {out}")
     if gguf:
         # HF's own GGUF path: its tokenizer must give the same ids, its weights the same logits
         del model
@@ -204,9 +207,7 @@ def main(argv):
                     worst = max(worst, abs(float(lg[ti]) - tv))
         ref["hf_gguf_loader"] = {"same_input_ids": True, "max_abs_logit_diff_top20": worst}
         print(f"ref.py: {name}: HF's GGUF loader: same input ids; top-20 logits within {worst:.3g}")
-    out = os.path.join(DATA, name + ".json")
-    dump(out, ref, "cases")
-    print(f"ref.py: wrote {out}")
+        dump(out, ref, "cases")
     return 0
 
 
