@@ -4,6 +4,8 @@
  * those of transformers' LlamaConfig / Qwen2Config / MistralConfig. */
 #include "config.h"
 
+#include "safetensors.h" /* the tensor table of lk_config_fingerprint */
+
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -409,4 +411,20 @@ void lk_rope_inv_freq(const lk_config *c, float *inv_freq, float *attn_scale) {
         inv_freq[i] = (float)f;
     }
     if (attn_scale) *attn_scale = (float)scale;
+}
+
+uint64_t lk_config_fingerprint(const lk_config *c, const lk_st *st) {
+    int sizes[8] = {c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers,
+                    c->n_heads,    c->n_kv_heads,  c->head_dim,          c->attention_bias};
+    uint64_t h = lk_fnv1a64(sizes, sizeof sizes, LK_FNV_OFFSET);
+    int n = st ? lk_st_count(st) : 0;
+    for (int i = 0; i < n; i++) {
+        const lk_tensor *t = lk_st_at(st, i);
+        h = lk_fnv1a64(t->name, strlen(t->name) + 1, h);
+        int32_t dt = (int32_t)t->dtype, nd = t->ndim;
+        h = lk_fnv1a64(&dt, sizeof dt, h);
+        h = lk_fnv1a64(&nd, sizeof nd, h);
+        h = lk_fnv1a64(t->shape, sizeof(int64_t) * (size_t)t->ndim, h);
+    }
+    return h;
 }

@@ -71,6 +71,13 @@ int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name
 void lk_config_llama(lk_config *c, int vocab, int hidden, int intermediate, int n_layers, int n_heads,
                      int n_kv_heads, int head_dim);
 
+struct lk_st;
+/* The model fingerprint (leank-formats(5)): FNV-1a over the config's sizes
+ * and, when st is given, every tensor's name, dtype and shape, in the
+ * checkpoint's order. Not the weights' values: hashing them costs about a
+ * minute on an 8B model, and a model's layout is what masks depend on. */
+uint64_t lk_config_fingerprint(const lk_config *c, const struct lk_st *st);
+
 /* Inverse frequencies for RoPE (head_dim/2 values), with rope_scaling applied,
  * exactly as HF transformers computes them (in double, rounded to float);
  * *attn_scale receives the factor applied to cos/sin (1 except yarn). With

@@ -148,6 +148,7 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
         m->n_params += (size_t)V * D;
         if ((rc = load(st, "lm_head.weight", 2, V, D, w->lm_head, err))) goto fail;
     }
+    m->fingerprint = lk_config_fingerprint(c, st);
     return 0;
 fail:
     lk_model_free(m);
@@ -186,25 +187,7 @@ void lk_model_free(lk_model *m) {
 }
 
 uint64_t lk_model_fingerprint(const lk_model *m) {
-    const lk_config *c = &m->cfg;
-    int sizes[8] = {c->vocab_size, c->hidden_size, c->intermediate_size, c->n_layers,
-                    c->n_heads,    c->n_kv_heads,  c->head_dim,          c->attention_bias};
-    uint64_t h = lk_fnv1a64(sizes, sizeof sizes, LK_FNV_OFFSET);
-    const lk_weights *w = &m->w;
-    size_t L = c->n_layers, D = m->dim, H = m->hidden, QD = m->q_dim, KD = m->kv_dim,
-           V = c->vocab_size;
-    struct {
-        const float *p;
-        size_t n;
-    } parts[] = {{w->embed, V * D},      {w->attn_norm, L * D},  {w->wq, L * QD * D},
-                 {w->wk, L * KD * D},    {w->wv, L * KD * D},    {w->bq, w->bq ? L * QD : 0},
-                 {w->bk, w->bk ? L * KD : 0}, {w->bv, w->bv ? L * KD : 0}, {w->wo, L * D * QD},
-                 {w->ffn_norm, L * D},   {w->w_gate, L * H * D}, {w->w_up, L * H * D},
-                 {w->w_down, L * D * H}, {w->final_norm, D},
-                 {w->lm_head, w->lm_head != w->embed ? V * D : 0}};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        if (parts[i].n) h = lk_fnv1a64(parts[i].p, parts[i].n * sizeof(float), h);
-    return h;
+    return m->fingerprint ? m->fingerprint : lk_config_fingerprint(&m->cfg, NULL);
 }
 
 /* --------------------------------------------------------- building blocks */

@@ -60,6 +60,7 @@ typedef struct lk_model {
     lk_weights w;
     int dim, hidden, q_dim, kv_dim; /* derived sizes */
     size_t n_params;                /* floats held by w (the tied head counted once) */
+    uint64_t fingerprint;           /* lk_config_fingerprint of the checkpoint it came from (0: none) */
 } lk_model;
 
 /* dir: a model directory (config.json + safetensors). */
@@ -67,7 +68,8 @@ int lk_model_load(lk_model *m, const char *dir, lk_err *err);
 /* From an opened checkpoint and a parsed config (every tensor shape checked). */
 int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *err);
 void lk_model_free(lk_model *m);
-/* Fingerprint of the config sizes and every weight (FNV-1a over the floats). */
+/* The model's fingerprint (lk_config_fingerprint: config and tensor table);
+ * for a model built in memory, of its config alone. */
 uint64_t lk_model_fingerprint(const lk_model *m);
 
 /* ---- building blocks (also used by leank-train) ---- */
