@@ -143,8 +143,9 @@ test: check-deps all $(UNIT_BIN) $(FUZZ_RBIN) $(GPU_BIN)
 # On the GPU machine (no build headers there): carry bin/ and run tests/run.sh --gpu.
 gpu-tests: all $(UNIT_BIN) $(GPU_BIN)
 
+# SAN=1: the GPU test programs under compute-sanitizer (memcheck, racecheck)
 test-gpu: gpu-tests
-	@LEANK_BIN=$(abspath $(BIN)) LEANK_GPU=1 tests/run.sh --gpu
+	@LEANK_BIN=$(abspath $(BIN)) LEANK_GPU=1 LEANK_GPU_SAN=$(SAN) tests/run.sh --gpu
 
 # ---- libFuzzer: make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="config tsv"] ----
 FUZZ_CC      ?= clang

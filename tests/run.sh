@@ -32,7 +32,16 @@ for t in $tests; do
     n=$((n + 1))
     name=$(basename "$t")
     start=$(date +%s)
-    if [ "${t%.sh}" != "$t" ]; then bash "$t" >"$log/$name" 2>&1; else "$t" >"$log/$name" 2>&1; fi
+    if [ "${t%.sh}" != "$t" ]; then
+        bash "$t" >"$log/$name" 2>&1
+    elif [ $gpu = 1 ] && [ "${LEANK_GPU_SAN:-0}" = 1 ]; then
+        # make test-gpu SAN=1: every GPU test program under compute-sanitizer's memcheck (bad
+        # accesses, leaks of device memory) and racecheck (shared-memory hazards); any report fails
+        { compute-sanitizer --tool memcheck --leak-check full --error-exitcode 86 "$t" &&
+          compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 86 "$t"; } >"$log/$name" 2>&1
+    else
+        "$t" >"$log/$name" 2>&1
+    fi
     rc=$?
     dur=$(( $(date +%s) - start ))
     parts=$(grep -c '^skip:' "$log/$name")
