@@ -3,7 +3,7 @@
 # the GPU engine and the LeanK kernel, logs under $OUT (or /tmp/leank-gpu).
 # Built here (the GPU machine has no headers for jansson/pcre2/yaml): carry
 # bin/ and .carry/shared (a copy of what the tests read from ../shared):
-#   run: bash dev/gpu/all.sh [tests|bench|hf|all]    carry: ["bin", ".carry"]
+#   run: bash dev/gpu/all.sh [tests|bench|cpu|hf|all]    carry: ["bin", ".carry"]
 set -u
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -20,6 +20,10 @@ step() { # name command...: run with a time limit, log to $O/name.txt, one summa
     local rc=$?
     echo "== $name: exit $rc, $(( $(date +%s) - t0 )) s" | tee -a "$O/summary.txt"
 }
+if [ "$what" = san ]; then # compute-sanitizer over the GPU test programs
+    LEANK_GPU_SAN=1 LEANK_TESTS=gpu_ step san tests/run.sh --gpu
+    grep -E "^(ok|not ok|[0-9]+ passed)" "$O/san.txt"; grep -A20 "^not ok" "$O/san.txt" | head -40
+fi
 if [ "$what" = tests ] || [ "$what" = all ]; then
     step tests tests/run.sh --gpu
     grep -E "^(ok|not ok|[0-9]+ passed)" "$O/tests.txt"
@@ -27,12 +31,24 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
     step kernel "$B" kernel --mask "$MASK" --sdpa dev/bench/sdpa_decode.py
-    step attention "$B" attention --sdpa dev/bench/sdpa_decode.py
     step e2e_b52 "$B" e2e --random llama3.1-8b -b 52 -p 4096 -g 128
     step e2e_b1_32k "$B" e2e --random llama3.1-8b -b 1 -p 32768 -g 128
-    step e2e_max_dense "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128
-    step e2e_max_leank "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128 --plan "$MASK" --sink 128 --recent 1024
-    for f in kernel attention e2e_b52 e2e_b1_32k e2e_max_dense e2e_max_leank; do echo "---- $f"; tail -n 14 "$O/$f.txt"; done
+    if [ "${MAXB:-1}" = 1 ]; then # the largest batches at 32K (2.5 minutes of prefill)
+        step e2e_max_dense "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128
+        step e2e_max_leank "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128 --plan "$MASK" --sink 128 --recent 1024
+    fi
+    for f in kernel e2e_b52 e2e_b1_32k e2e_max_dense e2e_max_leank; do
+        [ -f "$O/$f.txt" ] && { echo "---- $f"; tail -n 14 "$O/$f.txt"; }
+    done
+fi
+if [ "$what" = cpu ] || [ "$what" = all ]; then
+    # the CPU engine on the GPU machine's idle cores: leank-mini, an 8 000-token prompt (.carry/p8k.ids,
+    # held-out essays) + 64 greedy tokens, 1 and 2 threads, alternated (issue 17's scaling)
+    for j in ${CPU_RUNS:-1 2 1 2 1 2}; do
+        step cpu_j$j.$RANDOM "$B" decode -m data/models/leank-mini --prompt-ids .carry/p8k.ids --tokens 64 --repeat 1 \
+            -j $j --prompt-len 0
+    done
+    for f in "$O"/cpu_j*; do echo "---- $(basename "$f")"; grep -E "prefill|decode after" "$f"; done
 fi
 if [ "$what" = hf ] || [ "$what" = all ]; then
     step hf_b52 python3 dev/bench/hf_e2e.py --shape llama3.1-8b -b 52 -p 4096 -g 128
