@@ -8,14 +8,15 @@
 #                     leank-mini model, leank-bench's HF script (the programs find it
 #                     beside themselves: ../share/leank)
 #   make O=DIR        put build/ and bin/ under DIR (parallel builds of one tree)
-#   make test SAN=1   the same tests built with AddressSanitizer + UBSan (leaks on), in build/san, bin/san
+#   make test SAN=1   the same tests built with AddressSanitizer + UBSan (leaks on), in build-san, bin-san
 #   make fuzz FUZZ_SECONDS=N   every libFuzzer target (tests/fuzz, needs clang) for N seconds each
 
 O       ?= .
 SAN     ?= 0
 ifeq ($(SAN),1)
-B       := $(O)/build/san
-BIN     := $(O)/bin/san
+# beside bin/, so that bin-san/../data is the tree's data as for bin/
+B       := $(O)/build-san
+BIN     := $(O)/bin-san
 else
 B       := $(O)/build
 BIN     := $(O)/bin
@@ -185,7 +186,7 @@ install: all
 	@echo "leank: installed in $(DESTDIR)$(PREFIX): bin/, share/man/, share/leank/{configs,models/leank-mini,bench}"
 
 clean:
-	rm -rf $(B) $(BIN) lib/libleank.a
+	rm -rf $(B) $(BIN) $(O)/build-san $(O)/bin-san lib/libleank.a
 	@# temporaries a killed program left behind (PATH.leank-tmp.PID.XXXXXX)
 	find . -name '*.leank-tmp.*' -type f -delete
 
