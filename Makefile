@@ -26,10 +26,14 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g -march=x86-64-v2
 PKG_CONFIG ?= pkg-config
 
+# lib/ in rooms: formats and I/O, tokenizer, model and its engines, training,
+# sample preparation, benchmarks (each file includes its neighbours by name)
+LIB_ROOMS   := io tokenizer model train prep bench
+LIB_INC     := $(addprefix -Ilib/,$(LIB_ROOMS))
 BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
 ALL_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
-               -Ilib -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
+               $(LIB_INC) -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
 SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ifeq ($(SAN),1)
   ALL_CFLAGS += $(SAN_FLAGS)
@@ -64,7 +68,7 @@ ifeq ($(CUDA_ON),1)
   endif
 endif
 
-LIB_SRC  := $(wildcard lib/*.c)
+LIB_SRC  := $(wildcard $(addsuffix /*.c,$(addprefix lib/,$(LIB_ROOMS))))
 LIB_OBJ  := $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC)) $(CU_OBJ)
 ifeq ($(O)$(SAN),.0)
   LIBA   := lib/libleank.a
@@ -110,7 +114,7 @@ $(B)/cmd/%.o: cmd/%.c
 
 $(B)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -Ilib -Ikernels -MMD -MP -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) $(LIB_INC) -Ikernels -MMD -MP -c $< -o $@
 
 $(BIN)/%: $(B)/cmd/%.o $(LIBA)
 	@mkdir -p $(@D)
@@ -152,7 +156,7 @@ test-gpu: gpu-tests
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_B       := $(O)/build/fuzz
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Ilib -Ikernels -Itests/fuzz $(BLAS_CFLAGS) -MMD -MP -g -O1 \
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE $(LIB_INC) -Ikernels -Itests/fuzz $(BLAS_CFLAGS) -MMD -MP -g -O1 \
                 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_LIBA    := $(FUZZ_B)/libleank.a
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
@@ -190,4 +194,4 @@ clean:
 	@# temporaries a killed program left behind (PATH.leank-tmp.PID.XXXXXX)
 	find . -name '*.leank-tmp.*' -type f -delete
 
--include $(wildcard $(B)/lib/*.d $(B)/cmd/*.d $(B)/kernels/*.d $(B)/tests/*.d $(FUZZ_B)/lib/*.d $(FUZZ_B)/*.d)
+-include $(wildcard $(B)/lib/*/*.d $(B)/cmd/*.d $(B)/kernels/*.d $(B)/tests/*.d $(FUZZ_B)/lib/*/*.d $(FUZZ_B)/*.d)

@@ -1,5 +1,5 @@
 /* leank-pack - a mask and a model configuration -> the decode plan (the
- * LeanK KV-cache layout, lib/plan.h) and a report of the cache it implies:
+ * LeanK KV-cache layout, lib/io/plan.h) and a report of the cache it implies:
  * bytes per token of K and V, dense vs pruned, and the whole cache at a
  * context length. See leank-pack(1). */
 #include <getopt.h>

@@ -3,8 +3,8 @@
  *
  * Sections: command line; the sample source (a shuffle buffer over the
  * streamed samples file, cycled); the training loop (progress, TSV log,
- * checkpoints, SIGINT); main. The math is in lib/train.c (step, files) and
- * lib/train_cpu.c (the CPU backend). */
+ * checkpoints, SIGINT); main. The math is in lib/train/train.c (step, files) and
+ * lib/train/train_cpu.c (the CPU backend). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>

@@ -2,7 +2,7 @@
  * attention over the paged LeanK cache (split-KV, LSE merge), the cache
  * stores (prefill, append, gather) and causal flash prefill attention.
  * Layout and the token-placement rule: kvcache.h. The CPU definition they
- * match: lib/model.h (attention rule), lib/attention.c; each kernel's CPU twin
+ * match: lib/model/model.h (attention rule), lib/model/attention.c; each kernel's CPU twin
  * is in tests/gpu/gpu_attention.c.
  *
  * Paths:

@@ -1,4 +1,4 @@
-/* engine_cuda.cu - the CUDA backend of engine.h (lib/engine_impl.h's ops):
+/* engine_cuda.cu - the CUDA backend of engine.h (lib/model/engine_impl.h's ops):
  * weights on the device in their own type, the paged KV pool of kvcache.h,
  * prefill and batched decode through cuBLAS + ops.cu + the attention
  * kernels, sampling on the device.

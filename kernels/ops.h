@@ -1,5 +1,5 @@
 /* ops.h - the CUDA engine's row and elementwise kernels (ops.cu), each the
- * twin of a CPU function in lib/model.c / lib/sampler.c that it is tested
+ * twin of a CPU function in lib/model/model.c / lib/model/sampler.c that it is tested
  * against (tests/gpu/gpu_ops.c). C linkage, so C tests can call them.
  *
  * Element types: activations and weights share the model's compute type dt

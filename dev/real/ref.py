@@ -78,7 +78,7 @@ def dump(path, obj, key):
 
 
 def render(p):
-    """The text leank-decode --template builds (lib/chat.c); ref.py checks it
+    """The text leank-decode --template builds (lib/tokenizer/chat.c); ref.py checks it
     against the model's own Jinja chat template."""
     if p["template"] == "none":
         return p["prompt"]

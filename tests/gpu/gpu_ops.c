@@ -1,5 +1,5 @@
 /* gpu_ops.c - the CUDA engine's row kernels (kernels/ops.cu) against their
- * CPU twins (lib/model.c, lib/sampler.c, lib/util.c) on fresh random data,
+ * CPU twins (lib/model/model.c, lib/model/sampler.c, lib/io/util.c) on fresh random data,
  * odd sizes included (seed printed; LEANK_SEED=n repeats a run):
  * 1. conversions f32/bf16/f16 equal lk_f32_to_bf16 & co. bit for bit;
  *    random init has the asked mean and spread and depends on the seed only;

@@ -4,7 +4,7 @@ for p in prep train binarize pack decode bench; do
     prog="$B/leank-$p"
     [ -x "$prog" ] || { fail "leank-$p not built"; continue; }
     out=$("$prog" --help 2>&1) && echo "$out" | grep -qi usage || fail "leank-$p --help"
-    v=$("$prog" --version 2>&1) && [ "$v" = "leank-$p (leank) $(sed -n 's/^#define LEANK_VERSION "\(.*\)"/\1/p' "$LEANK_TOP/lib/util.h")" ] \
+    v=$("$prog" --version 2>&1) && [ "$v" = "leank-$p (leank) $(sed -n 's/^#define LEANK_VERSION "\(.*\)"/\1/p' "$LEANK_TOP/lib/io/util.h")" ] \
         || fail "leank-$p --version printed '$v'"
     "$prog" --no-such-option >/dev/null 2>"$T/err"; rc=$?
     [ $rc -eq 2 ] || fail "leank-$p --no-such-option: exit $rc, expected 2"
