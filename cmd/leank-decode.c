@@ -116,9 +116,8 @@ static void print_stats(const engine *e, const lk_gen_request *q, const lk_gen_r
             "leank-decode: %s; prompt %d tokens, generated %d (%s); prefill %.1f tok/s, decode %.1f tok/s\n",
             lk_engine_device_name(e->eng), q->n_prompt, r->n, r->stopped_eos ? "eos" : "length",
             rate(q->n_prompt, r->prefill_s), rate(r->n_decode, r->decode_s));
-    double kept = r->kv.dense ? 100.0 * (double)r->kv.bytes / (double)r->kv.dense : 100.0;
-    fprintf(stderr, "leank-decode: KV %.1f %% of dense, %.1f %% saved (%lld bytes, %s)\n", kept, 100.0 - kept,
-            (long long)r->kv.bytes, r->kv.dtype);
+    char kv[160]; /* the toolkit's one wording (leank-pack's too) */
+    fprintf(stderr, "leank-decode: %s\n", lk_kv_phrase(kv, sizeof kv, (double)r->kv.bytes, (double)r->kv.dense, r->kv.dtype));
     if (e->has_plan && !r->kv.pruned)
         lk_warn("the %d-token sequence fits in sink %d + recent %d: the pruned run was exactly dense",
                 q->n_prompt + r->n, e->plan.sink, e->plan.recent);

@@ -218,9 +218,9 @@ int lk_bench_e2e(int argc, char **argv) {
         printf("  step floor      %8.2f ms  (weights %.2f GB + KV %.2f GB at %.0f GB/s): step/floor %.2f\n",
                1e3 * floor_s, mem.weights / 1e9, mid_kv / 1e9, bw, floor_s > 0 ? med / floor_s : 0.0);
         printf("  total           %8.2f s\n", total_s);
-        printf("  KV at the end   %8.2f GB  (dense %.2f GB: %.1f %% of dense, %.1f %% saved)\n", kv_end / 1e9,
-               kv_dense_end / 1e9, kv_dense_end ? 100.0 * kv_end / kv_dense_end : 100.0,
-               kv_dense_end ? 100.0 - 100.0 * kv_end / kv_dense_end : 0.0);
+        char kvp[160];
+        printf("  KV at the end   %s\n",
+               lk_kv_phrase(kvp, sizeof kvp, (double)kv_end, (double)kv_dense_end, lk_engine_cache_dtype(e)));
         printf("  peak memory     %8.2f GB  (weights %.2f GB, KV pool %.2f GB)\n", mem.peak / 1e9, mem.weights / 1e9,
                mem.pool / 1e9);
     }
