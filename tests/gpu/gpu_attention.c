@@ -25,26 +25,8 @@
 
 #include "kvcache.h"
 #include "t.h"
+#include "tgpu.h" /* CK, the PRNG, rel_l2 */
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        int e_ = (int)(call);                                                                      \
-        if (e_) {                                                                                  \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                          \
-                    cudaGetErrorString((cudaError_t)e_));                                          \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t rng;
-static uint64_t next(void) {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545f4914f6cdd1dULL;
-}
-static int irand(int n) { return (int)(next() % (uint64_t)n); }
-static float frand(void) { return (float)((next() >> 40) / 8388608.0) - 1.0f; }
 
 /* bf16 <-> f32 on the host, round to nearest even */
 static uint16_t f2bf(float f) {

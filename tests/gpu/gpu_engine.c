@@ -33,6 +33,7 @@
 #include "plan.h"
 #include "sampler.h"
 #include "t.h"
+#include "tgpu.h" /* CK, the PRNG, rel_l2 */
 #include "tmodel.h"
 
 static lk_engine_opts gpu_opts(void) {
@@ -45,15 +46,6 @@ static lk_engine_opts gpu_opts(void) {
     return o;
 }
 
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 #define OK(call)                                                                                  \
     do {                                                                                          \

@@ -27,27 +27,9 @@
 #include "ops.h"
 #include "sampler.h"
 #include "t.h"
+#include "tgpu.h" /* CK, the PRNG, rel_l2 */
 #include "util.h"
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        int e_ = (int)(call);                                                                      \
-        if (e_) {                                                                                  \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                          \
-                    cudaGetErrorString((cudaError_t)e_));                                          \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t rng;
-static uint64_t next(void) {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545f4914f6cdd1dULL;
-}
-static int irand(int n) { return (int)(next() % (uint64_t)n); }
-static float frand(void) { return (float)((next() >> 40) / 8388608.0) - 1.0f; }
 
 static void *dev(size_t n) {
     void *p;
@@ -90,15 +72,6 @@ static float *rnd(size_t n, float scale, float base) {
     float *x = malloc(n * 4 + 4);
     for (size_t i = 0; i < n; i++) x[i] = base + scale * frand();
     return x;
-}
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 static double tol(int dt) { return dt == LK_OP_F32 ? 1e-5 : 1e-2; }
 static const char *dtn(int dt) { return dt == LK_OP_F32 ? "f32" : "bf16"; }

@@ -12,6 +12,7 @@
 #include "mask.h"
 #include "model.h"
 #include "t.h"
+#include "tmodel.h" /* tm_random_model */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -33,31 +34,10 @@ static float *rnd(size_t n, float scale, float base) {
     return x;
 }
 
-/* A model with random weights, built in memory. */
-static void random_model(lk_model *m, const lk_config *c) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    size_t L = c->n_layers, D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
-    size_t QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
-    lk_weights *w = &m->w;
-    w->embed = rnd(c->vocab_size * D, 1.0f, 0.0f);
-    w->attn_norm = rnd(L * D, 0.1f, 1.0f);
-    w->wq = rnd(L * QD * D, 0.3f, 0.0f);
-    w->wk = rnd(L * KD * D, 0.3f, 0.0f);
-    w->wv = rnd(L * KD * D, 0.2f, 0.0f);
-    w->wo = rnd(L * D * QD, 0.2f, 0.0f);
-    w->ffn_norm = rnd(L * D, 0.1f, 1.0f);
-    w->w_gate = rnd(L * H * D, 0.2f, 0.0f);
-    w->w_up = rnd(L * H * D, 0.2f, 0.0f);
-    w->w_down = rnd(L * D * H, 0.2f, 0.0f);
-    w->final_norm = rnd(D, 0.1f, 1.0f);
-    w->lm_head = w->embed;
-}
-
 /* A random model of head_dim 16 and a mask of its shape, every channel kept or none. */
 static void model_and_mask(lk_config *c, lk_model *m, lk_mask *mask, int keep) {
     config(c, 16);
-    random_model(m, c);
+    tm_random_model(m, c);
     lk_mask_init(mask, c->n_layers, c->n_kv_heads, c->head_dim, keep);
 }
 
