@@ -73,12 +73,16 @@ for l in 0 1 2 3 4 5; do printf '%d\t0\t64\t%s\n' $l "$(seq -s, 0 63)"; done >"$
 $B/leank-binarize --from-tsv "$T/hd64.tsv" --head-dim 64 -o "$T/hd64.safetensors" -q || fail "head_dim 64 mask"
 expect_fail 3 "mask of another head_dim" -- $A -m "$M" "$T/s.smp" --mask "$T/hd64.safetensors" -o "$T/x.jsonl"
 # killed mid-run: the temporary outputs file goes too
-$A -m "$M" "$T/s.smp" --mask "$T/all.safetensors" --mask "$T/half.safetensors" -j 1 -o "$T/x.jsonl" >/dev/null 2>&1 &
+# (samples long enough to take many seconds; the signal once its temporary file exists)
+$B/leank-prep -t "$M" --task vt -l 4000 -n 8 -s 5 -o "$T/long.smp" 2>/dev/null || fail "prep of long samples"
+$A -m "$M" "$T/long.smp" --mask "$T/all.safetensors" --mask "$T/half.safetensors" -j 1 \
+    -o "$T/x.jsonl" >/dev/null 2>&1 &
 pid=$!
-sleep 1
+for i in $(seq 100); do ls "$T"/x.jsonl*tmp* >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 0.3
 kill -TERM $pid
 wait $pid
 rc=$?
 [ $rc = 143 ] && ok "SIGTERM: exit 143" || fail "SIGTERM: exit $rc (finished before the signal?)"
-[ ! -e "$T/x.jsonl" ] && ! ls "$T"/x.jsonl.tmp.* >/dev/null 2>&1 && ok "no outputs file left" || fail "partial outputs file"
+[ ! -e "$T/x.jsonl" ] && ! ls "$T"/x.jsonl*tmp* >/dev/null 2>&1 && ok "no outputs file left" || fail "partial outputs file: $(ls "$T")"
 finish
