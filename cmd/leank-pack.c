@@ -217,7 +217,7 @@ int main(int argc, char **argv) {
                  : has ? "the mask's" : "defaults: the mask records none";
     int sink_opt = sink, recent_opt = recent;
     /* the "records no windows" notice waits for success: a failed run says one thing, its error */
-    lk_mask_pick_windows(&m, mask_name, sink, recent, 128, 1024, 1, &sink, &recent);
+    lk_mask_pick_windows(&m, mask_name, sink, recent, LK_PLAN_DEFAULT_SINK, LK_PLAN_DEFAULT_RECENT, 1, &sink, &recent);
     lk_plan p;
     if (lk_plan_build(&p, &m, mask_name, &cfg, model, sink, recent, context, dtype, &err)) lk_fail(&err);
     lk_plan_bytes b;

@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "mask.h"
+#include "plan.h" /* LK_PLAN_DEFAULT_SINK, _RECENT */
 #include "safetensors.h"
 
 /* ---- options ---- */
@@ -26,8 +27,8 @@ void lk_train_opts_default(lk_train_opts *o, int stage) {
     o->lambda = stage == 2 ? 0.0 : 0.06;
     o->ratio = 0.7;
     o->align = 32;
-    o->sink = 128;
-    o->recent = 1024;
+    o->sink = LK_PLAN_DEFAULT_SINK; /* the windows decoding assumes when a mask records none */
+    o->recent = LK_PLAN_DEFAULT_RECENT;
     o->checkpoint_every = 50;
     o->seed = 0;
     o->shuffle = 16;
