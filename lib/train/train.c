@@ -427,3 +427,12 @@ int lk_train_checkpoint_load(const char *path, lk_train_state *s, const lk_train
     lk_st_close(st);
     return rc;
 }
+
+#ifndef LEANK_CUDA
+int lk_train_cuda_new(lk_train_backend *b, struct lk_engine *e, int own, int sink, int recent,
+                      lk_err *err) {
+    (void)b, (void)e, (void)own, (void)sink, (void)recent;
+    return lk_seterr(err, LK_EDEVICE,
+                     "this build of leank has no CUDA backend (rebuild with the CUDA toolkit: make CUDA=1)");
+}
+#endif

@@ -83,6 +83,15 @@ typedef struct lk_train_backend {
  * m must outlive the backend: embeddings and the RoPE config are read from it). */
 int lk_train_cpu_new(lk_train_backend *b, const struct lk_model *m, int sink, int recent,
                      lk_err *err);
+/* The CUDA backend over a CUDA engine (kernels/train_cuda.cu): the context
+ * is prefilled by the engine itself (a dense sequence of its KV pool), the
+ * answer rows run through the engine's kernels in the model's compute type
+ * with f32 accumulation; alpha, its gradient and every reduction are f32 and
+ * deterministic. own: the backend frees e. A CPU-only build returns
+ * LK_EDEVICE. */
+struct lk_engine;
+int lk_train_cuda_new(lk_train_backend *b, struct lk_engine *e, int own, int sink, int recent,
+                      lk_err *err);
 static inline void lk_train_backend_free(lk_train_backend *b) {
     if (b && b->free) b->free(b->ctx);
     if (b) b->ctx = NULL;
