@@ -25,6 +25,7 @@ static const struct {
     {"attention", lk_bench_attention, "dense decode attention vs torch SDPA, causal prefill attention (GPU)"},
 #endif
     {"e2e", lk_bench_e2e, "end-to-end generation speed and memory on the GPU, dense vs LeanK"},
+    {"train", lk_bench_train, "leank-train step time and memory (stage 1, random samples)"},
 };
 #define N_BENCH (int)(sizeof benches / sizeof benches[0])
 

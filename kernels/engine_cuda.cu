@@ -31,6 +31,7 @@ extern "C" {
 #include "plan.h"
 #include "safetensors.h"
 }
+#include "engine_cuda.h"
 #include "kvcache.h"
 #include "ops.h"
 
@@ -1692,5 +1693,53 @@ extern "C" int lk_cuda_engine_random(lk_engine **out, const lk_config *c, const 
         return rc;
     }
     *out = &e->base;
+    return 0;
+}
+
+/* ------------------------------------------------------------ the trainer's view */
+
+static_assert(sizeof(cu_layer) == sizeof(lk_cuda_layer_view), "cu_layer and lk_cuda_layer_view differ");
+
+extern "C" int lk_cuda_engine_view(lk_engine *be, lk_cuda_view *v, lk_err *err) {
+    if (!be || be->ops != &cuda_ops)
+        return lk_seterr(err, LK_EUSAGE, "the CUDA trainer needs a CUDA engine (this one is %s)",
+                         be ? be->ops->name : "NULL");
+    cu_engine *e = (cu_engine *)be;
+    memset(v, 0, sizeof *v);
+    v->dt = e->dt;
+    v->stream = e->st;
+    v->blas = e->blas;
+    v->device = e->dev;
+    v->dim = e->D;
+    v->hidden = e->H;
+    v->n_heads = e->NH;
+    v->n_kv_heads = e->G;
+    v->head_dim = e->HD;
+    v->vocab = e->V;
+    v->n_layers = e->L;
+    v->eps = e->eps;
+    v->scale = e->scale;
+    v->embed = e->embed;
+    v->final_norm = e->final_norm;
+    v->layers = (const lk_cuda_layer_view *)e->layers;
+    v->rope_cos = e->rope_cos;
+    v->rope_sin = e->rope_sin;
+    v->rope_n = e->rope_n;
+    v->bytes = e->dev_bytes;
+    return 0;
+}
+
+extern "C" int lk_cuda_seq_layout(lk_engine *be, const lk_seq *bs, lk_kv_batch_dev *kv,
+                                  const lk_kv_plan_dev **plan, lk_err *err) {
+    cu_engine *e = (cu_engine *)be;
+    cu_seq *s = (cu_seq *)bs;
+    if (!be || be->ops != &cuda_ops || !s || s->base.e != be)
+        return lk_seterr(err, LK_EUSAGE, "lk_cuda_seq_layout: not a sequence of this CUDA engine");
+    if (s->plan != e->dense)
+        return lk_seterr(err, LK_EUSAGE, "lk_cuda_seq_layout: the sequence is not dense");
+    CU(cudaSetDevice(e->dev));
+    int len = s->base.len;
+    TRY(one_upload(e, &s, &len, 1, kv, err));
+    *plan = &s->plan->dev;
     return 0;
 }

@@ -60,7 +60,11 @@ def main():
                 p.fill_(1.0)
             else:
                 p.normal_(0.0, 0.02)
-        model.model.rotary_emb.__init__(cfg, device="cuda")  # buffers lost by to_empty
+        rot = type(model.model.rotary_emb)  # its buffers were lost by to_empty: made anew
+        try:
+            model.model.rotary_emb = rot(config=cfg, device="cuda")
+        except TypeError:  # transformers versions without the device argument
+            model.model.rotary_emb = rot(config=cfg).to("cuda")
     model.eval()
     ids = torch.randint(0, cfg.vocab_size, (a.batch, a.prompt_len), device="cuda")
     mask = torch.ones_like(ids)

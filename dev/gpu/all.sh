@@ -3,7 +3,7 @@
 # the GPU engine and the LeanK kernel, logs under $OUT (or /tmp/leank-gpu).
 # Built here (the GPU machine has no headers for jansson/pcre2/yaml): carry
 # bin/ and .carry/shared (a copy of what the tests read from ../shared):
-#   run: bash dev/gpu/all.sh [tests|bench|cpu|hf|all]    carry: ["bin", ".carry"]
+#   run: bash dev/gpu/all.sh [tests|train|bench|cpu|hf|san|all]    carry: ["bin", ".carry"]
 set -u
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -23,6 +23,15 @@ step() { # name command...: run with a time limit, log to $O/name.txt, one summa
 if [ "$what" = san ]; then # compute-sanitizer over the GPU test programs
     LEANK_GPU_SAN=1 LEANK_TESTS=gpu_ step san tests/run.sh --gpu
     grep -E "^(ok|not ok|[0-9]+ passed)" "$O/san.txt"; grep -A20 "^not ok" "$O/san.txt" | head -40
+fi
+if [ "$what" = train ] || [ "$what" = all ]; then # issue 14: the CUDA trainer against the CPU one, its step vs PyTorch's
+    step gpu_train "$LEANK_BIN/tests/gpu_train"
+    [ -x "$LEANK_BIN/tests/gpu_stories_mask" ] && step gpu_stories_mask "$LEANK_BIN/tests/gpu_stories_mask"
+    step train_8b "$B" train --random llama3.1-8b -c 32768 -a 32 -n 5
+    step torch_train python3 dev/bench/torch_train_step.py --shape llama3.1-8b -c 32768 -a 32 -n 5
+    for f in gpu_train gpu_stories_mask train_8b torch_train; do
+        [ -f "$O/$f.txt" ] && { echo "---- $f"; tail -n 30 "$O/$f.txt"; }
+    done
 fi
 if [ "$what" = tests ] || [ "$what" = all ]; then
     step tests tests/run.sh --gpu

@@ -15,8 +15,8 @@
 #include "engine.h"
 #include "plan.h"
 
-/* Shapes of models people use, for --random. */
-static int shape(lk_config *c, const char *name) {
+/* Shapes of models people use, for --random (bench.h). */
+int lk_bench_shape(lk_config *c, const char *name) {
     if (!strcmp(name, "llama3.1-8b")) {
         lk_config_llama(c, 128256, 4096, 14336, 32, 32, 8, 128);
         c->rope.type = LK_ROPE_LLAMA3;
@@ -119,7 +119,7 @@ int lk_bench_e2e(int argc, char **argv) {
     lk_config cfg;
     double t0 = lk_now();
     if (random) {
-        if (shape(&cfg, random)) lk_die(LK_EUSAGE, "e2e: unknown shape '%s' (expected llama3.1-8b or qwen2.5-1.5b)", random);
+        if (lk_bench_shape(&cfg, random)) lk_die(LK_EUSAGE, "e2e: unknown shape '%s' (expected llama3.1-8b or qwen2.5-1.5b)", random);
         if (strcmp(dtype, "bf16") && strcmp(dtype, "f32")) lk_die(LK_EUSAGE, "e2e: --dtype '%s' (expected bf16 or f32)", dtype);
         if (lk_engine_random(&e, &cfg, dtype, seed, &eo, &err)) lk_fail(&err);
     } else if (lk_engine_open(&e, model_dir, &eo, &err)) {

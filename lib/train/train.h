@@ -76,6 +76,12 @@ typedef struct lk_train_backend {
      * the mean |q_c| over the answer rows' queries of each kv group and the
      * mean |k_c| over the middle keys (sink <= j < n - recent). */
     int (*norm_stats)(void *ctx, double *q_abs, double *k_abs, lk_err *err);
+    /* Device bytes the backend holds now (weights, cache, buffers); NULL on the CPU. */
+    size_t (*device_bytes)(void *ctx);
+    /* Seconds of the last prepare (t[0] context prefill, t[1] dense answer
+     * rows) and the last loss_grad (t[2] pruned rows and loss, t[3]
+     * backward); NULL when the backend does not split them. */
+    void (*times)(void *ctx, double t[4]);
     void (*free)(void *ctx);
 } lk_train_backend;
 
