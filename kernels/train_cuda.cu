@@ -367,20 +367,40 @@ __global__ void loss_kernel(const float *hp, const float *hf, double *loss, floa
     if (threadIdx.x == 0) *loss = s / (double)n;
 }
 
-/* Norm method statistics of one layer: qabs (G, hd) = mean |q| over the
- * group's answer queries (qf (NH, A, hd)); kabs (G, hd) = mean |k| over
- * the middle keys j0 <= j < j1 of K (n, G, hd). */
+/* Norm method statistics of one layer, in two fixed-order stages (the key
+ * sum runs over up to the whole context). Stage 1, grid (G*hd/32 rounded up,
+ * NSPLIT): block (x, y) sums |k| over its share of the middle keys j0 <= j
+ * < j1 of K (n, G, hd) for 32 channels, 8 key lanes a channel, into
+ * part[y][G*hd]. Stage 2 (one thread per channel): qabs = mean |q| over the
+ * group's answer queries (qf (NH, A, hd)), kabs = the parts summed in order
+ * over the middle keys' count. */
+#define NSPLIT 64
 template <typename T>
-__global__ void norm_stats_kernel(const float *qf, const T *K, double *qabs, double *kabs, int A, int G, int gs,
-                                  int hd, int j0, int j1) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= G * hd) return;
+__global__ void kabs_part_kernel(const T *K, double *part, int GH, int j0, int j1) {
+    __shared__ double sh[8][32];
+    int c = blockIdx.x * 32 + (threadIdx.x & 31), lane = threadIdx.x >> 5;
+    int span = (j1 - j0 + NSPLIT - 1) / NSPLIT, a = j0 + blockIdx.y * span, b = min(j1, a + span);
+    double s = 0.0;
+    if (c < GH)
+        for (int j = a + lane; j < b; j += 8) s += fabs((double)ld(K, (size_t)j * GH + c));
+    sh[lane][threadIdx.x & 31] = s;
+    __syncthreads();
+    if (lane == 0 && c < GH) {
+        double t = 0.0;
+        for (int k = 0; k < 8; k++) t += sh[k][threadIdx.x];
+        part[(size_t)blockIdx.y * GH + c] = t;
+    }
+}
+__global__ void norm_stats_kernel(const float *qf, const double *part, double *qabs, double *kabs, int A, int G,
+                                  int gs, int hd, int nmid) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x, GH = G * hd;
+    if (t >= GH) return;
     int g = t / hd, c = t % hd;
     double sq = 0.0, sk = 0.0;
     for (int r = 0; r < gs * A; r++) sq += fabs((double)qf[((size_t)g * gs * A + r) * hd + c]);
-    for (int j = j0; j < j1; j++) sk += fabs((double)ld(K, (size_t)j * G * hd + t));
+    for (int y = 0; y < NSPLIT; y++) sk += part[(size_t)y * GH + t];
     qabs[t] = sq / ((double)A * gs);
-    kabs[t] = j1 > j0 ? sk / (j1 - j0) : 0.0;
+    kabs[t] = nmid > 0 ? sk / nmid : 0.0;
 }
 
 /* ------------------------------------------------------------ the backend */
@@ -436,6 +456,7 @@ typedef struct {
     void *dqkv;                                /* (A, W) T */
     float *alpha, *dalpha;                     /* (L, G, hd) */
     double *qabs, *kabs;                       /* (L, G, hd) */
+    double *kpart;                             /* (NSPLIT, G, hd) */
     double *loss;                              /* (1) */
     float *final_w;                            /* (D) f32 copy of the final norm weight */
     saved *sv;                                 /* (L) */
@@ -505,6 +526,7 @@ static size_t layout(tr_ctx *t, int n, int A, char *base) {
     TAKE(t->dalpha, LGh * 4);
     TAKE(t->qabs, LGh * 8);
     TAKE(t->kabs, LGh * 8);
+    TAKE(t->kpart, (size_t)NSPLIT * t->G * t->hd * 8);
     TAKE(t->loss, 8);
     TAKE(t->final_w, D * 4);
     for (int l = 0; l < t->L; l++) {
@@ -666,10 +688,12 @@ static void launch_rms_back(tr_ctx *t, float *dx, const float *dy, const float *
 }
 template <typename T>
 static void launch_norm_stats(tr_ctx *t, int l) {
-    int n = t->G * t->hd, j1 = t->n - t->recent;
-    size_t o = (size_t)l * n;
-    norm_stats_kernel<T><<<(n + 255) / 256, 256, 0, t->st>>>(t->qf, (const T *)t->Kb, t->qabs + o, t->kabs + o,
-                                                            t->A, t->G, t->gs, t->hd, t->sink, j1);
+    int GH = t->G * t->hd, j0 = t->sink, j1 = t->n - t->recent;
+    if (j1 < j0) j1 = j0;
+    size_t o = (size_t)l * GH;
+    kabs_part_kernel<T><<<dim3((GH + 31) / 32, NSPLIT), 256, 0, t->st>>>((const T *)t->Kb, t->kpart, GH, j0, j1);
+    norm_stats_kernel<<<(GH + 255) / 256, 256, 0, t->st>>>(t->qf, t->kpart, t->qabs + o, t->kabs + o, t->A, t->G,
+                                                          t->gs, t->hd, j1 - j0);
 }
 
 /* x (f32) -> out in T (the GEMM input type); f32 models use x itself. */

@@ -52,7 +52,7 @@ def main():
     cfg = config(a.shape)
     cfg._attn_implementation = "sdpa"
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
     model = model.to_empty(device="cuda")
     with torch.no_grad():  # random weights made on the device, as leank-bench --random does
         for n, p in model.named_parameters():
@@ -61,10 +61,7 @@ def main():
             else:
                 p.normal_(0.0, 0.02)
         rot = type(model.model.rotary_emb)  # its buffers were lost by to_empty: made anew
-        try:
-            model.model.rotary_emb = rot(config=cfg, device="cuda")
-        except TypeError:  # transformers versions without the device argument
-            model.model.rotary_emb = rot(config=cfg).to("cuda")
+        model.model.rotary_emb = rot(config=cfg).to("cuda")
     model.eval()
     ids = torch.randint(0, cfg.vocab_size, (a.batch, a.prompt_len), device="cuda")
     mask = torch.ones_like(ids)

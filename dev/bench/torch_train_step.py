@@ -78,7 +78,7 @@ def main():
     cfg._attn_implementation = "sdpa"
     dt = torch.bfloat16 if cuda else torch.float32
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=dt)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dt)
     model = model.to_empty(device=dev)
     with torch.no_grad():  # random weights made on the device, as leank-bench --random does
         for n, p in model.named_parameters():
@@ -87,10 +87,7 @@ def main():
             else:
                 p.normal_(0.0, 0.02)
         rot = type(model.model.rotary_emb)  # its buffers were lost by to_empty: made anew
-        try:
-            model.model.rotary_emb = rot(config=cfg, device=dev)
-        except TypeError:  # transformers versions without the device argument
-            model.model.rotary_emb = rot(config=cfg).to(dev)
+        model.model.rotary_emb = rot(config=cfg).to(dev)
     model.eval()
     model.requires_grad_(False)
     inner = model.model
@@ -176,7 +173,7 @@ def main():
          "shape": a.shape, "context": C, "answer": A, "sink": a.sink, "recent": a.recent, "steps": a.steps,
          "torch": torch.__version__, "step_min_s": min(times), "step_median_s": statistics.median(times),
          "step_max_s": max(times), "prefill_s": med(0), "rows_s": med(1), "backward_step_s": med(2),
-         "peak_bytes": peak, "loss_last": float(loss)}
+         "peak_bytes": peak, "loss_last": float(loss.detach())}
     print(json.dumps(r))
     print(f"torch step ({a.shape}, {C} + {A}): min {r['step_min_s']:.3f} s, median {r['step_median_s']:.3f} s, "
           f"max {r['step_max_s']:.3f} s; prefill {r['prefill_s']:.3f}, rows x2 {r['rows_s']:.3f}, backward + AdamW "

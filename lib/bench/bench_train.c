@@ -156,7 +156,7 @@ int lk_bench_train(int argc, char **argv) {
     const char *what = random ? random : model_dir;
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-                              "s:f, s:I, s:f, s:f}",
+                              "s:I, s:f, s:f}",
                               "bench", "train", "device", devname, "model", what, "dtype",
                               e ? lk_engine_cache_dtype(e) : "f32", "context", C, "answer", A, "sink", sink,
                               "recent", recent, "steps", N, "load_s", load_s, "step_min_s", smin, "step_median_s",

@@ -100,6 +100,13 @@ static void compare(const char *name, const lk_model *m, const sample_case *sc, 
     double *alpha = malloc(na * sizeof(double)), *gc = malloc(na * sizeof(double)),
            *gg = malloc(na * sizeof(double)), *gg2 = malloc(na * sizeof(double));
     double lc = 0, lg = 0, lg2 = 0;
+    /* norm statistics (of the dense pass: the norm method calls them right after prepare) */
+    double *qc = calloc(na, sizeof(double)), *kc = calloc(na, sizeof(double)), *qg = calloc(na, sizeof(double)),
+           *kg = calloc(na, sizeof(double));
+    OK(bc.norm_stats(bc.ctx, qc, kc, &err));
+    OK(bg.norm_stats(bg.ctx, qg, kg, &err));
+    double dq = rel_l2d(qg, qc, na), dk = rel_l2d(kg, kc, na);
+    CHECKF(dq <= tol_grad && dk <= tol_grad, "%s %s: norm statistics rel L2 q %.3g k %.3g", name, sc->what, dq, dk);
     /* alpha == 1: the pruned pass is the dense one */
     for (size_t i = 0; i < na; i++) alpha[i] = 1.0;
     OK(bg.loss_grad(bg.ctx, alpha, &lg, gg, &err));
@@ -116,13 +123,6 @@ static void compare(const char *name, const lk_model *m, const sample_case *sc, 
     CHECKF(dl <= tol_loss, "%s %s: loss gpu %.9g cpu %.9g rel %.3g", name, sc->what, lg, lc, dl);
     CHECKF(dg <= tol_grad, "%s %s: dalpha rel L2 %.3g", name, sc->what, dg);
     CHECKF(lg == lg2 && !memcmp(gg, gg2, na * sizeof(double)), "%s %s: two calls differ", name, sc->what);
-    /* norm statistics */
-    double *qc = calloc(na, sizeof(double)), *kc = calloc(na, sizeof(double)), *qg = calloc(na, sizeof(double)),
-           *kg = calloc(na, sizeof(double));
-    OK(bc.norm_stats(bc.ctx, qc, kc, &err));
-    OK(bg.norm_stats(bg.ctx, qg, kg, &err));
-    double dq = rel_l2d(qg, qc, na), dk = rel_l2d(kg, kc, na);
-    CHECKF(dq <= tol_grad && dk <= tol_grad, "%s %s: norm statistics rel L2 q %.3g k %.3g", name, sc->what, dq, dk);
     printf("%s, %s, %s: n %d (answer %d), sink %d, recent %d: loss %.6g vs %.6g (rel %.2g), dalpha rel L2 %.2g, "
            "norm stats %.2g / %.2g\n",
            name, dtype, sc->what, sc->n, sc->n - sc->C, sc->sink, sc->recent, lg, lc, dl, dg, dq, dk);
