@@ -5,13 +5,16 @@
  *    stage 1 (distillation + lambda mean|alpha|) and stage 2 (straight-through
  *    gradient through alpha*mask);
  *  - alpha = 1 gives exactly the full model (loss 0);
- *  - learning-rate schedule, AdamW against a hand-computed step, YAML config. */
+ *  - learning-rate schedule, AdamW against a hand-computed step, YAML config;
+ *  - lk_train_run through the library: progress events, a stop flag raised
+ *    mid-run (LK_EINTR, checkpoint), resume == uninterrupted, bitwise. */
 #include <stdint.h>
 #include <unistd.h>
 
 #include "t.h"
-#include "train.h"
 #include "model.h"
+#include "tokenizer.h"
+#include "train.h"
 
 /* ---- a random tiny model in memory ---- */
 
@@ -316,6 +319,108 @@ static void test_non_finite(void) {
     }
 }
 
+#define MINI "data/models/leank-mini"
+#define MINI_SAMPLES "tests/fuzz/samples/seed-train.smp" /* made with leank-mini's tokenizer */
+
+typedef struct {
+    int stepped, resumed;
+    long stop_at; /* raise the stop flag once this step is done (0: never) */
+    volatile sig_atomic_t *stop;
+} run_seen;
+
+static void on_progress(void *ctx, const lk_train_progress *p) {
+    run_seen *r = ctx;
+    if (p->event == LK_TRAIN_RESUMED) r->resumed++;
+    if (p->event != LK_TRAIN_STEPPED) return;
+    r->stepped++;
+    if (!(p->stats && p->length > p->context && p->context > 0 && p->step >= 1 && p->steps == 5)) r->stepped = -1000;
+    if (r->stop_at && p->step == r->stop_at) *r->stop = 1;
+}
+
+/* The loop from the library: 5 steps in one go; the same stopped by the flag
+ * after step 2 (LK_EINTR, the checkpoint written) and resumed: the same alpha. */
+static void test_run(void) {
+    lk_err err = {0};
+    lk_tokenizer *tok;
+    if (lk_tok_load(&tok, MINI, &err)) {
+        T_SKIP_PART("lk_train_run needs %s: %s", MINI, err.msg);
+        return;
+    }
+    uint64_t tok_fp = lk_tok_fingerprint(tok);
+    lk_tok_free(tok);
+    lk_model m;
+    CHECKF(lk_model_load(&m, MINI, &err) == 0, "%s", err.msg);
+    lk_train_backend b;
+    uint64_t mfp = lk_model_fingerprint(&m);
+    int vocab = m.cfg.vocab_size;
+    CHECKF(lk_train_cpu_new(&b, &m, 4, 16, &err) == 0, "%s", err.msg);
+    lk_train_opts o;
+    lk_train_opts_default(&o, 1);
+    o.steps = 5;
+    o.sink = 4;
+    o.recent = 16;
+    o.shuffle = 2;
+    o.lambda = 0.5;
+    o.checkpoint_every = 0;
+    char dir[] = "/tmp/leank-test-run-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char ckpt[64], log[64];
+    snprintf(ckpt, sizeof ckpt, "%s/a.ckpt", dir);
+    snprintf(log, sizeof log, "%s/a.tsv", dir);
+    volatile sig_atomic_t stop = 0;
+    run_seen seen = {0};
+    lk_train_run_params p = {.opts = &o, .backend = &b, .samples = MINI_SAMPLES, .tok_fp = tok_fp, .vocab = vocab,
+                             .model_fp = mfp, .stop = &stop, .progress = on_progress, .progress_ctx = &seen};
+    lk_train_state s1, s2;
+    lk_train_state_init(&s1, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    p.state = &s1;
+    CHECKF(lk_train_run(&p, &err) == 0, "%s", err.msg);
+    CHECK(s1.step == 5 && seen.stepped == 5 && seen.resumed == 0);
+    int moved = 0;
+    for (size_t i = 0; i < s1.n; i++) moved |= s1.alpha[i] != 1.0f;
+    CHECK(moved);
+
+    /* stopped by the flag after step 2: LK_EINTR, a checkpoint, the log kept */
+    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    seen = (run_seen){.stop_at = 2, .stop = &stop};
+    p.state = &s2;
+    p.checkpoint = ckpt;
+    p.log = log;
+    CHECK(lk_train_run(&p, &err) == LK_EINTR);
+    CHECKF(strstr(err.msg, "interrupted at step 2/5; checkpoint written to ") != NULL, "%s", err.msg);
+    CHECK(s2.step == 2 && seen.stepped == 2 && access(ckpt, F_OK) == 0 && access(log, F_OK) == 0);
+    /* resumed (a fresh state, as a new process would have) */
+    lk_train_state_free(&s2);
+    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    stop = 0;
+    seen = (run_seen){0};
+    p.resume = 1;
+    CHECKF(lk_train_run(&p, &err) == 0, "%s", err.msg);
+    CHECK(s2.step == 5 && seen.stepped == 3 && seen.resumed == 1);
+    CHECK(!memcmp(s1.alpha, s2.alpha, s1.n * sizeof(float)));
+    FILE *f = fopen(log, "r");
+    int lines = 0;
+    for (int ch; f && (ch = fgetc(f)) != EOF;) lines += ch == '\n';
+    if (f) fclose(f);
+    CHECK(lines == 6); /* header + 5 steps, the first 2 carried over */
+
+    /* a bad samples path: its error, nothing else */
+    lk_train_state_free(&s2);
+    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    p.resume = 0;
+    p.log = NULL;
+    p.samples = "/nonexistent/x.smp";
+    CHECK(lk_train_run(&p, &err) == LK_EIO);
+    CHECKF(strstr(err.msg, "/nonexistent/x.smp") != NULL, "%s", err.msg);
+    unlink(ckpt);
+    unlink(log);
+    rmdir(dir);
+    lk_train_state_free(&s1);
+    lk_train_state_free(&s2);
+    lk_train_backend_free(&b);
+    lk_model_free(&m);
+}
+
 int main(void) {
     test_non_finite();
     test_gradient(1);
@@ -323,5 +428,6 @@ int main(void) {
     test_against_engine();
     test_schedule_adam();
     test_config();
+    test_run();
     return t_done();
 }
