@@ -3,7 +3,8 @@
  *
  * Sections: command line; SIGINT; progress; main. The run (the sample
  * source, the loop, resume, log, checkpoints) is lib/train/loop.c, the step
- * and the files lib/train/train.c, the CPU backend lib/train/train_cpu.c. */
+ * and the files lib/train/train.c, the backends lib/train/train_cpu.c and
+ * kernels/train_cuda.cu. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -13,9 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"       /* weights, loading, fingerprint */
+#include "engine.h"      /* lk_device_parse */
 #include "tokenizer.h"   /* tokenizer fingerprint */
-#include "train.h"       /* options, the CPU backend, the run, alpha files */
+#include "train.h"       /* options, the backend, the run, alpha files */
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -43,6 +44,8 @@ static void usage(FILE *f) {
             "      --resume             continue from the checkpoint\n"
             "      --stop-after N       stop after N steps of this run: checkpoint, exit 130\n"
             "      --log FILE           TSV log of every step\n"
+            "      --device D           cuda, cpu or auto (default auto: cuda when built with it and\n"
+            "                           a GPU is present)\n"
             "      --progress           progress on stderr even when it is not a terminal\n"
             "  -h, --help               show this help and exit\n"
             "  -V, --version            show the version and exit\n");
@@ -92,7 +95,8 @@ int main(int argc, char **argv) {
     lk_progname = "leank-train";
     atexit(lk_close_stdout); /* a write error on stdout is an error */
     enum { O_STAGE2 = 256, O_INIT, O_METHOD, O_STEPS, O_LR, O_LAMBDA, O_RATIO, O_ALIGN, O_SINK,
-           O_RECENT, O_SEED, O_SHUFFLE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STOP, O_LOG, O_PROGRESS };
+           O_RECENT, O_SEED, O_SHUFFLE, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STOP, O_LOG, O_PROGRESS,
+           O_DEVICE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'c'},
         {"output", required_argument, 0, 'o'}, {"stage2", no_argument, 0, O_STAGE2},
@@ -105,11 +109,12 @@ int main(int argc, char **argv) {
         {"checkpoint", required_argument, 0, O_CKPT},
         {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
         {"resume", no_argument, 0, O_RESUME}, {"stop-after", required_argument, 0, O_STOP},
-        {"log", required_argument, 0, O_LOG},
+        {"log", required_argument, 0, O_LOG}, {"device", required_argument, 0, O_DEVICE},
         {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     run_args a = {0};
     int stage = 1, method = LK_TRAIN_LEARN;
+    lk_device device = LK_DEVICE_AUTO;
     /* overrides, applied after the config: NAN / -1 = not given */
     double lr = NAN, lambda = NAN, ratio = NAN;
     long stop_after = 0; /* steps this run may take (0: all) */
@@ -142,6 +147,12 @@ int main(int argc, char **argv) {
         case O_STOP: stop_after = lk_parse_long("--stop-after", optarg, 1, 1000000000L); break;
         case O_LOG: a.log = optarg; break;
         case O_PROGRESS: a.progress = 1; break;
+        case O_DEVICE: {
+            int d = lk_device_parse(optarg);
+            if (d < 0) lk_die(LK_EUSAGE, "--device: '%s' (expected cuda, cpu or auto)", optarg);
+            device = (lk_device)d;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         case 'V': lk_print_version(stdout); return 0;
         default: usage(stderr); return LK_EUSAGE;
@@ -206,28 +217,27 @@ int main(int argc, char **argv) {
     lk_install_cleanup();
     signal(SIGINT, on_sigint);
 
-    /* model, tokenizer, backend */
-    lk_model m;
-    if (lk_model_load(&m, a.model_dir, &err)) lk_fail(&err);
+    /* backend (the model on its device), tokenizer */
+    lk_train_backend b;
+    uint64_t mfp;
+    int vocab;
+    if (lk_train_backend_open(&b, a.model_dir, device, o.sink, o.recent, &mfp, &vocab, &err)) lk_fail(&err);
     lk_tokenizer *tok;
     if (lk_tok_load(&tok, a.model_dir, &err)) lk_fail(&err);
-    uint64_t mfp = lk_model_fingerprint(&m), tok_fp = lk_tok_fingerprint(tok);
-    int vocab = m.cfg.vocab_size;
+    uint64_t tok_fp = lk_tok_fingerprint(tok);
     lk_tok_free(tok);
     if (stage == 2) { /* checked here, not at step 1: the model gives head_dim */
         if (!(o.ratio < 1.0)) {
             if (!isnan(ratio)) lk_die(LK_EUSAGE, "--ratio %g: expected a fraction in [0, 1)", o.ratio);
             lk_die(LK_EINPUT, "%s: stage2 ratio %g (expected a fraction in [0, 1))", a.config ? a.config : "defaults", o.ratio);
         }
-        if (m.cfg.head_dim % o.align) {
-            if (align >= 0) lk_die(LK_EUSAGE, "--align %d does not divide head_dim %d of %s", o.align, m.cfg.head_dim,
+        if (b.head_dim % o.align) {
+            if (align >= 0) lk_die(LK_EUSAGE, "--align %d does not divide head_dim %d of %s", o.align, b.head_dim,
                                    a.model_dir);
             lk_die(LK_EINPUT, "%s: stage2 align %d does not divide head_dim %d of %s", a.config ? a.config : "defaults", o.align,
-                   m.cfg.head_dim, a.model_dir);
+                   b.head_dim, a.model_dir);
         }
     }
-    lk_train_backend b;
-    if (lk_train_cpu_new(&b, &m, o.sink, o.recent, &err)) lk_fail(&err);
     lk_train_state st;
     lk_train_state_init(&st, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
     if (a.init && !a.resume &&
@@ -254,7 +264,6 @@ int main(int argc, char **argv) {
     }
     lk_train_state_free(&st);
     lk_train_backend_free(&b);
-    lk_model_free(&m);
     free(ckpt_owned);
     free(config_found);
     if (rc) lk_fail(&err); /* LK_EINTR: "interrupted at step ..., checkpoint written to ..." */

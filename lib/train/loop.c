@@ -1,16 +1,108 @@
-/* loop.c - a training run (train.h, "a run"): the sample source (a shuffle buffer over the
+/* loop.c - a training run (train.h, "a run"): the backend for a model
+ * directory on a device, the sample source (a shuffle buffer over the
  * streamed samples file, cycled; stdin kept for replay), the learned loop
  * with its resume, TSV log, checkpoints and stop, and the norm heuristic.
  * The step and the files are train.c's; the forward/backward a backend's
- * (train_cpu.c, kernels/train_cuda.cu). Nothing here exits or prints. */
+ * (train_cpu.c, kernels/train_cuda.cu). Nothing here prints; errors are
+ * returned (lk_malloc's out-of-memory exit aside). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"  /* the model on the GPU (cuda backend) */
+#include "model.h"   /* the model in host memory (cpu backend), its fingerprint */
 #include "samples.h" /* the streamed samples file */
 #include "train.h"
+
+/* The CUDA training backend is built when kernels/train_cuda.cu is (the
+ * Makefile defines LEANK_TRAIN_CUDA); otherwise train.c's stub answers. */
+#ifdef LEANK_TRAIN_CUDA
+#define HAVE_TRAIN_CUDA 1
+#else
+#define HAVE_TRAIN_CUDA 0
+#endif
+
+/* ---- the backend for a model directory ---- */
+
+/* The backend and what it was made over (a host model, an engine), freed with it. */
+typedef struct {
+    lk_train_backend in;
+    lk_model *model;
+    lk_engine *engine;
+} owner;
+
+static int ow_prepare(void *ctx, const int *tokens, int n, int n_ctx, lk_err *err) {
+    owner *o = ctx;
+    return o->in.prepare(o->in.ctx, tokens, n, n_ctx, err);
+}
+static int ow_loss_grad(void *ctx, const double *alpha, double *loss, double *grad, lk_err *err) {
+    owner *o = ctx;
+    return o->in.loss_grad(o->in.ctx, alpha, loss, grad, err);
+}
+static int ow_norm_stats(void *ctx, double *q_abs, double *k_abs, lk_err *err) {
+    owner *o = ctx;
+    return o->in.norm_stats(o->in.ctx, q_abs, k_abs, err);
+}
+static void ow_free(void *ctx) {
+    owner *o = ctx;
+    if (!o) return;
+    lk_train_backend_free(&o->in);
+    lk_engine_free(o->engine);
+    if (o->model) lk_model_free(o->model);
+    free(o->model);
+    free(o);
+}
+
+int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device dev, int sink,
+                          int recent, uint64_t *model_fp, int *vocab, lk_err *err) {
+    memset(b, 0, sizeof *b);
+    if (dev == LK_DEVICE_AUTO) dev = HAVE_TRAIN_CUDA && lk_cuda_available() ? LK_DEVICE_CUDA : LK_DEVICE_CPU;
+    owner *o = lk_calloc(1, sizeof *o);
+    uint64_t fp;
+    int rc, nv;
+    if (dev == LK_DEVICE_CUDA && !HAVE_TRAIN_CUDA && lk_cuda_available()) {
+        rc = lk_train_cuda_new(&o->in, NULL, 0, sink, recent, err); /* the stub: why, without loading the model */
+        goto fail;
+    } else if (dev == LK_DEVICE_CUDA) {
+        /* a pool of one page (32 tokens of every layer's K and V, at f32, the
+         * widest cache type) to start with: the backend grows it per sample */
+        lk_config c;
+        if ((rc = lk_config_load(&c, model_dir, err))) goto fail;
+        lk_engine_opts eo = {.device = LK_DEVICE_CUDA,
+                             .pool_bytes = (size_t)32 * c.n_layers * 2 * c.n_kv_heads * c.head_dim * 4};
+        if ((rc = lk_engine_open(&o->engine, model_dir, &eo, err))) goto fail;
+        if ((rc = lk_train_cuda_new(&o->in, o->engine, 0, sink, recent, err))) goto fail;
+        fp = lk_engine_fingerprint(o->engine);
+        nv = lk_engine_config(o->engine)->vocab_size;
+    } else {
+        o->model = lk_calloc(1, sizeof *o->model);
+        if ((rc = lk_model_load(o->model, model_dir, err))) {
+            free(o->model); /* lk_model_load frees what it loaded on failure */
+            o->model = NULL;
+            goto fail;
+        }
+        if ((rc = lk_train_cpu_new(&o->in, o->model, sink, recent, err))) goto fail;
+        fp = lk_model_fingerprint(o->model);
+        nv = o->model->cfg.vocab_size;
+    }
+    b->name = o->in.name;
+    b->ctx = o;
+    b->n_layers = o->in.n_layers;
+    b->n_kv_heads = o->in.n_kv_heads;
+    b->head_dim = o->in.head_dim;
+    b->prepare = ow_prepare;
+    b->loss_grad = ow_loss_grad;
+    b->norm_stats = o->in.norm_stats ? ow_norm_stats : NULL;
+    b->free = ow_free;
+    if (model_fp) *model_fp = fp;
+    if (vocab) *vocab = nv;
+    return 0;
+fail:
+    ow_free(o);
+    return rc;
+}
 
 /* ---- the sample source ---- */
 

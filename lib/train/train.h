@@ -18,6 +18,7 @@
 
 #include <signal.h> /* sig_atomic_t */
 
+#include "engine.h" /* lk_device */
 #include "util.h"
 
 struct lk_model;
@@ -163,7 +164,22 @@ int lk_train_checkpoint_load(const char *path, lk_train_state *s, const lk_train
 /* Fingerprint of the options a resumed run must share. */
 uint64_t lk_train_opts_fingerprint(const lk_train_opts *o);
 
-/* ---- a run: the sample stream, the loop (loop.c) ---- */
+/* ---- a run: backend choice, the sample stream, the loop (loop.c) ---- */
+
+/* The backend for the model in model_dir on dev. LK_DEVICE_AUTO: cuda when
+ * this build has the CUDA training backend and a GPU is visible
+ * (lk_cuda_available), else cpu. cpu: the model is loaded into host memory
+ * (lk_model_load) for lk_train_cpu_new; cuda: it is opened with the CUDA
+ * engine (lk_engine_open, a small KV pool the backend grows per sample) for
+ * lk_train_cuda_new, and no host copy is made. The backend owns what it
+ * opened (lk_train_backend_free releases it). *model_fp: the model's
+ * fingerprint, the same on either device (config and tensor table:
+ * lk_model_fingerprint == lk_engine_fingerprint), so alpha files and
+ * checkpoints made on one device are used on the other; *vocab: its
+ * vocabulary size (either may be NULL). A build without CUDA, or no GPU,
+ * with dev LK_DEVICE_CUDA: LK_EDEVICE, saying which. */
+int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device dev, int sink,
+                          int recent, uint64_t *model_fp, int *vocab, lk_err *err);
 
 /* What a run reports as it goes (progress). */
 typedef enum {
@@ -212,7 +228,8 @@ typedef struct {
  * checkpoint written (when there is a path) and the log kept; LK_EINTR with
  * "interrupted at step S/N; checkpoint written to PATH" in err (the norm
  * method keeps no checkpoint). Any other failure: its code and message, the
- * log not written. Nothing here exits or prints. */
+ * log not written. Nothing here prints, nor exits (but for lk_malloc's
+ * out-of-memory exit, as everywhere in the library for now). */
 int lk_train_run(const lk_train_run_params *p, lk_err *err);
 
 #endif

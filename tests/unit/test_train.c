@@ -6,12 +6,15 @@
  *    gradient through alpha*mask);
  *  - alpha = 1 gives exactly the full model (loss 0);
  *  - learning-rate schedule, AdamW against a hand-computed step, YAML config;
+ *  - lk_train_backend_open on leank-mini: the cpu backend, the fingerprint
+ *    the engine gives (what a cuda run records), cuda refused without a GPU;
  *  - lk_train_run through the library: progress events, a stop flag raised
  *    mid-run (LK_EINTR, checkpoint), resume == uninterrupted, bitwise. */
 #include <stdint.h>
 #include <unistd.h>
 
 #include "t.h"
+#include "engine.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -322,6 +325,53 @@ static void test_non_finite(void) {
 #define MINI "data/models/leank-mini"
 #define MINI_SAMPLES "tests/fuzz/samples/seed-train.smp" /* made with leank-mini's tokenizer */
 
+/* The backend for a model directory: cpu loads the host model; its
+ * fingerprint is the engine's (a cuda run records lk_engine_fingerprint), so
+ * files of one device are used on the other; cuda without a GPU: LK_EDEVICE. */
+static void test_backend_open(void) {
+    lk_err err = {0};
+    lk_model m;
+    if (lk_model_load(&m, MINI, &err)) {
+        T_SKIP_PART("backend_open needs %s (run from the top of the tree): %s", MINI, err.msg);
+        return;
+    }
+    lk_engine *e;
+    CHECKF(lk_engine_open(&e, MINI, &(lk_engine_opts){.device = LK_DEVICE_CPU}, &err) == 0, "%s", err.msg);
+    lk_train_backend b;
+    uint64_t fp = 0;
+    int vocab = 0;
+    CHECKF(lk_train_backend_open(&b, MINI, LK_DEVICE_CPU, 4, 8, &fp, &vocab, &err) == 0, "%s", err.msg);
+    CHECK(!strcmp(b.name, "cpu") && b.n_layers == m.cfg.n_layers && b.n_kv_heads == m.cfg.n_kv_heads &&
+          b.head_dim == m.cfg.head_dim && vocab == m.cfg.vocab_size);
+    CHECKF(fp == lk_model_fingerprint(&m) && fp == lk_engine_fingerprint(e), "%016llx %016llx %016llx",
+           (unsigned long long)fp, (unsigned long long)lk_model_fingerprint(&m),
+           (unsigned long long)lk_engine_fingerprint(e));
+    /* it runs: alpha = 1 is the full model (loss exactly 0) */
+    int tokens[24];
+    for (int i = 0; i < 24; i++) tokens[i] = (i * 37 + 5) % vocab;
+    size_t n = (size_t)b.n_layers * b.n_kv_heads * b.head_dim;
+    double *ones = malloc(n * sizeof(double)), loss = -1;
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0;
+    CHECK(b.prepare(b.ctx, tokens, 24, 16, &err) == 0);
+    CHECK(b.loss_grad(b.ctx, ones, &loss, NULL, &err) == 0 && loss == 0.0);
+    free(ones);
+    lk_train_backend_free(&b);
+    if (!lk_cuda_available()) {
+        /* auto is the cpu; cuda is refused, saying why (no CUDA in the build, or no GPU) */
+        CHECKF(lk_train_backend_open(&b, MINI, LK_DEVICE_AUTO, 4, 8, &fp, NULL, &err) == 0, "%s", err.msg);
+        CHECK(!strcmp(b.name, "cpu"));
+        lk_train_backend_free(&b);
+        CHECK(lk_train_backend_open(&b, MINI, LK_DEVICE_CUDA, 4, 8, NULL, NULL, &err) == LK_EDEVICE);
+        CHECKF(strstr(err.msg, "no GPU") || strstr(err.msg, "no CUDA"), "%s", err.msg);
+        CHECK(b.ctx == NULL);
+        lk_train_backend_free(&b);
+    } else {
+        T_SKIP_PART("a GPU is visible: cuda refusal not checked (tests/gpu/gpu_train_open.c checks cuda)");
+    }
+    lk_engine_free(e);
+    lk_model_free(&m);
+}
+
 typedef struct {
     int stepped, resumed;
     long stop_at; /* raise the stop flag once this step is done (0: never) */
@@ -348,12 +398,10 @@ static void test_run(void) {
     }
     uint64_t tok_fp = lk_tok_fingerprint(tok);
     lk_tok_free(tok);
-    lk_model m;
-    CHECKF(lk_model_load(&m, MINI, &err) == 0, "%s", err.msg);
     lk_train_backend b;
-    uint64_t mfp = lk_model_fingerprint(&m);
-    int vocab = m.cfg.vocab_size;
-    CHECKF(lk_train_cpu_new(&b, &m, 4, 16, &err) == 0, "%s", err.msg);
+    uint64_t mfp;
+    int vocab;
+    CHECKF(lk_train_backend_open(&b, MINI, LK_DEVICE_CPU, 4, 16, &mfp, &vocab, &err) == 0, "%s", err.msg);
     lk_train_opts o;
     lk_train_opts_default(&o, 1);
     o.steps = 5;
@@ -418,7 +466,6 @@ static void test_run(void) {
     lk_train_state_free(&s1);
     lk_train_state_free(&s2);
     lk_train_backend_free(&b);
-    lk_model_free(&m);
 }
 
 int main(void) {
@@ -428,6 +475,7 @@ int main(void) {
     test_against_engine();
     test_schedule_adam();
     test_config();
+    test_backend_open();
     test_run();
     return t_done();
 }
