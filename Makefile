@@ -66,6 +66,10 @@ ifeq ($(CUDA_ON),1)
   ifneq ($(wildcard kernels/engine_cuda.cu),)
     ALL_CFLAGS  += -DLEANK_CUDA=1
   endif
+  # and the training backend once its file exists (lib/train/train.c stubs it until then)
+  ifneq ($(wildcard kernels/train_cuda.cu),)
+    ALL_CFLAGS  += -DLEANK_TRAIN_CUDA=1
+  endif
 endif
 
 LIB_SRC  := $(wildcard $(addsuffix /*.c,$(addprefix lib/,$(LIB_ROOMS))))

@@ -428,11 +428,18 @@ int lk_train_checkpoint_load(const char *path, lk_train_state *s, const lk_train
     return rc;
 }
 
-#ifndef LEANK_CUDA
+/* A build without kernels/train_cuda.cu (the Makefile defines LEANK_TRAIN_CUDA
+ * when it is built): the CUDA backend is refused, saying what the build lacks. */
+#ifndef LEANK_TRAIN_CUDA
 int lk_train_cuda_new(lk_train_backend *b, struct lk_engine *e, int own, int sink, int recent,
                       lk_err *err) {
     (void)b, (void)e, (void)own, (void)sink, (void)recent;
+#ifdef LEANK_CUDA
+    return lk_seterr(err, LK_EDEVICE, "this build of leank has the CUDA engine but no CUDA training backend "
+                     "(kernels/train_cuda.cu): train on the CPU");
+#else
     return lk_seterr(err, LK_EDEVICE,
                      "this build of leank has no CUDA backend (rebuild with the CUDA toolkit: make CUDA=1)");
+#endif
 }
 #endif

@@ -16,6 +16,9 @@
 #ifndef LEANK_TRAIN_H
 #define LEANK_TRAIN_H
 
+#include <signal.h> /* sig_atomic_t */
+
+#include "engine.h" /* lk_device */
 #include "util.h"
 
 struct lk_model;
@@ -166,5 +169,73 @@ int lk_train_checkpoint_load(const char *path, lk_train_state *s, const lk_train
                              uint64_t model_fp, lk_err *err);
 /* Fingerprint of the options a resumed run must share. */
 uint64_t lk_train_opts_fingerprint(const lk_train_opts *o);
+
+/* ---- a run: backend choice, the sample stream, the loop (loop.c) ---- */
+
+/* The backend for the model in model_dir on dev. LK_DEVICE_AUTO: cuda when
+ * this build has the CUDA training backend and a GPU is visible
+ * (lk_cuda_available), else cpu. cpu: the model is loaded into host memory
+ * (lk_model_load) for lk_train_cpu_new; cuda: it is opened with the CUDA
+ * engine (lk_engine_open, a small KV pool the backend grows per sample) for
+ * lk_train_cuda_new, and no host copy is made. The backend owns what it
+ * opened (lk_train_backend_free releases it). *model_fp: the model's
+ * fingerprint, the same on either device (config and tensor table:
+ * lk_model_fingerprint == lk_engine_fingerprint), so alpha files and
+ * checkpoints made on one device are used on the other; *vocab: its
+ * vocabulary size (either may be NULL). A build without CUDA, or no GPU,
+ * with dev LK_DEVICE_CUDA: LK_EDEVICE, saying which. */
+int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device dev, int sink,
+                          int recent, uint64_t *model_fp, int *vocab, lk_err *err);
+
+/* What a run reports as it goes (progress). */
+typedef enum {
+    LK_TRAIN_RESUMED,   /* the checkpoint is loaded and the samples replayed to it: step */
+    LK_TRAIN_STEPPED,   /* a step is done: every field */
+    LK_TRAIN_NORM_READ, /* norm method: a sample is read (step = samples read) */
+} lk_train_event;
+
+typedef struct {
+    lk_train_event event;
+    long step, steps;            /* steps completed (norm: samples read) of steps */
+    long sample;                 /* the sample's index in the samples file (0-based) */
+    int length, context;         /* its tokens, of which context */
+    const lk_train_stats *stats; /* LK_TRAIN_STEPPED: the step's numbers; else NULL */
+    double seconds;              /* LK_TRAIN_STEPPED: the step's wall time */
+    double tokens_per_s;         /* LK_TRAIN_STEPPED: this run's speed so far */
+} lk_train_progress;
+typedef void (*lk_train_progress_fn)(void *ctx, const lk_train_progress *p);
+
+typedef struct {
+    const lk_train_opts *opts;   /* method, stage, steps, shuffle, checkpoint_every, ... */
+    lk_train_backend *backend;
+    lk_train_state *state;       /* initialised, alpha set (1s, or --init clamped) */
+    const char *samples;         /* samples file; "-": stdin, its samples kept in memory and
+                                  * replayed where a file would be read again (up to 8 GiB) */
+    uint64_t tok_fp;             /* the model's tokenizer: the samples' must be the same */
+    int vocab;                   /* every token must be below it */
+    uint64_t model_fp;           /* recorded in checkpoints, checked on resume */
+    const char *checkpoint;      /* checkpoint path; NULL: none (no periodic checkpoints) */
+    const char *log;             /* TSV log (leank-train(1), FILES); NULL: none; "-": stdout */
+    int resume;                  /* continue from the checkpoint (learned method) */
+    long stop_after;             /* stop after this many steps of this run (0: no limit) */
+    volatile sig_atomic_t *stop; /* polled before every step: nonzero stops (NULL: never) */
+    lk_train_progress_fn progress; /* NULL: silent */
+    void *progress_ctx;
+} lk_train_run_params;
+
+/* Run the training the options describe, on the backend, over the samples
+ * (a shuffle buffer of opts->shuffle samples over the stream, read again
+ * from the start at its end): learned, from the checkpoint when resume
+ * (the sample stream replayed to its position), writing the log and a
+ * checkpoint every opts->checkpoint_every steps and at the end; or the norm
+ * heuristic over opts->steps samples. On success state->alpha holds the
+ * result (clamped to [0, 1]), and the caller writes it (lk_alpha_save).
+ * Stopped (*stop, or stop_after steps): the step under way is finished, the
+ * checkpoint written (when there is a path) and the log kept; LK_EINTR with
+ * "interrupted at step S/N; checkpoint written to PATH" in err (the norm
+ * method keeps no checkpoint). Any other failure: its code and message, the
+ * log not written. Nothing here prints, nor exits (but for lk_malloc's
+ * out-of-memory exit, as everywhere in the library for now). */
+int lk_train_run(const lk_train_run_params *p, lk_err *err);
 
 #endif

@@ -1,6 +1,7 @@
 # leank-train on stories260K: stage 1 lowers the loss and drives alpha toward
 # 0, stage 2 gives a mask of the requested ratio and alignment, the norm
-# method, resume == uninterrupted, SIGINT, bad inputs (no output left).
+# method, resume == uninterrupted, SIGINT, bad inputs (no output left);
+# --device: cuda refused (exit 6) where there is no GPU, cpu == the default there.
 . "$(dirname "$0")/../lib.sh"
 export OPENBLAS_NUM_THREADS=1
 tr=$B/leank-train
@@ -12,6 +13,20 @@ expect_fail 2 "no arguments" -- $tr
 expect_fail 2 "bad --method" -- $tr -m x --method magic s.smp -o a
 expect_fail 2 "stage 2 without --init" -- $tr -m x --stage2 s.smp -o a
 printf 'sink: 4\nstage1:\n  lamda: 0.1\n' >"$T/bad.yaml"
+expect_fail 2 "bad --device" -- $tr -m x --device tpu s.smp -o a
+grep -q "expected cuda, cpu or auto" "$T/err" || fail "--device message: $(cat "$T/err")"
+# --device cuda without a GPU (or in a build without CUDA): exit 6, one line saying which, no output
+gpu=0
+nvidia-smi -L 2>/dev/null | grep -q GPU && gpu=1
+if [ $gpu = 0 ]; then
+    expect_fail 6 "--device cuda, no GPU" -- $tr -m "$LEANK_TOP/data/models/leank-mini" --device cuda \
+        "$LEANK_TOP/tests/fuzz/samples/seed-train.smp" -o "$T/cuda.safetensors" --steps 1
+    [ "$(wc -l <"$T/err")" -eq 1 ] && grep -qE "^leank-train: .*(no GPU|no CUDA)" "$T/err" \
+        || fail "--device cuda message: $(cat "$T/err")"
+    ls "$T"/cuda.safetensors* >/dev/null 2>&1 && fail "output left after --device cuda"
+else
+    skip "a GPU is visible: the --device cuda refusal is not checked"
+fi
 
 need_shared
 M=$S/models/stories260K
@@ -47,6 +62,23 @@ awk -F'\t' 'NR == 1 { next }
           printf "loss+reg first 5 steps %.5f, last 5 %.5f, alpha < 0.1: %.3f\n", first, last, frac;
           exit !(last < first && frac > 0.1) }' "$T/s1.tsv" >"$T/sum" \
     && ok "$(cat "$T/sum")" || fail "stage 1 did not train: $(cat "$T/sum")"
+
+# --device cpu == the default where auto is the cpu (no GPU), bitwise; a run stopped with
+# --device cpu resumes under the default (the checkpoint records no device)
+if [ $gpu = 0 ]; then
+    $tr -m "$M" -c "$C" --steps 6 --device cpu "$T/s.smp" -o "$T/dcpu.safetensors" 2>"$T/err" \
+        || fail "--device cpu: $(cat "$T/err")"
+    $tr -m "$M" -c "$C" --steps 6 "$T/s.smp" -o "$T/dauto.safetensors" 2>"$T/err" || fail "auto: $(cat "$T/err")"
+    cmp -s "$T/dcpu.safetensors" "$T/dauto.safetensors" && ok "--device cpu == default (auto), bitwise" \
+        || fail "--device cpu differs from the default"
+    $tr -m "$M" -c "$C" --steps 6 --device cpu --stop-after 3 "$T/s.smp" -o "$T/dres.safetensors" 2>/dev/null
+    $tr -m "$M" -c "$C" --steps 6 --device auto --resume "$T/s.smp" -o "$T/dres.safetensors" 2>"$T/err" \
+        || fail "resume under --device auto: $(cat "$T/err")"
+    cmp -s "$T/dcpu.safetensors" "$T/dres.safetensors" && ok "stopped on --device cpu, resumed on auto: same alpha" \
+        || fail "resume across --device differs"
+else
+    skip "a GPU is visible: auto is not the cpu, --device cpu == default not checked"
+fi
 
 # stage 2 and the mask: ratio 0.5, align 2 (head_dim 8, 5 x 4 heads)
 $tr -m "$M" -c "$C" --stage2 --init "$T/a1.safetensors" "$T/s.smp" -o "$T/a2.safetensors" \

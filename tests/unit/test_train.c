@@ -5,13 +5,19 @@
  *    stage 1 (distillation + lambda mean|alpha|) and stage 2 (straight-through
  *    gradient through alpha*mask);
  *  - alpha = 1 gives exactly the full model (loss 0);
- *  - learning-rate schedule, AdamW against a hand-computed step, YAML config. */
+ *  - learning-rate schedule, AdamW against a hand-computed step, YAML config;
+ *  - lk_train_backend_open on leank-mini: the cpu backend, the fingerprint
+ *    the engine gives (what a cuda run records), cuda refused without a GPU;
+ *  - lk_train_run through the library: progress events, a stop flag raised
+ *    mid-run (LK_EINTR, checkpoint), resume == uninterrupted, bitwise. */
 #include <stdint.h>
 #include <unistd.h>
 
 #include "t.h"
-#include "train.h"
+#include "engine.h"
 #include "model.h"
+#include "tokenizer.h"
+#include "train.h"
 
 /* ---- a random tiny model in memory ---- */
 
@@ -316,6 +322,152 @@ static void test_non_finite(void) {
     }
 }
 
+#define MINI "data/models/leank-mini"
+#define MINI_SAMPLES "tests/fuzz/samples/seed-train.smp" /* made with leank-mini's tokenizer */
+
+/* The backend for a model directory: cpu loads the host model; its
+ * fingerprint is the engine's (a cuda run records lk_engine_fingerprint), so
+ * files of one device are used on the other; cuda without a GPU: LK_EDEVICE. */
+static void test_backend_open(void) {
+    lk_err err = {0};
+    lk_model m;
+    if (lk_model_load(&m, MINI, &err)) {
+        T_SKIP_PART("backend_open needs %s (run from the top of the tree): %s", MINI, err.msg);
+        return;
+    }
+    lk_engine *e;
+    CHECKF(lk_engine_open(&e, MINI, &(lk_engine_opts){.device = LK_DEVICE_CPU}, &err) == 0, "%s", err.msg);
+    lk_train_backend b;
+    uint64_t fp = 0;
+    int vocab = 0;
+    CHECKF(lk_train_backend_open(&b, MINI, LK_DEVICE_CPU, 4, 8, &fp, &vocab, &err) == 0, "%s", err.msg);
+    CHECK(!strcmp(b.name, "cpu") && b.n_layers == m.cfg.n_layers && b.n_kv_heads == m.cfg.n_kv_heads &&
+          b.head_dim == m.cfg.head_dim && vocab == m.cfg.vocab_size);
+    CHECKF(fp == lk_model_fingerprint(&m) && fp == lk_engine_fingerprint(e), "%016llx %016llx %016llx",
+           (unsigned long long)fp, (unsigned long long)lk_model_fingerprint(&m),
+           (unsigned long long)lk_engine_fingerprint(e));
+    /* it runs: alpha = 1 is the full model (loss exactly 0) */
+    int tokens[24];
+    for (int i = 0; i < 24; i++) tokens[i] = (i * 37 + 5) % vocab;
+    size_t n = (size_t)b.n_layers * b.n_kv_heads * b.head_dim;
+    double *ones = malloc(n * sizeof(double)), loss = -1;
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0;
+    CHECK(b.prepare(b.ctx, tokens, 24, 16, &err) == 0);
+    CHECK(b.loss_grad(b.ctx, ones, &loss, NULL, &err) == 0 && loss == 0.0);
+    free(ones);
+    lk_train_backend_free(&b);
+    if (!lk_cuda_available()) {
+        /* auto is the cpu; cuda is refused, saying why (no CUDA in the build, or no GPU) */
+        CHECKF(lk_train_backend_open(&b, MINI, LK_DEVICE_AUTO, 4, 8, &fp, NULL, &err) == 0, "%s", err.msg);
+        CHECK(!strcmp(b.name, "cpu"));
+        lk_train_backend_free(&b);
+        CHECK(lk_train_backend_open(&b, MINI, LK_DEVICE_CUDA, 4, 8, NULL, NULL, &err) == LK_EDEVICE);
+        CHECKF(strstr(err.msg, "no GPU") || strstr(err.msg, "no CUDA"), "%s", err.msg);
+        CHECK(b.ctx == NULL);
+        lk_train_backend_free(&b);
+    } else {
+        T_SKIP_PART("a GPU is visible: cuda refusal not checked (tests/gpu/gpu_train_open.c checks cuda)");
+    }
+    lk_engine_free(e);
+    lk_model_free(&m);
+}
+
+typedef struct {
+    int stepped, resumed;
+    long stop_at; /* raise the stop flag once this step is done (0: never) */
+    volatile sig_atomic_t *stop;
+} run_seen;
+
+static void on_progress(void *ctx, const lk_train_progress *p) {
+    run_seen *r = ctx;
+    if (p->event == LK_TRAIN_RESUMED) r->resumed++;
+    if (p->event != LK_TRAIN_STEPPED) return;
+    r->stepped++;
+    if (!(p->stats && p->length > p->context && p->context > 0 && p->step >= 1 && p->steps == 5)) r->stepped = -1000;
+    if (r->stop_at && p->step == r->stop_at) *r->stop = 1;
+}
+
+/* The loop from the library: 5 steps in one go; the same stopped by the flag
+ * after step 2 (LK_EINTR, the checkpoint written) and resumed: the same alpha. */
+static void test_run(void) {
+    lk_err err = {0};
+    lk_tokenizer *tok;
+    if (lk_tok_load(&tok, MINI, &err)) {
+        T_SKIP_PART("lk_train_run needs %s: %s", MINI, err.msg);
+        return;
+    }
+    uint64_t tok_fp = lk_tok_fingerprint(tok);
+    lk_tok_free(tok);
+    lk_train_backend b;
+    uint64_t mfp;
+    int vocab;
+    CHECKF(lk_train_backend_open(&b, MINI, LK_DEVICE_CPU, 4, 16, &mfp, &vocab, &err) == 0, "%s", err.msg);
+    lk_train_opts o;
+    lk_train_opts_default(&o, 1);
+    o.steps = 5;
+    o.sink = 4;
+    o.recent = 16;
+    o.shuffle = 2;
+    o.lambda = 0.5;
+    o.checkpoint_every = 0;
+    char dir[] = "/tmp/leank-test-run-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char ckpt[64], log[64];
+    snprintf(ckpt, sizeof ckpt, "%s/a.ckpt", dir);
+    snprintf(log, sizeof log, "%s/a.tsv", dir);
+    volatile sig_atomic_t stop = 0;
+    run_seen seen = {0};
+    lk_train_run_params p = {.opts = &o, .backend = &b, .samples = MINI_SAMPLES, .tok_fp = tok_fp, .vocab = vocab,
+                             .model_fp = mfp, .stop = &stop, .progress = on_progress, .progress_ctx = &seen};
+    lk_train_state s1, s2;
+    lk_train_state_init(&s1, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    p.state = &s1;
+    CHECKF(lk_train_run(&p, &err) == 0, "%s", err.msg);
+    CHECK(s1.step == 5 && seen.stepped == 5 && seen.resumed == 0);
+    int moved = 0;
+    for (size_t i = 0; i < s1.n; i++) moved |= s1.alpha[i] != 1.0f;
+    CHECK(moved);
+
+    /* stopped by the flag after step 2: LK_EINTR, a checkpoint, the log kept */
+    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    seen = (run_seen){.stop_at = 2, .stop = &stop};
+    p.state = &s2;
+    p.checkpoint = ckpt;
+    p.log = log;
+    CHECK(lk_train_run(&p, &err) == LK_EINTR);
+    CHECKF(strstr(err.msg, "interrupted at step 2/5; checkpoint written to ") != NULL, "%s", err.msg);
+    CHECK(s2.step == 2 && seen.stepped == 2 && access(ckpt, F_OK) == 0 && access(log, F_OK) == 0);
+    /* resumed (a fresh state, as a new process would have) */
+    lk_train_state_free(&s2);
+    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    stop = 0;
+    seen = (run_seen){0};
+    p.resume = 1;
+    CHECKF(lk_train_run(&p, &err) == 0, "%s", err.msg);
+    CHECK(s2.step == 5 && seen.stepped == 3 && seen.resumed == 1);
+    CHECK(!memcmp(s1.alpha, s2.alpha, s1.n * sizeof(float)));
+    FILE *f = fopen(log, "r");
+    int lines = 0;
+    for (int ch; f && (ch = fgetc(f)) != EOF;) lines += ch == '\n';
+    if (f) fclose(f);
+    CHECK(lines == 6); /* header + 5 steps, the first 2 carried over */
+
+    /* a bad samples path: its error, nothing else */
+    lk_train_state_free(&s2);
+    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    p.resume = 0;
+    p.log = NULL;
+    p.samples = "/nonexistent/x.smp";
+    CHECK(lk_train_run(&p, &err) == LK_EIO);
+    CHECKF(strstr(err.msg, "/nonexistent/x.smp") != NULL, "%s", err.msg);
+    unlink(ckpt);
+    unlink(log);
+    rmdir(dir);
+    lk_train_state_free(&s1);
+    lk_train_state_free(&s2);
+    lk_train_backend_free(&b);
+}
+
 int main(void) {
     test_non_finite();
     test_gradient(1);
@@ -323,5 +475,7 @@ int main(void) {
     test_against_engine();
     test_schedule_adam();
     test_config();
+    test_backend_open();
+    test_run();
     return t_done();
 }
