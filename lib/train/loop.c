@@ -45,6 +45,14 @@ static int ow_norm_stats(void *ctx, double *q_abs, double *k_abs, lk_err *err) {
     owner *o = ctx;
     return o->in.norm_stats(o->in.ctx, q_abs, k_abs, err);
 }
+static size_t ow_device_bytes(void *ctx) {
+    owner *o = ctx;
+    return o->in.device_bytes(o->in.ctx);
+}
+static void ow_times(void *ctx, double t[4]) {
+    owner *o = ctx;
+    o->in.times(o->in.ctx, t);
+}
 static void ow_free(void *ctx) {
     owner *o = ctx;
     if (!o) return;
@@ -70,7 +78,7 @@ int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device 
          * widest cache type) to start with: the backend grows it per sample */
         lk_config c;
         if ((rc = lk_config_load(&c, model_dir, err))) goto fail;
-        lk_engine_opts eo = {.device = LK_DEVICE_CUDA,
+        lk_engine_opts eo = {.device = LK_DEVICE_CUDA, .max_batch = 1, /* one sequence: the context */
                              .pool_bytes = (size_t)32 * c.n_layers * 2 * c.n_kv_heads * c.head_dim * 4};
         if ((rc = lk_engine_open(&o->engine, model_dir, &eo, err))) goto fail;
         if ((rc = lk_train_cuda_new(&o->in, o->engine, 0, sink, recent, err))) goto fail;
@@ -95,6 +103,8 @@ int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device 
     b->prepare = ow_prepare;
     b->loss_grad = ow_loss_grad;
     b->norm_stats = o->in.norm_stats ? ow_norm_stats : NULL;
+    b->device_bytes = o->in.device_bytes ? ow_device_bytes : NULL;
+    b->times = o->in.times ? ow_times : NULL;
     b->free = ow_free;
     if (model_fp) *model_fp = fp;
     if (vocab) *vocab = nv;
