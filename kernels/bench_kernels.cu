@@ -154,26 +154,77 @@ static void layer_free(layer_t *t) {
     cudaFree(t->q), cudaFree(t->out), cudaFree(t->ws);
 }
 
-/* median ms of reps launches (after 3 warm-ups) */
-static float time_decode(layer_t *t, int reps) {
+/* attention.cu's switch between decode forms (not in kvcache.h): path 0
+ * split-KV, 1 persistent, 2 persistent 8 warps x 3 stages; ca the persistent
+ * schedule's cost a tile; -1 leaves one as it is */
+extern "C" void lk_cuda_decode_select(int path, int ca);
+
+/* --ab: the forms timed side by side, launch by launch (the first is the
+ * default, whose times fill the main table) */
+static const int ab_forms[][2] = {{1, 64}, {0, -1}, {2, 64}, {1, 0}, {1, 1024}};
+#define AB_N (int)(sizeof ab_forms / sizeof ab_forms[0])
+
+/* median ms of reps launches (after 3 warm-ups) of each of nf forms, the
+ * forms in turn within each repetition (nf 0: the launcher's own choice,
+ * one column) */
+static void time_forms(layer_t *t, int reps, int nf, float *med) {
     cudaEvent_t a, b;
     BK(cudaEventCreate(&a));
     BK(cudaEventCreate(&b));
-    float *ms = (float *)malloc(reps * sizeof(float));
+    int cols = nf ? nf : 1;
+    float *ms = (float *)malloc((size_t)reps * cols * sizeof(float));
     float scale = 1.0f / sqrtf((float)t->hd);
-    for (int r = -3; r < reps; r++) {
-        BK(cudaEventRecord(a));
-        BK(lk_cuda_decode_attention(LK_KV_BF16, t->q, t->out, &t->plan, &t->kv, 0, t->B, t->H, t->len, scale,
-                                    t->ws, t->ws_bytes, NULL));
-        BK(cudaEventRecord(b));
-        BK(cudaEventSynchronize(b));
-        if (r >= 0) BK(cudaEventElapsedTime(&ms[r], a, b));
+    for (int r = -3; r < reps; r++)
+        for (int f = 0; f < cols; f++) {
+            if (nf) lk_cuda_decode_select(ab_forms[f][0], ab_forms[f][1]);
+            BK(cudaEventRecord(a));
+            BK(lk_cuda_decode_attention(LK_KV_BF16, t->q, t->out, &t->plan, &t->kv, 0, t->B, t->H, t->len,
+                                        scale, t->ws, t->ws_bytes, NULL));
+            BK(cudaEventRecord(b));
+            BK(cudaEventSynchronize(b));
+            if (r >= 0) BK(cudaEventElapsedTime(&ms[(size_t)f * reps + r], a, b));
+        }
+    for (int f = 0; f < cols; f++) {
+        qsort(ms + (size_t)f * reps, reps, sizeof(float), cmp_f);
+        med[f] = ms[(size_t)f * reps + reps / 2];
     }
-    qsort(ms, reps, sizeof(float), cmp_f);
-    float m = ms[reps / 2];
+    if (nf) lk_cuda_decode_select(ab_forms[0][0], ab_forms[0][1]);
     free(ms);
     cudaEventDestroy(a), cudaEventDestroy(b);
+}
+static float time_decode(layer_t *t, int reps) {
+    float m;
+    time_forms(t, reps, 0, &m);
     return m;
+}
+
+/* --ab: each form's output against the first's, relative L2 (bf16 out) */
+static double ab_diff(layer_t *t) {
+    size_t n = (size_t)t->B * t->H * t->hd;
+    uint16_t *h = (uint16_t *)malloc(n * 2 * AB_N);
+    float scale = 1.0f / sqrtf((float)t->hd);
+    for (int f = 0; f < AB_N; f++) {
+        lk_cuda_decode_select(ab_forms[f][0], ab_forms[f][1]);
+        BK(cudaMemset(t->out, 0xff, n * 2));
+        BK(lk_cuda_decode_attention(LK_KV_BF16, t->q, t->out, &t->plan, &t->kv, 0, t->B, t->H, t->len, scale,
+                                    t->ws, t->ws_bytes, NULL));
+        BK(cudaMemcpy(h + f * n, t->out, n * 2, cudaMemcpyDeviceToHost));
+    }
+    lk_cuda_decode_select(ab_forms[0][0], ab_forms[0][1]);
+    double worst = 0;
+    for (int f = 1; f < AB_N; f++) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t ua = (uint32_t)h[i] << 16, ub = (uint32_t)h[f * n + i] << 16;
+            float x, y;
+            memcpy(&x, &ua, 4), memcpy(&y, &ub, 4);
+            num += ((double)x - y) * ((double)x - y), den += (double)x * x;
+        }
+        double e = isfinite(num) ? sqrt(num / (den > 0 ? den : 1)) : INFINITY;
+        if (!(e <= worst)) worst = e;
+    }
+    free(h);
+    return worst;
 }
 
 /* -------------------------------------------------------- SDPA from torch */
@@ -204,7 +255,7 @@ static void header(void) {
 }
 
 typedef struct {
-    int B, H, G, hd, len, sink, recent, reps, layers, json;
+    int B, H, G, hd, len, sink, recent, reps, layers, json, ab;
     const char *mask, *sdpa;
 } kopts;
 
@@ -217,8 +268,9 @@ static int parse(int argc, char **argv, kopts *o, const char *what, int *prefill
         {"layers", required_argument, 0, 'L'}, {"mask", required_argument, 0, 'm'},
         {"sdpa", required_argument, 0, 'S'},   {"prefill-len", required_argument, 0, 'p'},
         {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+        {"ab", no_argument, 0, 'A'},
         {0, 0, 0, 0}};
-    *o = (kopts){64, 32, 8, 128, 32768, 128, 1024, 20, 32, 0, NULL, NULL};
+    *o = (kopts){64, 32, 8, 128, 32768, 128, 1024, 20, 32, 0, 0, NULL, NULL};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "b:n:m:h", lo, NULL)) != -1) switch (c) {
@@ -235,6 +287,7 @@ static int parse(int argc, char **argv, kopts *o, const char *what, int *prefill
         case 'S': o->sdpa = optarg; break;
         case 'p': if (prefill_len) *prefill_len = atoi(optarg); break;
         case 'j': o->json = 1; break;
+        case 'A': o->ab = 1; break;
         case 'h':
             printf("usage: leank-bench %s [OPTION]...\n%s\n\n"
                    "  -b, --batch N      sequences (default 64)\n"
@@ -248,7 +301,9 @@ static int parse(int argc, char **argv, kopts *o, const char *what, int *prefill
                    "      --prefill-len N  causal prefill length (attention; default 32768, 0 = skip)\n"
                    "      --reps N       timed runs, median kept (default 20)\n"
                    "      --sdpa SCRIPT  also time torch SDPA (cuDNN) with dev/bench/sdpa_decode.py\n"
-                   "      --json         JSON instead of the table\n",
+                   "      --json         JSON instead of the table\n"
+                   "      --ab           (kernel) every decode form side by side a layer, outputs compared,\n"
+                   "                     and the layers again in reverse order\n",
                    argv[0], what);
             exit(0);
         default: return LK_EUSAGE;
@@ -296,20 +351,38 @@ extern "C" int lk_bench_kernel(int argc, char **argv) {
     printf("decode attention, one layer: B %d, %d q / %d kv heads, %d keys, hd %d, bf16; LeanK sink %d + recent %d, %s\n",
            o.B, o.H, o.G, o.len, o.hd, o.sink, o.recent, o.mask);
     layer_t t;
+    /* --ab: rows (dense, layers 0 .. L-1) x AB_N forms, a diff and a second pass a row */
+    int nf = o.ab ? AB_N : 0, cols = nf ? nf : 1;
+    float *abm = (float *)calloc((size_t)(L + 1) * cols, sizeof(float));
+    double *abd = (double *)calloc(L + 1, sizeof(double)), *ab2 = (double *)calloc(L + 1, sizeof(double));
     layer_setup(&t, pool, pool_bytes, o.B, o.H, o.G, o.hd, o.len, o.sink, o.recent, NULL, NULL);
     double dense_bytes = t.bytes;
-    float dense_ms = time_decode(&t, o.reps);
+    time_forms(&t, o.reps, nf, abm);
+    float dense_ms = abm[0];
+    if (o.ab) abd[0] = ab_diff(&t);
     layer_free(&t);
     double *lms = (double *)malloc(L * sizeof(double)), *lbytes = (double *)malloc(L * sizeof(double));
     double sum_ms = 0, sum_bytes = 0;
     for (int l = 0; l < L; l++) {
         layer_setup(&t, pool, pool_bytes, o.B, o.H, o.G, o.hd, o.len, o.sink, o.recent, plan.width + l * o.G,
                     plan.chan + (size_t)l * o.G * o.hd);
-        lms[l] = time_decode(&t, o.reps);
+        time_forms(&t, o.reps, nf, abm + (size_t)(l + 1) * cols);
+        lms[l] = abm[(size_t)(l + 1) * cols];
+        if (o.ab) abd[l + 1] = ab_diff(&t);
         lbytes[l] = t.bytes;
         sum_ms += lms[l];
         sum_bytes += t.bytes;
         layer_free(&t);
+    }
+    if (o.ab) { /* the default form again, layers in reverse order, then dense: time or layer? */
+        for (int l = L - 1; l >= -1; l--) {
+            if (l < 0) layer_setup(&t, pool, pool_bytes, o.B, o.H, o.G, o.hd, o.len, o.sink, o.recent, NULL, NULL);
+            else
+                layer_setup(&t, pool, pool_bytes, o.B, o.H, o.G, o.hd, o.len, o.sink, o.recent,
+                            plan.width + l * o.G, plan.chan + (size_t)l * o.G * o.hd);
+            ab2[l + 1] = time_decode(&t, o.reps);
+            layer_free(&t);
+        }
     }
     double sdpa_ms = -1;
     if (o.sdpa) {
@@ -338,6 +411,38 @@ extern "C" int lk_bench_kernel(int argc, char **argv) {
         printf("leank avg / dense bytes %.3f; ours dense / sdpa %.3f; leank avg / dense time %.3f\n",
                sum_bytes / L / dense_bytes, sdpa_ms > 0 ? dense_ms / sdpa_ms : NAN, sum_ms / L / dense_ms);
     }
+    if (o.ab) {
+        double fs[AB_N] = {0}, s2 = 0, worst = 0;
+        printf("\n--ab: ms a form (path/cost: 1 persistent 12x2, 0 split, 2 persistent 8x3), pass 2 = form 1/%d again in "
+               "reverse order, diff = worst rel L2 vs form 1/%d\n%-16s %8s", ab_forms[0][1], ab_forms[0][1], "row",
+               "floor");
+        for (int f = 0; f < AB_N; f++) printf("   %d/%-5d", ab_forms[f][0], ab_forms[f][1]);
+        printf(" %8s %9s\n", "pass2", "diff");
+        for (int r = 0; r <= L; r++) {
+            char name[32];
+            if (r) snprintf(name, sizeof name, "layer %d", r - 1);
+            else snprintf(name, sizeof name, "dense");
+            printf("%-16s %8.4f", name, (r ? lbytes[r - 1] : dense_bytes) / COPY_BW * 1e3);
+            for (int f = 0; f < AB_N; f++) {
+                printf(" %9.4f", abm[(size_t)r * AB_N + f]);
+                if (r) fs[f] += abm[(size_t)r * AB_N + f];
+            }
+            printf(" %8.4f %9.2e\n", ab2[r], abd[r]);
+            if (r) s2 += ab2[r];
+            if (!(abd[r] <= worst)) worst = abd[r];
+        }
+        printf("%-16s %8.4f", "leank avg", sum_bytes / L / COPY_BW * 1e3);
+        for (int f = 0; f < AB_N; f++) printf(" %9.4f", fs[f] / L);
+        printf(" %8.4f %9.2e\n", s2 / L, worst);
+        if (sdpa_ms > 0) {
+            printf("%-16s %8s", "cudnn / form", "");
+            for (int f = 0; f < AB_N; f++) printf(" %9.3f", sdpa_ms / (fs[f] / L));
+            printf(" %8.3f   (dense: ours / cudnn", sdpa_ms / (s2 / L));
+            for (int f = 0; f < AB_N; f++) printf(" %.3f", abm[f] / sdpa_ms);
+            printf(")\n");
+        }
+    }
+    free(abm), free(abd), free(ab2);
     free(lms), free(lbytes);
     cudaFree(pool);
     lk_plan_free(&plan);
