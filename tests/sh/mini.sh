@@ -15,6 +15,14 @@ if ! cmp -s "$tmp" "$D/heldout.ids"; then
     echo "FAIL: leank-prep --encode ids differ from HF tokenizers:"; diff "$D/heldout.ids" "$tmp" | head -5; exit 1
 fi
 echo "ok: tokenizer ids ($(wc -l < "$D/heldout.ids") ids) equal HF tokenizers'"
+# the shipped LeanK mask (learned on the GPU at 16K: dev/mini/README.md) fits the model
+if [ -x "$B/leank-pack" ]; then
+    "$B/leank-pack" -m "$M" --mask "$M/leank-mask.safetensors" --context 16384 > "$tmp" 2>&1 ||
+        { echo "FAIL: leank-pack on $M/leank-mask.safetensors: $(head -n1 "$tmp")"; exit 1; }
+    grep -q "37.50 % of K channels kept, 0 of 6 heads width 0" "$tmp" && grep -q "sink 64 + recent 256" "$tmp" ||
+        { echo "FAIL: leank-mask.safetensors report:"; head -n3 "$tmp"; exit 1; }
+    echo "ok: the shipped mask: 37.5 % of K channels, windows 64 + 256"
+fi
 T=$B/tests/test_mini
 [ -x "$T" ] || T=$(dirname "$B")/bin/tests/test_mini
 if [ -x "$T" ]; then
