@@ -1436,7 +1436,7 @@ static int launch_decode_p(const void *q, void *out, const lk_kv_plan_dev *pl, c
 }
 
 /* Which decode form (bf16, groups <= 8): LEANK_DECODE_PATH 0 the split form
- * (decode_t_kernel + decode_merge_kernel), 1 (default) the persistent one,
+ * (decode_t_kernel + decode_merge_kernel, the default), 1 the persistent one,
  * 2 the persistent one at 8 warps x 3 stages (hd 128); LEANK_DECODE_CA the
  * schedule's cost a tile beyond its 16-byte chunks a key. Read once;
  * lk_cuda_decode_select (tests, leank-bench kernel --ab) overrides both. */
@@ -1445,8 +1445,8 @@ static int g_path = -1, g_ca = -1;
 static void decode_choice(void) {
     if (g_path < 0) {
         const char *v = getenv("LEANK_DECODE_PATH");
-        g_path = v ? atoi(v) : 1;
-        if (g_path < 0 || g_path > 2) g_path = 1;
+        g_path = v ? atoi(v) : 0;
+        if (g_path < 0 || g_path > 2) g_path = 0;
     }
     if (g_ca < 0) {
         const char *v = getenv("LEANK_DECODE_CA");
