@@ -263,13 +263,7 @@ static int n_splits(int units, int max_len) {
 }
 
 extern "C" size_t lk_cuda_decode_workspace(int B, int n_heads, int head_dim, int max_len) {
-    size_t split = (size_t)B * n_heads * max_splits(max_len) * (head_dim + 1) * sizeof(float);
-    /* the persistent form (decode_p_kernel): (NW + items) slots of a group's
-     * partials, NW <= 12 warps an SM, group <= 8; items x group = B x heads */
-    size_t grp = n_heads < 8 ? (size_t)n_heads : 8, bh = (size_t)B * n_heads;
-    size_t pers = ((size_t)num_sms() * 12 * grp + bh) * (head_dim + 1) * sizeof(float) + 16 +
-                  (bh + 1) * sizeof(int64_t);
-    return split > pers ? split : pers;
+    return (size_t)B * n_heads * max_splits(max_len) * (head_dim + 1) * sizeof(float);
 }
 
 /* Partials of split s: ws_o (B, H, S, hd) f32 normalised outputs, ws_lse
@@ -672,24 +666,45 @@ __global__ void __launch_bounds__(DW * 32, 1)
  * 16-row form and half its accumulator registers. Tiles, pipeline and merge
  * as in decode_mma_kernel; a tile whose rows are consecutive in one page
  * (almost all) is copied as one contiguous range, 512 B an instruction,
- * with no per-row address work. */
+ * with no per-row address work.
+ * Template knobs (v6, NOTES-attention.md): SWZ stores tile rows unpadded
+ * with their 16-byte chunks XOR-swizzled by row (ldmatrix stays free of bank
+ * conflicts), so 14 warps x 2 stages fit in shared memory (28 tiles in
+ * flight an SM instead of 24: the narrow LeanK tiles were short of bytes in
+ * flight); LAZY keeps a per-head running max that moves only when a tile's
+ * scores pass it by more than 8 (log2 units): the common tile costs one vote
+ * instead of a 3-level shuffle reduction and a rescale (FlashAttention-4's
+ * conditional rescaling; the exponentials stay <= 2^8, exact in f32 and as
+ * relative as ever in bf16), and at <= 12 warps it sums Q K^T in 4 chains
+ * instead of 2 (13-14 warps a block get 128 registers). */
 __device__ __forceinline__ uint32_t movt(uint32_t x) {
     uint32_t y;
     asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
     return y;
 }
 
-template <int HD, int DW, int DS_, int MINB>
-__global__ void __launch_bounds__(DW * 32, MINB)
+template <int HD, int DW, int DS_, bool SWZ> struct DecodeTCfg {
+    static constexpr int RS = SWZ ? HD : HD + 8; /* smem row stride (elements) */
+    static constexpr int DS = DS_;
+    static constexpr int TILE = 16 * RS;
+    static constexpr size_t SMEM = (size_t)DW * DS * 2 * TILE * sizeof(bf16);
+    /* element offset of 16-byte chunk ch of row r in a tile */
+    static __device__ __forceinline__ int at(int r, int ch) { return r * RS + (SWZ ? ch ^ (r & 7) : ch) * 8; }
+};
+
+#define LAZY_TH 8.0f
+
+template <int HD, int DW, int DS_, bool SWZ, bool LAZY>
+__global__ void __launch_bounds__(DW * 32, 1)
     decode_t_kernel(const bf16 *q,   // (B, H, HD)
                     bf16 *out,       // (B, H, HD)
                     float *ws,       // partials (S > 1)
                     lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, int S,
                     int chunk, float scale_log2) {
-    typedef DecodeCfg<HD, DW, DS_> C;
-    constexpr int RS = C::RS, KC = HD / 16, DS = C::DS;
-    int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
-    int grp = H / pl.n_kv_heads;
+    typedef DecodeTCfg<HD, DW, DS_, SWZ> C;
+    constexpr int KC = HD / 16, DS = C::DS;
+    const int G = pl.n_kv_heads, s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+    int grp = H / G;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2, tq = lane & 3;
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *wt = (bf16 *)smraw + (size_t)warp * DS * 2 * C::TILE; /* this warp's stages: K, V */
@@ -759,26 +774,26 @@ __global__ void __launch_bounds__(DW * 32, MINB)
             for (int i = lane; i < 16 * cpr; i += 32) {
                 int r = (int)((i * magic) >> 20), ch = i - r * cpr;
                 bool ok = r < x.cnt && ch * 8 < kw;
-                cp_async16(ks + r * RS + ch * 8, ok ? kb + r * kw + ch * 8 : kb, ok ? 16 : 0);
+                cp_async16(ks + C::at(r, ch), ok ? kb + r * kw + ch * 8 : kb, ok ? 16 : 0);
             }
 #pragma unroll
             for (int i = lane; i < 16 * HD / 8; i += 32) {
                 int r = i / (HD / 8), ch = i % (HD / 8);
                 bool ok = r < x.cnt;
-                cp_async16(vs + r * RS + ch * 8, ok ? vb + r * HD + ch * 8 : vb, ok ? 16 : 0);
+                cp_async16(vs + C::at(r, ch), ok ? vb + r * HD + ch * 8 : vb, ok ? 16 : 0);
             }
             return;
         }
         for (int i = lane; i < 16 * cpr; i += 32) {
             int r = i / cpr, ch = i - r * cpr;
             const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
-            load8(ks + r * RS + ch * 8, src + ch * 8, src ? min(8, kw - ch * 8) : 0);
+            load8(ks + C::at(r, ch), src + ch * 8, src ? min(8, kw - ch * 8) : 0);
         }
 #pragma unroll
         for (int i = lane; i < 16 * HD / 8; i += 32) {
             int r = i / (HD / 8), ch = i % (HD / 8);
             const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
-            load8(vs + r * RS + ch * 8, src + ch * 8, src ? 8 : 0);
+            load8(vs + C::at(r, ch), src + ch * 8, src ? 8 : 0);
         }
     };
 
@@ -817,8 +832,9 @@ __global__ void __launch_bounds__(DW * 32, MINB)
     }
 
     RowRef next = row_ref(DS - 1);
-    int arow = lane & 15, acol = (lane >> 4) * 8;                   /* K as A (ldmatrix) */
-    int vrow = (lane & 7) + (lane >> 4) * 8, vcol = ((lane >> 3) & 1) * 8; /* V^T as A (.trans) */
+    /* ldmatrix row addresses: K as A (rows = keys), V^T as A (.trans) */
+    int arow = lane & 15, ach = lane >> 4;
+    int vrow = (lane & 7) + (lane >> 4) * 8, vch = (lane >> 3) & 1;
     for (int t = 0; t < nk; t++) {
         if (t + DS - 1 < nk) load_tile(t + DS - 1, (t + DS - 1) % DS, next);
         cp_async_commit();
@@ -827,41 +843,54 @@ __global__ void __launch_bounds__(DW * 32, MINB)
         __syncwarp();
         Tile x = tile_at(warp + t * DW);
         const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
-        float sa[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        /* independent Q K^T accumulator chains (4 spill at 13-14 warps: 128 registers) */
+        constexpr int NCH = LAZY && DW <= 12 ? 4 : 2;
+        float sc[NCH][4];
+#pragma unroll
+        for (int u = 0; u < NCH; u++) sc[u][0] = sc[u][1] = sc[u][2] = sc[u][3] = 0.0f;
         if (x.mid) {
 #pragma unroll
             for (int kc = 0; kc < KC; kc++)
                 if (kc * 16 < wpad) {
                     uint32_t ka[4];
-                    ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
-                    mma_bf16(kc & 1 ? sb : sa, ka, qg[kc][0], qg[kc][1]);
+                    ldsm_x4(ka, ks + C::at(arow, 2 * kc + ach));
+                    mma_bf16(sc[kc % NCH], ka, qg[kc][0], qg[kc][1]);
                 }
         } else {
 #pragma unroll
             for (int kc = 0; kc < KC; kc++) {
                 uint32_t ka[4];
-                ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
-                mma_bf16(kc & 1 ? sb : sa, ka, qf[kc][0], qf[kc][1]);
+                ldsm_x4(ka, ks + C::at(arow, 2 * kc + ach));
+                mma_bf16(sc[kc % NCH], ka, qf[kc][0], qf[kc][1]);
             }
         }
         /* sa[i]: key gl + 8 (i >> 1), head 2 tq + (i & 1) */
-        float mx[2];
+        float sa[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             int key = gl + 8 * (i >> 1);
-            sa[i] = key < x.cnt ? (sa[i] + sb[i]) * scale_log2 : -INFINITY;
+            float v = sc[0][i] + sc[1][i];
+            if (NCH == 4) v += sc[2 % NCH][i] + sc[3 % NCH][i];
+            sa[i] = key < x.cnt ? v * scale_log2 : -INFINITY;
         }
-        mx[0] = fmaxf(sa[0], sa[2]);
-        mx[1] = fmaxf(sa[1], sa[3]);
-        float cr[2];
+        float mx[2] = {fmaxf(sa[0], sa[2]), fmaxf(sa[1], sa[3])};
+        bool moved;
+        float cr[2] = {1.0f, 1.0f};
+        if (LAZY) {
+            moved = __any_sync(0xffffffffu, mx[0] > m[0] + LAZY_TH || mx[1] > m[1] + LAZY_TH);
+        } else {
+            moved = true;
+        }
+        if (moved) {
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < 2; h++) {
 #pragma unroll
-            for (int off = 4; off < 32; off <<= 1) mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], off));
-            float mn = fmaxf(m[h], mx[h]);
-            cr[h] = exp2f(m[h] - mn);
-            m[h] = mn;
-            l[h] *= cr[h];
+                for (int off = 4; off < 32; off <<= 1) mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], off));
+                float mn = fmaxf(m[h], mx[h]);
+                cr[h] = exp2f(m[h] - mn);
+                m[h] = mn;
+                l[h] *= cr[h];
+            }
         }
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -870,7 +899,7 @@ __global__ void __launch_bounds__(DW * 32, MINB)
         }
         /* P^T (keys x heads) C fragments -> P (heads x keys) B fragments */
         uint32_t pb0 = movt(pack_bf16(sa[0], sa[1])), pb1 = movt(pack_bf16(sa[2], sa[3]));
-        if (__any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) {
+        if (LAZY ? moved : __any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) {
 #pragma unroll
             for (int mt = 0; mt < KC; mt++) {
                 o[mt][0] *= cr[0];
@@ -882,7 +911,7 @@ __global__ void __launch_bounds__(DW * 32, MINB)
 #pragma unroll
         for (int mt = 0; mt < KC; mt++) {
             uint32_t va[4];
-            ldsm_x4_t(va, vs + vrow * RS + mt * 16 + vcol);
+            ldsm_x4_t(va, vs + C::at(vrow, 2 * mt + vch));
             mma_bf16(o[mt], va, pb0, pb1);
         }
         __syncwarp();
@@ -933,19 +962,19 @@ __global__ void __launch_bounds__(DW * 32, MINB)
     }
 }
 
-template <int HD, int DW, int DS, int MINB>
+template <int HD, int DW, int DS, bool SWZ, bool LAZY>
 static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
                            int layer, int B, int H, int S, int chunk, float sl2, float *ws, cudaStream_t st) {
-    typedef DecodeCfg<HD, DW, DS> C;
-    const size_t smem = C::SMEM - 2 * C::TILE * sizeof(bf16); /* no query staging */
+    typedef DecodeTCfg<HD, DW, DS, SWZ> C;
+    static_assert(DS * 2 * C::TILE * sizeof(bf16) >= (8 * HD + 16) * sizeof(float), "merge fits a warp's stages");
     static int attr_set;
     if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, MINB>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, SWZ, LAZY>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
         attr_set = 1;
     }
     dim3 grid(S, pl->n_kv_heads, B);
-    decode_t_kernel<HD, DW, DS, MINB><<<grid, DW * 32, smem, st>>>(
+    decode_t_kernel<HD, DW, DS, SWZ, LAZY><<<grid, DW * 32, C::SMEM, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
     CU_LAUNCHED();
     return 0;
@@ -969,495 +998,27 @@ static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl,
     return 0;
 }
 
-/* ------------------------------------- decode: the persistent (stream-K) form */
-
-/* decode_t_kernel's per-tile work with a different schedule (v5,
- * NOTES-attention.md). One block per SM, and every warp of the grid gets an
- * equal share of the whole layer's work: the tiles of all (sequence, kv head)
- * items laid end to end (items b-major; each item's sink tiles, middle tiles
- * if its width > 0, ring tiles), each tile costing CA + its 16-byte chunks a
- * key, and warp k takes the tiles whose start cost lies in
- * [C k / NW, C (k + 1) / NW). A warp streams its tiles through one cp.async
- * pipeline from its first to its last, across item boundaries: no fill and
- * drain per block, no blocks of width-0 heads with nothing to do, and no tail
- * of uneven blocks. At each item boundary the warp writes its partial
- * (normalised output and log2-sum-exp of its heads) to slot k + item (warp
- * ranges and items both ascend, so slots never collide: NW + items slots);
- * decode_pmerge_kernel merges each item's partials. The schedule is computed
- * by every block from seq_len (a block scan of the item costs), so nothing
- * about lengths is needed on the host and a captured graph stays valid. */
-#define PMAX_G 64 /* kv heads of a layer the persistent form takes */
-
-__device__ __forceinline__ void item_tiles(int len, int w, int sink, int recent, int *ta, int *tm, int *T) {
-    int ns = min(len, sink), rs = min(max(sink, len - recent), len);
-    *ta = (ns + 15) >> 4;
-    *tm = w > 0 && rs > sink ? (rs - sink + 15) >> 4 : 0;
-    *T = *ta + *tm + (len > rs ? (len - rs + 15) >> 4 : 0);
+/* The transposed kernel's configurations at hd 128 (hd 64 runs 8 warps x 5
+ * stages, padded, eager rescale): {warps, swizzled rows, lazy rescale};
+ * form 0 is v4's kernel, 1 (the default) v6's, 2 and 3 v6 less one knob
+ * (NOTES-attention.md). LEANK_DECODE_FORM picks one (read once);
+ * lk_cuda_decode_select(form) overrides it (tests, leank-bench kernel --ab;
+ * -1: back to the variable or the default) and returns the form in effect. */
+#define N_DECODE_FORMS 4
+#define DEFAULT_FORM 1
+static const int decode_forms[N_DECODE_FORMS][3] = {{12, 0, 0}, {14, 1, 1}, {14, 1, 0}, {12, 1, 1}};
+static int g_form = -1;
+static int decode_form(void) {
+    if (g_form < 0) {
+        const char *v = getenv("LEANK_DECODE_FORM");
+        g_form = v ? atoi(v) : DEFAULT_FORM;
+        if (g_form < 0 || g_form >= N_DECODE_FORMS) g_form = DEFAULT_FORM;
+    }
+    return g_form;
 }
-/* the cost offset of tile j in its item (tiles 0 .. j-1) */
-__device__ __forceinline__ int64_t tile_off(int j, int ta, int tm, int cf, int cm) {
-    if (j <= ta) return (int64_t)j * cf;
-    if (j <= ta + tm) return (int64_t)ta * cf + (int64_t)(j - ta) * cm;
-    return (int64_t)ta * cf + (int64_t)tm * cm + (int64_t)(j - ta - tm) * cf;
-}
-/* the first tile j whose offset is >= d (T when none) */
-__device__ __forceinline__ int tile_ge(int64_t d, int ta, int tm, int T, int cf, int cm) {
-    int j;
-    int64_t a = (int64_t)ta * cf, m = a + (int64_t)tm * cm;
-    if (d <= a) j = (int)((d + cf - 1) / cf);
-    else if (d <= m) j = ta + (int)((d - a + cm - 1) / cm);
-    else j = ta + tm + (int)((d - m + cf - 1) / cf);
-    return j < T ? j : T;
-}
-__device__ __forceinline__ int mid_cost(int CA, int HD, int w) { return CA + ((w + 15) & ~15) / 8 + HD / 8; }
-__device__ __forceinline__ int64_t warp_bound(int64_t C, int k, int NW) { return C * k / NW; }
-
-struct PPend {
-    int desc; /* item << 6 | mid << 5 | keys; -1: none */
-    int g, pid, rip;
-};
-
-template <int HD, int DW, int DS_>
-__global__ void __launch_bounds__(DW * 32, 1)
-    decode_p_kernel(const bf16 *q,     // (B, H, HD)
-                    float *ws_o,       // (slots, grp, HD)
-                    float *ws_lse,     // (slots, grp)
-                    int64_t *pre,      // (B G + 1) item cost offsets (block 0 writes them)
-                    lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int B, int H, float scale_log2,
-                    int CA) {
-    typedef DecodeCfg<HD, DW, DS_> C;
-    constexpr int RS = C::RS, KC = HD / 16, DS = C::DS, NT = DW * 32;
-    const int G = pl.n_kv_heads, grp = H / G, n = B * G, NW = gridDim.x * DW;
-    const int L = pl.n_layers, F = pl.full_tokens, P = pl.mid_tokens, sink = pl.sink, recent = pl.recent;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2, tq = lane & 3;
-    const int kw = blockIdx.x * DW + warp;
-    extern __shared__ __align__(16) unsigned char smraw[];
-    bf16 *wt = (bf16 *)smraw + (size_t)warp * DS * 2 * C::TILE; /* this warp's stages: K, V */
-    int64_t *s_mk = (int64_t *)(smraw + (size_t)DW * DS * 2 * C::TILE * sizeof(bf16));
-    int64_t *s_mv = s_mk + PMAX_G, *s_tot = s_mv + PMAX_G;
-    int *s_w = (int *)(s_tot + 1), *s_mg = s_w + PMAX_G, *s_desc = s_mg + PMAX_G; /* [DW][DS] */
-    int64_t *scan = (int64_t *)smraw; /* [NT], in the stages before the first copy */
-
-    for (int g = threadIdx.x; g < G; g += NT) {
-        int lg = layer * G + g, w = pl.width[lg], cpr = ((w + 15) & ~15) / 8;
-        s_w[g] = w;
-        s_mg[g] = ((1 << 20) + cpr - 1) / (cpr > 0 ? cpr : 1);
-        s_mk[g] = (int64_t)P * (pl.k_off[layer] + pl.k_col[lg]);
-        s_mv[g] = w > 0 ? (int64_t)P * (pl.k_off[L] + pl.v_off[layer] + pl.v_col[lg]) : 0;
-    }
-    __syncthreads();
-    const int cf = CA + HD / 4;
-    auto item_cost = [&](int i) {
-        int b = i / G, w = s_w[i - b * G], ta, tm, T;
-        item_tiles(kv.seq_len[b], w, sink, recent, &ta, &tm, &T);
-        return (int64_t)(T - tm) * cf + (int64_t)tm * mid_cost(CA, HD, w);
-    };
-    /* the schedule: item costs by chunks of threads, an exclusive scan of the chunks */
-    const int per = (n + NT - 1) / NT, i0 = min(n, threadIdx.x * per), i1 = min(n, i0 + per);
-    {
-        int64_t a = 0;
-        for (int i = i0; i < i1; i++) a += item_cost(i);
-        scan[threadIdx.x] = a;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        int64_t v[DW], s = 0;
-#pragma unroll
-        for (int u = 0; u < DW; u++) s += v[u] = scan[lane * DW + u];
-        int64_t inc = s;
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            int64_t t = __shfl_up_sync(0xffffffffu, inc, off);
-            if (lane >= off) inc += t;
-        }
-        int64_t ex = inc - s;
-#pragma unroll
-        for (int u = 0; u < DW; u++) scan[lane * DW + u] = ex, ex += v[u];
-        if (lane == 31) *s_tot = inc;
-    }
-    __syncthreads();
-    const int64_t Ctot = *s_tot;
-    if (blockIdx.x == 0) { /* the item offsets, for the merge */
-        int64_t a = scan[threadIdx.x];
-        for (int i = i0; i < i1; i++) pre[i] = a, a += item_cost(i);
-        if (threadIdx.x == 0) pre[n] = Ctot;
-    }
-    /* the position (item, tile) of the first tile whose start cost is >= x */
-    auto pos_of = [&](int64_t x, int *pi, int *pj) {
-        if (x >= Ctot) {
-            *pi = n, *pj = 0;
-            return;
-        }
-        int lo = 0, hi = NT - 1;
-        while (lo < hi) {
-            int md = (lo + hi + 1) >> 1;
-            if (scan[md] <= x) lo = md;
-            else hi = md - 1;
-        }
-        int64_t a = scan[lo];
-        int i = lo * per;
-        for (;; i++) {
-            int64_t c = item_cost(i);
-            if (x < a + c) break;
-            a += c;
-        }
-        int b = i / G, w = s_w[i - b * G], ta, tm, T;
-        item_tiles(kv.seq_len[b], w, sink, recent, &ta, &tm, &T);
-        int j = tile_ge(x - a, ta, tm, T, cf, mid_cost(CA, HD, w));
-        if (j >= T) i++, j = 0;
-        *pi = i, *pj = j;
-    };
-    int iS, jS, iE, jE;
-    pos_of(warp_bound(Ctot, kw, NW), &iS, &jS);
-    pos_of(warp_bound(Ctot, kw + 1, NW), &iE, &jE);
-    __syncthreads(); /* the scan's smem becomes stages */
-
-    /* the cursor: the next tile to look up */
-    int ci = iS, cj = jS, cb = 0, cg = 0, clen = 0, cta = 0, ctm = 0, cT = 0;
-    auto before_end = [&](int i, int j) { return i < iE || (i == iE && j < jE); };
-    auto load_info = [&](int i) {
-        cb = i / G, cg = i - cb * G, clen = kv.seq_len[cb];
-        item_tiles(clen, s_w[cg], sink, recent, &cta, &ctm, &cT);
-    };
-    auto settle = [&]() {
-        while (before_end(ci, cj) && cj >= cT) {
-            ci++, cj = 0;
-            if (before_end(ci, 0)) load_info(ci);
-        }
-    };
-    if (before_end(ci, cj)) load_info(ci);
-    settle();
-    auto next_pend = [&]() {
-        PPend p;
-        p.desc = -1, p.g = 0, p.pid = -1, p.rip = 0;
-        if (!before_end(ci, cj)) return p;
-        int ns = min(clen, sink), rs = min(max(sink, clen - recent), clen), mid, p0, cnt;
-        if (cj < cta) mid = 0, p0 = 16 * cj, cnt = min(16, ns - p0);
-        else if (cj < cta + ctm) mid = 1, p0 = sink + 16 * (cj - cta), cnt = min(16, rs - p0);
-        else mid = 0, p0 = rs + 16 * (cj - cta - ctm), cnt = min(16, clen - p0);
-        p.desc = ci << 6 | mid << 5 | cnt;
-        p.g = cg;
-        int r = lane & 15;
-        if (r < cnt) {
-            int j = p0 + r;
-            if (mid) {
-                int m = j - sink;
-                p.pid = kv.mid_pages[(size_t)cb * kv.mid_stride + m / P], p.rip = m % P;
-            } else {
-                int slot = j < sink ? j : sink + j % recent;
-                p.pid = kv.full_pages[(size_t)cb * kv.full_stride + slot / F], p.rip = slot % F;
-            }
-        }
-        cj++;
-        settle();
-        return p;
-    };
-    char *pool = (char *)kv.pool;
-    const size_t bb = kv.block_bytes;
-    const int64_t fv0 = (int64_t)L * G * F * HD;
-    auto load_tile = [&](const PPend &p, int stage) {
-        if (lane == 0) s_desc[warp * DS + stage] = p.desc;
-        if (p.desc < 0) return;
-        bf16 *ks = wt + (size_t)stage * 2 * C::TILE, *vs = ks + C::TILE;
-        int mid = (p.desc >> 5) & 1, cnt = p.desc & 31, g = p.g, w = s_w[g];
-        int64_t fk = (int64_t)(layer * G + g) * F * HD;
-        const bf16 *kr = nullptr, *vr = nullptr;
-        if (p.pid >= 0) {
-            const bf16 *pg = (const bf16 *)(pool + (size_t)p.pid * bb);
-            kr = mid ? pg + s_mk[g] + (int64_t)p.rip * w : pg + fk + (int64_t)p.rip * HD;
-            vr = pg + (mid ? s_mv[g] : fv0 + fk) + (int64_t)p.rip * HD;
-        }
-        int kwid = mid ? w : HD, cpr = (mid ? (w + 15) & ~15 : HD) / 8; /* 16 B chunks a K row */
-        int pid0 = __shfl_sync(0xffffffffu, p.pid, 0), pidl = __shfl_sync(0xffffffffu, p.pid, cnt - 1);
-        int rip0 = __shfl_sync(0xffffffffu, p.rip, 0), ripl = __shfl_sync(0xffffffffu, p.rip, cnt - 1);
-        const bf16 *kb = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, 0);
-        const bf16 *vb = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, 0);
-        bool fast = pid0 == pidl && ripl - rip0 == cnt - 1 && (kwid & 7) == 0 &&
-                    (((uintptr_t)kb | (uintptr_t)vb) & 15) == 0;
-        if (fast) {
-            uint32_t magic = mid ? (uint32_t)s_mg[g] : (1u << 20) / (HD / 8);
-            for (int i = lane; i < 16 * cpr; i += 32) {
-                int r = (int)((i * magic) >> 20), ch = i - r * cpr;
-                bool ok = r < cnt && ch * 8 < kwid;
-                cp_async16(ks + r * RS + ch * 8, ok ? kb + r * kwid + ch * 8 : kb, ok ? 16 : 0);
-            }
-#pragma unroll
-            for (int i = lane; i < 16 * HD / 8; i += 32) {
-                int r = i / (HD / 8), ch = i % (HD / 8);
-                bool ok = r < cnt;
-                cp_async16(vs + r * RS + ch * 8, ok ? vb + r * HD + ch * 8 : vb, ok ? 16 : 0);
-            }
-            return;
-        }
-        for (int i = lane; i < 16 * cpr; i += 32) {
-            int r = i / cpr, ch = i - r * cpr;
-            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)kr, r);
-            load8(ks + r * RS + ch * 8, src + ch * 8, src ? min(8, kwid - ch * 8) : 0);
-        }
-#pragma unroll
-        for (int i = lane; i < 16 * HD / 8; i += 32) {
-            int r = i / (HD / 8), ch = i % (HD / 8);
-            const bf16 *src = (const bf16 *)__shfl_sync(0xffffffffu, (unsigned long long)vr, r);
-            load8(vs + r * RS + ch * 8, src + ch * 8, src ? 8 : 0);
-        }
-    };
-
-    /* this lane's heads: 2 tq, 2 tq + 1; O^T rows (channels) 16 mt + gl (+ 8) */
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    float o[KC][4];
-#pragma unroll
-    for (int mt = 0; mt < KC; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
-    uint32_t qf[KC][2], qg[KC][2];
-    int cur = -1, wpad = 0;
-    auto load_q = [&](int item) {
-        int b = item / G, g = item - b * G, w = s_w[g];
-        wpad = (w + 15) & ~15;
-        const bf16 *qh = q + ((size_t)b * H + (size_t)g * grp + gl) * HD;
-        const int *chan = pl.chan + (size_t)(layer * G + g) * HD;
-        bool ok = gl < grp;
-        const bf16 z = __float2bfloat16(0.0f);
-#pragma unroll
-        for (int kc = 0; kc < KC; kc++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) {
-                int d = kc * 16 + 2 * tq + 8 * u;
-                __nv_bfloat162 f, e;
-                f.x = ok ? qh[d] : z;
-                f.y = ok ? qh[d + 1] : z;
-                e.x = ok && d < w ? qh[chan[d]] : z;
-                e.y = ok && d + 1 < w ? qh[chan[d + 1]] : z;
-                qf[kc][u] = *(uint32_t *)&f;
-                qg[kc][u] = *(uint32_t *)&e;
-            }
-    };
-    /* this warp's partial of an item: slot kw + item */
-    auto flush = [&](int item) {
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-#pragma unroll
-            for (int off = 4; off < 32; off <<= 1) l[h] += __shfl_xor_sync(0xffffffffu, l[h], off);
-        size_t slot = (size_t)kw + item;
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int r = 2 * tq + h;
-            if (r < grp) {
-                float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-                float *po = ws_o + (slot * grp + r) * HD + gl;
-#pragma unroll
-                for (int mt = 0; mt < KC; mt++) {
-                    po[mt * 16] = o[mt][h] * inv;
-                    po[mt * 16 + 8] = o[mt][h + 2] * inv;
-                }
-                if (gl == 0) ws_lse[slot * grp + r] = l[h] > 0.0f ? m[h] + log2f(l[h]) : -INFINITY;
-            }
-            m[h] = -INFINITY, l[h] = 0.0f;
-        }
-#pragma unroll
-        for (int mt = 0; mt < KC; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
-    };
-
-    PPend nx = next_pend();
-#pragma unroll
-    for (int t = 0; t < DS - 1; t++) {
-        load_tile(nx, t);
-        cp_async_commit();
-        nx = next_pend();
-    }
-    int arow = lane & 15, acol = (lane >> 4) * 8;                   /* K as A (ldmatrix) */
-    int vrow = (lane & 7) + (lane >> 4) * 8, vcol = ((lane >> 3) & 1) * 8; /* V^T as A (.trans) */
-    for (int t = 0;; t++) {
-        load_tile(nx, (t + DS - 1) % DS);
-        cp_async_commit();
-        nx = next_pend();
-        cp_async_wait<DS - 1>();
-        __syncwarp();
-        int desc = s_desc[warp * DS + t % DS];
-        if (desc < 0) break;
-        int item = desc >> 6, mid = (desc >> 5) & 1, cnt = desc & 31;
-        if (item != cur) {
-            if (cur >= 0) flush(cur);
-            load_q(item);
-            cur = item;
-        }
-        const bf16 *ks = wt + (size_t)(t % DS) * 2 * C::TILE, *vs = ks + C::TILE;
-        float sa[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (mid) {
-#pragma unroll
-            for (int kc = 0; kc < KC; kc++)
-                if (kc * 16 < wpad) {
-                    uint32_t ka[4];
-                    ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
-                    mma_bf16(kc & 1 ? sb : sa, ka, qg[kc][0], qg[kc][1]);
-                }
-        } else {
-#pragma unroll
-            for (int kc = 0; kc < KC; kc++) {
-                uint32_t ka[4];
-                ldsm_x4(ka, ks + arow * RS + kc * 16 + acol);
-                mma_bf16(kc & 1 ? sb : sa, ka, qf[kc][0], qf[kc][1]);
-            }
-        }
-        /* sa[i]: key gl + 8 (i >> 1), head 2 tq + (i & 1) */
-        float mx[2];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int key = gl + 8 * (i >> 1);
-            sa[i] = key < cnt ? (sa[i] + sb[i]) * scale_log2 : -INFINITY;
-        }
-        mx[0] = fmaxf(sa[0], sa[2]);
-        mx[1] = fmaxf(sa[1], sa[3]);
-        float cr[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-#pragma unroll
-            for (int off = 4; off < 32; off <<= 1) mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], off));
-            float mn = fmaxf(m[h], mx[h]);
-            cr[h] = exp2f(m[h] - mn);
-            m[h] = mn;
-            l[h] *= cr[h];
-        }
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            sa[i] = exp2f(sa[i] - m[i & 1]);
-            l[i & 1] += sa[i];
-        }
-        uint32_t pb0 = movt(pack_bf16(sa[0], sa[1])), pb1 = movt(pack_bf16(sa[2], sa[3]));
-        if (__any_sync(0xffffffffu, cr[0] != 1.0f || cr[1] != 1.0f)) {
-#pragma unroll
-            for (int mt = 0; mt < KC; mt++) {
-                o[mt][0] *= cr[0];
-                o[mt][1] *= cr[1];
-                o[mt][2] *= cr[0];
-                o[mt][3] *= cr[1];
-            }
-        }
-#pragma unroll
-        for (int mt = 0; mt < KC; mt++) {
-            uint32_t va[4];
-            ldsm_x4_t(va, vs + vrow * RS + mt * 16 + vcol);
-            mma_bf16(o[mt], va, pb0, pb1);
-        }
-        __syncwarp();
-    }
-    cp_async_wait<0>();
-    if (cur >= 0) flush(cur);
-}
-
-/* One block per item (sequence, kv head): the partials of the warps that
- * took any of its tiles (decode_p_kernel's rule, recomputed), merged by
- * log-sum-exp into the group's output rows. */
-template <int HD>
-__global__ void __launch_bounds__(256)
-    decode_pmerge_kernel(bf16 *out,            // (B, H, HD)
-                         const float *ws_o,    // (slots, grp, HD)
-                         const float *ws_lse,  // (slots, grp)
-                         const int64_t *pre,   // (B G + 1)
-                         lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int H, int NW, int CA) {
-    constexpr int EPT = 8 * HD / 256; /* outputs a thread at most (groups <= 8) */
-    const int G = pl.n_kv_heads, grp = H / G, i = blockIdx.x, b = i / G, g = i - b * G, n = gridDim.x;
-    int w = pl.width[layer * G + g], ta, tm, T;
-    item_tiles(kv.seq_len[b], w, pl.sink, pl.recent, &ta, &tm, &T);
-    const int cf = CA + HD / 4, cm = mid_cost(CA, HD, w);
-    const int64_t Ctot = pre[n], Pi = pre[i];
-    float M[EPT], Ls[EPT], acc[EPT];
-#pragma unroll
-    for (int u = 0; u < EPT; u++) M[u] = -INFINITY, Ls[u] = 0.0f, acc[u] = 0.0f;
-    if (T > 0 && Ctot > 0) {
-        auto warp_of = [&](int64_t x) { /* the warp whose cost range holds x */
-            int64_t k = ((x + 1) * NW - 1) / Ctot;
-            return (int)(k < NW - 1 ? k : NW - 1);
-        };
-        int kf = warp_of(Pi), kl = warp_of(Pi + tile_off(T - 1, ta, tm, cf, cm));
-        for (int k = kf; k <= kl; k++) {
-            if (k > kf && k < kl) { /* a narrow range may hold none of this item's tiles */
-                int64_t lo = warp_bound(Ctot, k, NW) - Pi, hi = warp_bound(Ctot, k + 1, NW) - Pi;
-                int j = tile_ge(lo > 0 ? lo : 0, ta, tm, T, cf, cm);
-                if (j >= T || tile_off(j, ta, tm, cf, cm) >= hi) continue;
-            }
-            size_t slot = (size_t)k + i;
-#pragma unroll
-            for (int u = 0; u < EPT; u++) {
-                int e = threadIdx.x + u * 256, r = e / HD, d = e % HD;
-                if (r >= grp) break;
-                float x = ws_lse[slot * grp + r];
-                if (x == -INFINITY) continue;
-                if (x > M[u]) {
-                    float f = exp2f(M[u] - x);
-                    Ls[u] *= f, acc[u] *= f, M[u] = x;
-                }
-                float f = exp2f(x - M[u]);
-                Ls[u] += f;
-                acc[u] += f * ws_o[(slot * grp + r) * HD + d];
-            }
-        }
-    }
-#pragma unroll
-    for (int u = 0; u < EPT; u++) {
-        int e = threadIdx.x + u * 256, r = e / HD, d = e % HD;
-        if (r >= grp) break;
-        stf(out + ((size_t)b * H + (size_t)g * grp + r) * HD + d, Ls[u] > 0.0f ? acc[u] / Ls[u] : 0.0f);
-    }
-}
-
-/* workspace of the persistent form: partials of NW + items slots, then the
- * item offsets (int64, 16-byte aligned) */
-static size_t pers_ws_bytes(int NW, int n_items, int grp, int hd, size_t *lse_off, size_t *pre_off) {
-    size_t slots = (size_t)NW + n_items;
-    size_t lo = slots * grp * hd * sizeof(float), po = (lo + slots * grp * sizeof(float) + 15) & ~(size_t)15;
-    if (lse_off) *lse_off = lo;
-    if (pre_off) *pre_off = po;
-    return po + ((size_t)n_items + 1) * sizeof(int64_t);
-}
-
-template <int HD, int DW, int DS>
-static int launch_decode_p(const void *q, void *out, const lk_kv_plan_dev *pl, const lk_kv_batch_dev *kv,
-                           int layer, int B, int H, float sl2, void *ws, size_t ws_bytes, int CA,
-                           cudaStream_t st) {
-    typedef DecodeCfg<HD, DW, DS> C;
-    const size_t smem = (size_t)DW * DS * 2 * C::TILE * sizeof(bf16) + (2 * PMAX_G + 1) * sizeof(int64_t) +
-                        (2 * PMAX_G + DW * DS) * sizeof(int);
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_p_kernel<HD, DW, DS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)smem));
-        attr_set = 1;
-    }
-    int G = pl->n_kv_heads, n = B * G, nsm = num_sms(), NW = nsm * DW;
-    size_t lse_off, pre_off;
-    if (pers_ws_bytes(NW, n, H / G, HD, &lse_off, &pre_off) > ws_bytes || !ws) return (int)cudaErrorInvalidValue;
-    float *ws_o = (float *)ws, *ws_lse = (float *)((char *)ws + lse_off);
-    int64_t *pre = (int64_t *)((char *)ws + pre_off);
-    decode_p_kernel<HD, DW, DS><<<nsm, DW * 32, smem, st>>>((const bf16 *)q, ws_o, ws_lse, pre, *pl, *kv, layer,
-                                                            B, H, sl2, CA);
-    CU_LAUNCHED();
-    decode_pmerge_kernel<HD><<<n, 256, 0, st>>>((bf16 *)out, ws_o, ws_lse, pre, *pl, *kv, layer, H, NW, CA);
-    CU_LAUNCHED();
-    return 0;
-}
-
-/* Which decode form (bf16, groups <= 8): LEANK_DECODE_PATH 0 the split form
- * (decode_t_kernel + decode_merge_kernel, the default), 1 the persistent one,
- * 2 the persistent one at 8 warps x 3 stages (hd 128); LEANK_DECODE_CA the
- * schedule's cost a tile beyond its 16-byte chunks a key. Read once;
- * lk_cuda_decode_select (tests, leank-bench kernel --ab) overrides both. */
-#define DEFAULT_CA 64
-static int g_path = -1, g_ca = -1;
-static void decode_choice(void) {
-    if (g_path < 0) {
-        const char *v = getenv("LEANK_DECODE_PATH");
-        g_path = v ? atoi(v) : 0;
-        if (g_path < 0 || g_path > 2) g_path = 0;
-    }
-    if (g_ca < 0) {
-        const char *v = getenv("LEANK_DECODE_CA");
-        g_ca = v ? atoi(v) : DEFAULT_CA;
-        if (g_ca < 0 || g_ca > 4096) g_ca = DEFAULT_CA;
-    }
-}
-extern "C" void lk_cuda_decode_select(int path, int ca) {
-    decode_choice();
-    if (path >= 0 && path <= 2) g_path = path;
-    if (ca >= 0 && ca <= 4096) g_ca = ca;
+extern "C" int lk_cuda_decode_select(int form) {
+    g_form = form >= 0 && form < N_DECODE_FORMS ? form : -1;
+    return decode_form();
 }
 
 extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out,
@@ -1478,19 +1039,6 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
         if (forced < 0) forced = 0;
     }
     if (forced) S = forced < max_splits(max_len) ? forced : max_splits(max_len);
-    decode_choice();
-    if (mma && grp <= 8 && G <= PMAX_G && !forced && g_path > 0) {
-        /* the persistent form; the split form below only if the workspace is short */
-        float sl2 = scale * LOG2E;
-        int e;
-        if (hd == 64)
-            e = launch_decode_p<64, 8, 5>(q, out, plan, kv, layer, B, H, sl2, workspace, workspace_bytes, g_ca, st);
-        else if (g_path == 2)
-            e = launch_decode_p<128, 8, 3>(q, out, plan, kv, layer, B, H, sl2, workspace, workspace_bytes, g_ca, st);
-        else
-            e = launch_decode_p<128, 12, 2>(q, out, plan, kv, layer, B, H, sl2, workspace, workspace_bytes, g_ca, st);
-        if (e != (int)cudaErrorInvalidValue) return e;
-    }
     int chunk = (max_len + S - 1) / S;
     chunk = (chunk + 15) & ~15;
     S = (max_len + chunk - 1) / chunk;
@@ -1498,13 +1046,21 @@ extern "C" int lk_cuda_decode_attention(lk_kv_dtype dt, const void *q, void *out
     if (need > workspace_bytes || (need && !workspace)) return (int)cudaErrorInvalidValue;
     float *ws = (float *)workspace, sl2 = scale * LOG2E;
     if (mma) {
-        /* 12 warps x 2 stages (hd 128): as fast as 8 x 3 and 2-3 blocks/SM on dense,
-         * 2 % faster on LeanK layers (NOTES-attention.md, v3) */
+        /* hd 128, groups <= 8: 14 warps x 2 stages on swizzled rows with the lazy
+         * rescale (form 1): 5-6 % faster than v4's 12 x 2 on LeanK and dense
+         * (NOTES-attention.md, v6) */
         int e;
+        const int *f = decode_forms[decode_form()];
         if (grp <= 8 && hd == 64)
-            e = launch_decode_t<64, 8, 5, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            e = launch_decode_t<64, 8, 5, false, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8 && f[0] == 14 && f[2])
+            e = launch_decode_t<128, 14, 2, true, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8 && f[0] == 14)
+            e = launch_decode_t<128, 14, 2, true, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+        else if (grp <= 8 && f[1])
+            e = launch_decode_t<128, 12, 2, true, true>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         else if (grp <= 8)
-            e = launch_decode_t<128, 12, 2, 1>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
+            e = launch_decode_t<128, 12, 2, false, false>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         else if (hd == 64)
             e = launch_decode_mma<64, 8, 5>(q, out, plan, kv, layer, B, H, S, chunk, sl2, ws, st);
         else

@@ -154,19 +154,16 @@ static void layer_free(layer_t *t) {
     cudaFree(t->q), cudaFree(t->out), cudaFree(t->ws);
 }
 
-/* attention.cu's switch between decode forms (not in kvcache.h): path 0
- * split-KV, 1 persistent, 2 persistent 8 warps x 3 stages; ca the persistent
- * schedule's cost a tile; -1 leaves one as it is */
-extern "C" void lk_cuda_decode_select(int path, int ca);
-
-/* --ab: the forms timed side by side, launch by launch (the first is the
- * default, whose times fill the main table) */
-static const int ab_forms[][2] = {{1, 64}, {0, -1}, {2, 64}, {1, 0}, {1, 1024}};
-#define AB_N (int)(sizeof ab_forms / sizeof ab_forms[0])
+/* attention.cu's switch between the decode kernel's configurations (not in
+ * kvcache.h): forms 0 .. AB_N-1; -1 back to LEANK_DECODE_FORM or the default;
+ * returns the form in effect */
+extern "C" int lk_cuda_decode_select(int form);
+#define AB_N 4
+static const char *ab_names[AB_N] = {"12p", "14sL", "14s", "12sL"};
 
 /* median ms of reps launches (after 3 warm-ups) of each of nf forms, the
  * forms in turn within each repetition (nf 0: the launcher's own choice,
- * one column) */
+ * one column). --ab times every form so; the main table shows the default. */
 static void time_forms(layer_t *t, int reps, int nf, float *med) {
     cudaEvent_t a, b;
     BK(cudaEventCreate(&a));
@@ -176,7 +173,7 @@ static void time_forms(layer_t *t, int reps, int nf, float *med) {
     float scale = 1.0f / sqrtf((float)t->hd);
     for (int r = -3; r < reps; r++)
         for (int f = 0; f < cols; f++) {
-            if (nf) lk_cuda_decode_select(ab_forms[f][0], ab_forms[f][1]);
+            if (nf) lk_cuda_decode_select(f);
             BK(cudaEventRecord(a));
             BK(lk_cuda_decode_attention(LK_KV_BF16, t->q, t->out, &t->plan, &t->kv, 0, t->B, t->H, t->len,
                                         scale, t->ws, t->ws_bytes, NULL));
@@ -188,7 +185,7 @@ static void time_forms(layer_t *t, int reps, int nf, float *med) {
         qsort(ms + (size_t)f * reps, reps, sizeof(float), cmp_f);
         med[f] = ms[(size_t)f * reps + reps / 2];
     }
-    if (nf) lk_cuda_decode_select(ab_forms[0][0], ab_forms[0][1]);
+    if (nf) lk_cuda_decode_select(-1);
     free(ms);
     cudaEventDestroy(a), cudaEventDestroy(b);
 }
@@ -198,19 +195,19 @@ static float time_decode(layer_t *t, int reps) {
     return m;
 }
 
-/* --ab: each form's output against the first's, relative L2 (bf16 out) */
+/* --ab: each form's output against form 0's, relative L2 (bf16 out) */
 static double ab_diff(layer_t *t) {
     size_t n = (size_t)t->B * t->H * t->hd;
     uint16_t *h = (uint16_t *)malloc(n * 2 * AB_N);
     float scale = 1.0f / sqrtf((float)t->hd);
     for (int f = 0; f < AB_N; f++) {
-        lk_cuda_decode_select(ab_forms[f][0], ab_forms[f][1]);
+        lk_cuda_decode_select(f);
         BK(cudaMemset(t->out, 0xff, n * 2));
         BK(lk_cuda_decode_attention(LK_KV_BF16, t->q, t->out, &t->plan, &t->kv, 0, t->B, t->H, t->len, scale,
                                     t->ws, t->ws_bytes, NULL));
         BK(cudaMemcpy(h + f * n, t->out, n * 2, cudaMemcpyDeviceToHost));
     }
-    lk_cuda_decode_select(ab_forms[0][0], ab_forms[0][1]);
+    lk_cuda_decode_select(-1);
     double worst = 0;
     for (int f = 1; f < AB_N; f++) {
         double num = 0, den = 0;
@@ -358,7 +355,8 @@ extern "C" int lk_bench_kernel(int argc, char **argv) {
     layer_setup(&t, pool, pool_bytes, o.B, o.H, o.G, o.hd, o.len, o.sink, o.recent, NULL, NULL);
     double dense_bytes = t.bytes;
     time_forms(&t, o.reps, nf, abm);
-    float dense_ms = abm[0];
+    int dc = o.ab ? lk_cuda_decode_select(-1) : 0; /* the default form's column */
+    float dense_ms = abm[dc];
     if (o.ab) abd[0] = ab_diff(&t);
     layer_free(&t);
     double *lms = (double *)malloc(L * sizeof(double)), *lbytes = (double *)malloc(L * sizeof(double));
@@ -367,7 +365,7 @@ extern "C" int lk_bench_kernel(int argc, char **argv) {
         layer_setup(&t, pool, pool_bytes, o.B, o.H, o.G, o.hd, o.len, o.sink, o.recent, plan.width + l * o.G,
                     plan.chan + (size_t)l * o.G * o.hd);
         time_forms(&t, o.reps, nf, abm + (size_t)(l + 1) * cols);
-        lms[l] = abm[(size_t)(l + 1) * cols];
+        lms[l] = abm[(size_t)(l + 1) * cols + dc];
         if (o.ab) abd[l + 1] = ab_diff(&t);
         lbytes[l] = t.bytes;
         sum_ms += lms[l];
@@ -413,10 +411,10 @@ extern "C" int lk_bench_kernel(int argc, char **argv) {
     }
     if (o.ab) {
         double fs[AB_N] = {0}, s2 = 0, worst = 0;
-        printf("\n--ab: ms a form (path/cost: 1 persistent 12x2, 0 split, 2 persistent 8x3), pass 2 = form 1/%d again in "
-               "reverse order, diff = worst rel L2 vs form 1/%d\n%-16s %8s", ab_forms[0][1], ab_forms[0][1], "row",
-               "floor");
-        for (int f = 0; f < AB_N; f++) printf("   %d/%-5d", ab_forms[f][0], ab_forms[f][1]);
+        printf("\n--ab: ms a form (warps, p padded / s swizzled rows, L lazy rescale); pass2 = the "
+               "default form (%s) again, layers in reverse order; diff = worst rel L2 vs form %s\n%-16s %8s",
+               ab_names[dc], ab_names[0], "row", "floor");
+        for (int f = 0; f < AB_N; f++) printf(" %9s", ab_names[f]);
         printf(" %8s %9s\n", "pass2", "diff");
         for (int r = 0; r <= L; r++) {
             char name[32];

@@ -11,8 +11,8 @@
  *    for a width-0 head): f32 to 1e-5, bf16 to 1e-2 (relative L2 error),
  *    head_dim 8 / 64 / 128, GQA 1:1, 4:1, 7:1, batch 1 and 7 with ragged
  *    lengths; the output is poisoned (NaN) before each run. bf16 groups
- *    <= 8 at head_dim 64 / 128 run every decode form (split-KV, persistent
- *    at several schedule costs and configurations) against one reference.
+ *    <= 8 at head_dim 64 / 128 run every configuration of the decode kernel
+ *    (lk_cuda_decode_select's forms) against one reference.
  * 3. An all-channels plan equals the dense plan.
  * 4. kv_gather of a dense sequence returns what kv_prefill + kv_append stored.
  * 5. Causal prefill attention equals a CPU flash-free reference.
@@ -332,16 +332,13 @@ static void *workspace(size_t bytes) {
     return g_ws;
 }
 
-/* attention.cu's switch between decode forms (not in kvcache.h: for tests
- * and leank-bench): path 0 split-KV, 1 persistent, 2 persistent 8 warps x 3
- * stages; ca the persistent schedule's cost a tile; -1 leaves one as it is */
-void lk_cuda_decode_select(int path, int ca);
-
-/* Every form the launcher can take for this shape (bf16, groups <= 8: the
- * persistent one at three schedule costs and the 8 x 3 configuration, then
- * the split form; otherwise one run), each on a poisoned output. */
-static const int forms[][2] = {{1, 64}, {0, -1}, {2, 64}, {1, 0}, {1, 1024}};
-#define N_FORMS (int)(sizeof forms / sizeof forms[0])
+/* attention.cu's switch between the decode kernel's configurations (not in
+ * kvcache.h: for tests and leank-bench): forms 0 .. 3 (v4's; v6's default:
+ * 14 warps, swizzled rows, lazy rescale; v6 without the lazy rescale; 12
+ * warps with swizzled rows and the lazy rescale);
+ * -1 back to LEANK_DECODE_FORM or the default; returns the form in effect */
+int lk_cuda_decode_select(int form);
+#define N_FORMS 4
 
 /* decode attention of layer l for the batch as it stands; the worst relative
  * error over the forms */
@@ -360,7 +357,7 @@ static double run_decode(const plan_t *p, batch_t *s, int l, int H, const float 
     int nf = s->dt == LK_KV_BF16 && (hd == 64 || hd == 128) && H / p->G <= 8 ? N_FORMS : 1;
     double worst_e = 0;
     for (int f = 0; f < nf; f++) {
-        lk_cuda_decode_select(forms[f][0], forms[f][1]);
+        lk_cuda_decode_select(f);
         CK(cudaMemset(dout, 0xff, n * esz(s->dt)));
         CK(cudaMemset(workspace(wb), 0xff, wb)); /* stale partials would show */
         CK(lk_cuda_decode_attention(s->dt, dq, dout, &p->dev, &s->kv, l, B, H, max_len, scale,
@@ -369,10 +366,10 @@ static double run_decode(const plan_t *p, batch_t *s, int l, int H, const float 
         from_dev(s->dt, out_h, dout, n);
         double e = rel_err(out_h, ref, n);
         if (nf > 1 && e > (s->dt == LK_KV_BF16 ? 1e-2 : 1e-5))
-            fprintf(stderr, "# decode form %d (cost %d): rel err %.3g\n", forms[f][0], forms[f][1], e);
+            fprintf(stderr, "# decode form %d: rel err %.3g\n", f, e);
         if (!(e <= worst_e)) worst_e = e;
     }
-    lk_cuda_decode_select(1, 64);
+    lk_cuda_decode_select(-1);
     free(ref);
     cudaFree(dq), cudaFree(dout);
     return worst_e;
