@@ -14,7 +14,9 @@
  *           MMA rows (decode_mma_kernel). Anything else (f32, other head_dim,
  *           larger groups): a SIMT kernel, one block per (split, query head,
  *           sequence). Splits merge by log-sum-exp in f32 (decode_merge_kernel).
- *   prefill bf16, head_dim 64/128: flash attention on mma.sync (FA2-style);
+ *   prefill bf16, head_dim 128 on Hopper: flash attention on wgmma (FA3-style
+ *           warpgroups, no warp specialization; prefill_wg_kernel);
+ *           head_dim 64 (and 128 off Hopper): on mma.sync (FA2-style);
  *           otherwise a SIMT kernel (one warp per query row).
  * Measurements and the versions behind these choices: NOTES-attention.md. */
 #include <cuda_bf16.h>
@@ -22,6 +24,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include <type_traits>
 
 #include "kvcache.h"
 
@@ -1349,6 +1353,533 @@ static int launch_prefill_mma(const void *q, const void *k, const void *v, void 
     return 0;
 }
 
+/* The same flash form with 32 query rows a warp (two m16 tiles, 128-row query
+ * tiles at 4 warps): each K and V fragment loaded by ldmatrix feeds two MMAs
+ * (one ldmatrix.x4 per four MMAs instead of two); Q fragments come from
+ * shared memory each key tile (its registers go to the second tile's O). */
+template <int HD> struct Prefill2Cfg {
+    static constexpr int RS = HD + 8;
+    static constexpr size_t SMEM = (size_t)(4 * PBN + 128) * RS * sizeof(bf16);
+};
+
+template <int HD, int PW, int MINB>
+__global__ void __launch_bounds__(PW * 32, MINB)
+    prefill_mma2_kernel(const bf16 *q,  // (n, H, HD)
+                        const bf16 *k,  // (n, G, HD)
+                        const bf16 *v,  // (n, G, HD)
+                        bf16 *out,      // (n, H, HD)
+                        int n, int H, int G, float scale_log2) {
+    constexpr int RS = Prefill2Cfg<HD>::RS, KC = HD / 16, PBM = 32 * PW;
+    static_assert(PBM == 128, "Prefill2Cfg stages 128 query rows");
+    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, g = h / (H / G);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    extern __shared__ __align__(16) unsigned char smraw[];
+    bf16 *kvs = (bf16 *)smraw;     /* [2 stages][K, V][PBN][RS] */
+    bf16 *qs = kvs + 4 * PBN * RS; /* [PBM][RS] */
+    int q0 = qt * PBM;
+    size_t qstride = (size_t)H * HD, kstride = (size_t)G * HD;
+    for (int i = threadIdx.x; i < PBM * HD / 8; i += PW * 32) {
+        int r = i / (HD / 8), ch = i % (HD / 8);
+        bool ok = q0 + r < n;
+        cp_async16(qs + r * RS + ch * 8, q + (ok ? (q0 + r) * qstride + (size_t)h * HD + ch * 8 : 0), ok ? 16 : 0);
+    }
+    auto load_kv = [&](int kt, int stage) {
+        bf16 *ks = kvs + (size_t)stage * 2 * PBN * RS, *vs = ks + PBN * RS;
+        int k0 = kt * PBN;
+        for (int i = threadIdx.x; i < PBN * HD / 8; i += PW * 32) {
+            int r = i / (HD / 8), ch = i % (HD / 8);
+            bool ok = k0 + r < n;
+            size_t o = ok ? (k0 + r) * kstride + (size_t)g * HD + ch * 8 : 0;
+            cp_async16(ks + r * RS + ch * 8, k + o, ok ? 16 : 0);
+            cp_async16(vs + r * RS + ch * 8, v + o, ok ? 16 : 0);
+        }
+    };
+    int last = min(n - 1, q0 + PBM - 1);
+    int nkt = last / PBN + 1;
+    load_kv(0, 0);
+    cp_async_commit(); /* Q and tile 0 */
+
+    float m[2][2], l[2][2];
+    float o[2][HD / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++) o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
+    }
+    int row0 = q0 + warp * 32 + (lane >> 2); /* tile mt: rows row0 + 16 mt (+ 8) */
+    int krow = (lane & 7) + (lane >> 4) * 8, kcol = ((lane >> 3) & 1) * 8;
+    int vrow = (lane & 7) + ((lane >> 3) & 1) * 8, vcol = (lane >> 4) * 8;
+    const bf16 *qrow = qs + (warp * 32 + (lane & 15)) * RS + (lane >> 4) * 8;
+    for (int kt = 0; kt < nkt; kt++) {
+        if (kt + 1 < nkt) load_kv(kt + 1, (kt + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *ks = kvs + (size_t)(kt & 1) * 2 * PBN * RS, *vs = ks + PBN * RS;
+        float sc[2][PBN / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < PBN / 8; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.0f;
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++) {
+            uint32_t qa[2][4];
+            ldsm_x4(qa[0], qrow + kc * 16);
+            ldsm_x4(qa[1], qrow + 16 * RS + kc * 16);
+#pragma unroll
+            for (int np = 0; np < PBN / 16; np++) {
+                uint32_t bk[4];
+                ldsm_x4(bk, ks + (np * 16 + krow) * RS + kc * 16 + kcol);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mma_bf16(sc[mt][2 * np], qa[mt], bk[0], bk[1]);
+                    mma_bf16(sc[mt][2 * np + 1], qa[mt], bk[2], bk[3]);
+                }
+            }
+        }
+        int k0 = kt * PBN;
+        bool edge = k0 + PBN - 1 > q0 + warp * 32 || k0 + PBN > n;
+        float mb[2][2];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            float mx[2] = {-INFINITY, -INFINITY};
+            bool moved = false;
+#pragma unroll
+            for (int nt = 0; nt < PBN / 8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float x = sc[mt][nt][i] * scale_log2;
+                    if (edge) {
+                        int key = k0 + nt * 8 + 2 * (lane & 3) + (i & 1), row = row0 + mt * 16 + (i >> 1) * 8;
+                        if (key > row || key >= n) x = -INFINITY;
+                    }
+                    sc[mt][nt][i] = x;
+                    mx[i >> 1] = fmaxf(mx[i >> 1], x);
+                }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                float mn = fmaxf(m[mt][r], mx[r]);
+                mb[mt][r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
+                float cr = exp2f(m[mt][r] - mb[mt][r]);
+                m[mt][r] = mn;
+                l[mt][r] *= cr;
+                moved |= cr != 1.0f;
+                mx[r] = cr;
+            }
+            if (__any_sync(0xffffffffu, moved)) /* a max moved */
+#pragma unroll
+                for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) o[mt][nt][i] *= mx[i >> 1];
+        }
+#pragma unroll
+        for (int kc = 0; kc < PBN / 16; kc++) {
+            uint32_t pa[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                float p[2][4];
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        p[u][i] = exp2f(sc[mt][2 * kc + u][i] - mb[mt][i >> 1]);
+                        l[mt][i >> 1] += p[u][i];
+                    }
+                pa[mt][0] = pack_bf16(p[0][0], p[0][1]);
+                pa[mt][1] = pack_bf16(p[0][2], p[0][3]);
+                pa[mt][2] = pack_bf16(p[1][0], p[1][1]);
+                pa[mt][3] = pack_bf16(p[1][2], p[1][3]);
+            }
+#pragma unroll
+            for (int dn = 0; dn < HD / 16; dn++) {
+                uint32_t bv[4];
+                ldsm_x4_t(bv, vs + (kc * 16 + vrow) * RS + dn * 16 + vcol);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mma_bf16(o[mt][2 * dn], pa[mt], bv[0], bv[1]);
+                    mma_bf16(o[mt][2 * dn + 1], pa[mt], bv[2], bv[3]);
+                }
+            }
+        }
+        __syncthreads(); /* the stage is refilled next iteration */
+    }
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            int row = row0 + mt * 16 + r * 8;
+            if (row >= n) continue;
+            bf16 *orow = out + (size_t)row * qstride + (size_t)h * HD;
+            float inv = 1.0f / lr;
+#pragma unroll
+            for (int nt = 0; nt < HD / 8; nt++)
+                *(__nv_bfloat162 *)(orow + nt * 8 + 2 * (lane & 3)) =
+                    __floats2bfloat162_rn(o[mt][nt][2 * r] * inv, o[mt][nt][2 * r + 1] * inv);
+        }
+}
+
+template <int HD, int PW, int MINB>
+static int launch_prefill_mma2(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
+                               float sl2, cudaStream_t st) {
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(prefill_mma2_kernel<HD, PW, MINB>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Prefill2Cfg<HD>::SMEM));
+        attr_set = 1;
+    }
+    dim3 grid((n + 32 * PW - 1) / (32 * PW), H);
+    prefill_mma2_kernel<HD, PW, MINB><<<grid, PW * 32, Prefill2Cfg<HD>::SMEM, st>>>(
+        (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
+/* ------------------------------------ prefill: Hopper warpgroup MMA (wgmma) */
+
+/* FA3-style without warp specialization: one block of NWG warpgroups per
+ * (64 NWG-row query tile, query head), each warpgroup 64 query rows. All
+ * threads copy Q and the K/V tiles (BN keys) by cp.async into a ring of NST
+ * stages, rows of 128 bytes in the 128-byte swizzle the tensor cores read
+ * (16-byte chunk c of row r at c ^ (r & 7); hd 128 = two 64-column blocks,
+ * each 1024-byte aligned). S = Q K^T: wgmma m64nBNk16, A and B from shared
+ * memory (K-major); O += P V: P from registers (the accumulator layout is the
+ * A fragment's), V from shared memory read MN-major (tnspB). Software
+ * pipelined in a warpgroup: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are issued
+ * together, the softmax of S_j runs while the P V product is in the tensor
+ * cores (ptxas hoists the second wait above most of the softmax, so the
+ * overlap is mostly between warpgroups). Descriptor encodings (PTX ISA "matrix descriptor", CUTLASS's
+ * make_gmma_desc): start >> 4 in bits 0-13, leading byte offset >> 4 in
+ * 16-29, stride byte offset >> 4 in 32-45, swizzle 128 B = 1 in bits 62-63.
+ * K-major: SBO = 1024 (8 rows of 128 B), LBO unused (16); a k16 step inside a
+ * 128-byte row moves the start by 32 bytes. MN-major (V): SBO = 1024 between
+ * 8-key groups, LBO = the byte distance between the 64-column blocks. */
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define LK_HAVE_WGMMA 1
+#endif
+
+#ifdef LK_HAVE_WGMMA
+#define LK_F4(i) "+f"(d[i]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3])
+#define LK_F16(i) LK_F4(i), LK_F4((i) + 4), LK_F4((i) + 8), LK_F4((i) + 12)
+#define LK_F32(i) LK_F16(i), LK_F16((i) + 16)
+#define LK_F64(i) LK_F32(i), LK_F32((i) + 32)
+__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((addr & 0x3FFFFu) >> 4) | (uint64_t)((lbo >> 4) & 0x3FFFu) << 16 |
+           (uint64_t)((sbo >> 4) & 0x3FFFu) << 32 | 1ull << 62;
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* keeps the compiler from moving reads of async results above a wait */
+template <int N> __device__ __forceinline__ void reg_fence(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void cp_async16_s(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ void wgmma_ss_n64(float d[32], uint64_t da, uint64_t db, int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, "
+                 "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31} "
+                 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : LK_F32(0)
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+__device__ __forceinline__ void wgmma_ss_n128(float d[64], uint64_t da, uint64_t db, int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, "
+                 "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, "
+                 "%35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, "
+                 "%52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63} "
+                 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : LK_F64(0)
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+__device__ __forceinline__ void wgmma_rs_n64_t(float d[32], const uint32_t a[4], uint64_t db) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, "
+                 "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31} "
+                 ", {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+                 : LK_F32(0)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+__device__ __forceinline__ void wgmma_rs_n128_t(float d[64], const uint32_t a[4], uint64_t db) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, "
+                 "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, "
+                 "%35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, "
+                 "%52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63} "
+                 ", {%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"
+                 : LK_F64(0)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+#endif /* LK_HAVE_WGMMA */
+
+template <int NWG, int BN, int NST, bool PV64>
+struct PrefillWgCfg {
+    static constexpr int BM = 64 * NWG, QB = BM * 128, KB = BN * 128, STB = 4 * KB;
+    static constexpr size_t SMEM = 1024 + 2 * (size_t)QB + (size_t)NST * STB;
+};
+
+template <int NWG, int BN, int NST, bool PV64>
+__global__ void __launch_bounds__(NWG * 128, 1)
+    prefill_wg_kernel(const bf16 *q,  // (n, H, 128)
+                      const bf16 *k,  // (n, G, 128)
+                      const bf16 *v,  // (n, G, 128)
+                      bf16 *out,      // (n, H, 128)
+                      int n, int H, int G, float scale_log2) {
+#ifdef LK_HAVE_WGMMA
+    typedef PrefillWgCfg<NWG, BN, NST, PV64> C;
+    constexpr int HD = 128, BM = C::BM, NT = NWG * 128, QB = C::QB, KB = C::KB, STB = C::STB, NS = BN / 2;
+    static_assert(NST >= 3, "a stage is refilled two tiles after its use");
+    extern __shared__ __align__(16) unsigned char smraw[];
+    const uint32_t raw = smem_u32(smraw), base = (raw + 1023) & ~1023u;
+    unsigned char *sb = smraw + (base - raw);
+    const uint32_t qs = base, kv0 = base + 2 * QB; /* Q: [2 col blocks][BM][128 B]; stages: K, V alike */
+    const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31;
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, g = h / (H / G);
+    const int q0 = qt * BM;
+    const size_t qstride = (size_t)H * HD, kstride = (size_t)G * HD;
+#pragma unroll
+    for (int it = 0; it < BM * 16 / NT; it++) {
+        int i = tid + it * NT, r = i >> 4, c = i & 15;
+        bool ok = q0 + r < n;
+        cp_async16_s(qs + (c >> 3) * QB + r * 128 + (((c & 7) ^ (r & 7)) << 4),
+                     q + (ok ? (size_t)(q0 + r) * qstride + (size_t)h * HD + c * 8 : 0), ok ? 16 : 0);
+    }
+    auto load_kv = [&](int kt, int stage) {
+        const uint32_t ks = kv0 + stage * STB, vs = ks + 2 * KB;
+        const int k0 = kt * BN;
+#pragma unroll
+        for (int it = 0; it < (BN * 16 + NT - 1) / NT; it++) {
+            int i = tid + it * NT, r = i >> 4, c = i & 15;
+            if ((BN * 16) % NT && i >= BN * 16) break;
+            bool ok = k0 + r < n;
+            size_t o = ok ? (size_t)(k0 + r) * kstride + (size_t)g * HD + c * 8 : 0;
+            uint32_t off = (c >> 3) * KB + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+            cp_async16_s(ks + off, k + o, ok ? 16 : 0);
+            cp_async16_s(vs + off, v + o, ok ? 16 : 0);
+        }
+    };
+    const int last = min(n - 1, q0 + BM - 1), nkt = last / BN + 1;
+    load_kv(0, 0);
+    cp_async_commit(); /* Q and tile 0 */
+#pragma unroll
+    for (int s = 1; s < NST - 2; s++) {
+        if (s < nkt) load_kv(s, s);
+        cp_async_commit();
+    }
+    float o[64], sc[NS];
+    uint32_t pa[BN / 16][4];
+#pragma unroll
+    for (int i = 0; i < 64; i++) o[i] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int rmin = q0 + wg * 64, row0 = rmin + wq * 16 + (lane >> 2); /* rows row0, row0 + 8 */
+    const uint32_t qa = qs + wg * 64 * 128;
+    auto pv = [&](uint32_t vs) { /* O += P V of one tile (issued, not waited) */
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            uint32_t a = vs + kc * 16 * 128;
+            if constexpr (PV64) {
+                wgmma_rs_n64_t(o, pa[kc], gmma_desc(a, KB, 1024));
+                wgmma_rs_n64_t(o + 32, pa[kc], gmma_desc(a + KB, KB, 1024));
+            } else {
+                wgmma_rs_n128_t(o, pa[kc], gmma_desc(a, KB, 1024));
+            }
+        }
+    };
+    /* one key tile: S_j = Q K_j^T issued with O += P_{j-1} V_{j-1} (j > 0, FIRST false), the
+     * online softmax of S_j (log2 domain) while the P V product runs, then O rescaled and
+     * P_j packed. The first tile is peeled (FIRST) so that ptxas sees every wait on
+     * every path and keeps the wgmmas asynchronous. */
+    auto step = [&](int j, auto first) {
+        constexpr bool FIRST = decltype(first)::value;
+        /* tile j landed (this thread's copies; the barrier makes it everyone's), and
+         * every warpgroup is done with tile j - 2's stage, refilled below */
+        cp_async_wait<NST - 3>();
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t ks = kv0 + (j % NST) * STB;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            uint64_t da = gmma_desc(qa + (kk >> 2) * QB + (kk & 3) * 32, 16, 1024);
+            uint64_t db = gmma_desc(ks + (kk >> 2) * KB + (kk & 3) * 32, 16, 1024);
+            if constexpr (BN == 128) wgmma_ss_n128(sc, da, db, kk > 0);
+            else wgmma_ss_n64(sc, da, db, kk > 0);
+        }
+        wgmma_commit();
+        if constexpr (!FIRST) {
+            pv(kv0 + ((j - 1) % NST) * STB + 2 * KB);
+            wgmma_commit();
+        }
+        /* the copies of tile j + NST - 2 go out while the tensor cores work */
+        if (j + NST - 2 < nkt) load_kv(j + NST - 2, (j + NST - 2) % NST);
+        cp_async_commit();
+        if constexpr (!FIRST) wgmma_wait<1>();
+        else wgmma_wait<0>();
+        reg_fence(sc);
+        const int k0 = j * BN;
+        const bool edge = k0 + BN - 1 > rmin || k0 + BN > n;
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = sc[4 * jn + e];
+                if (edge) {
+                    int key = k0 + jn * 8 + 2 * (lane & 3) + (e & 1), row = row0 + (e >> 1) * 8;
+                    if (key > row || key >= n) x = -INFINITY;
+                }
+                sc[4 * jn + e] = x;
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            }
+        float cr[2], mb[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mn = fmaxf(m[r], mx[r] * scale_log2);
+            mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
+            cr[r] = fast_exp2(m[r] - mb[r]);
+            m[r] = mn;
+            l[r] *= cr[r];
+        }
+#pragma unroll
+        for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = fast_exp2(fmaf(sc[4 * jn + e], scale_log2, -mb[e >> 1]));
+                l[e >> 1] += p;
+                sc[4 * jn + e] = p;
+            }
+        if constexpr (!FIRST) {
+            reg_fence(sc); /* the softmax stays above the wait (the compiler would sink it) */
+            wgmma_wait<0>();
+            reg_fence(o);
+#pragma unroll
+            for (int i = 0; i < 64; i++) o[i] *= cr[(i >> 1) & 1];
+        }
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            pa[kc][0] = pack_bf16(sc[8 * kc + 0], sc[8 * kc + 1]);
+            pa[kc][1] = pack_bf16(sc[8 * kc + 2], sc[8 * kc + 3]);
+            pa[kc][2] = pack_bf16(sc[8 * kc + 4], sc[8 * kc + 5]);
+            pa[kc][3] = pack_bf16(sc[8 * kc + 6], sc[8 * kc + 7]);
+        }
+    };
+    step(0, std::true_type{});
+    for (int j = 1; j < nkt; j++) step(j, std::false_type{});
+    wgmma_fence();
+    pv(kv0 + ((nkt - 1) % NST) * STB + 2 * KB);
+    wgmma_commit();
+    wgmma_wait<0>();
+    reg_fence(o);
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = 1.0f / l[r];
+    }
+    /* O through the (swizzled) Q tile to 16-byte coalesced stores */
+    __syncthreads();
+#pragma unroll
+    for (int jn = 0; jn < 16; jn++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int rr = row0 - q0 + r * 8, ch = jn & 7;
+            *(__nv_bfloat162 *)(sb + (jn >> 3) * QB + rr * 128 + ((ch ^ (rr & 7)) << 4) + 4 * (lane & 3)) =
+                __floats2bfloat162_rn(o[4 * jn + 2 * r] * l[r], o[4 * jn + 2 * r + 1] * l[r]);
+        }
+    __syncthreads();
+    for (int i = tid; i < BM * 16; i += NT) {
+        int r = i >> 4, c = i & 15;
+        if (q0 + r < n)
+            *(uint4 *)(out + (size_t)(q0 + r) * qstride + (size_t)h * HD + c * 8) =
+                *(const uint4 *)(sb + (c >> 3) * QB + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+    }
+#endif
+}
+
+template <int NWG, int BN, int NST, bool PV64>
+static int launch_prefill_wg(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
+                             float sl2, cudaStream_t st) {
+    typedef PrefillWgCfg<NWG, BN, NST, PV64> C;
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(prefill_wg_kernel<NWG, BN, NST, PV64>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+        attr_set = 1;
+    }
+    dim3 grid((n + C::BM - 1) / C::BM, H);
+    prefill_wg_kernel<NWG, BN, NST, PV64><<<grid, NWG * 128, C::SMEM, st>>>(
+        (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
+/* Prefill forms for bf16 hd 128 (NOTES-attention.md, prefill v4):
+ *   0  mma.sync, 4 warps x 16 rows, 2 blocks/SM (v1-v3)
+ *   1  mma.sync, 4 warps x 32 rows (two m16 tiles a warp), 2 blocks/SM
+ *   2  wgmma, 2 warpgroups x 64 rows, 128-key tiles, 3 stages, P V as m64n128
+ *   3  wgmma, as 2 with P V as two m64n64 (one per 64-column block of V)
+ *   4  wgmma, 64-key tiles, 4 stages
+ *   5  wgmma, 64-key tiles, 6 stages
+ *   6  wgmma, 3 warpgroups (192-row query tiles), 64-key tiles, 5 stages
+ * Measured (H200, 32K): 34.2, 29.7, 22.8, 24.1, 22.5, 22.0, 21.4 ms; default 6.
+ * LEANK_PREFILL_FORM picks one; lk_cuda_prefill_select(form) overrides it
+ * (tests, leank-bench attention; -1: back to the variable or the default)
+ * and returns the form in effect. The wgmma forms need an sm_90 device (the
+ * sm_90a build); elsewhere they fall back to form 0. hd 64 always uses the
+ * mma.sync kernel (form 0's), other shapes and f32 the SIMT kernel. */
+#define N_PREFILL_FORMS 7
+#define DEFAULT_PREFILL_FORM 6
+static int g_pform = -1;
+static int prefill_form(void) {
+    if (g_pform < 0) {
+        const char *s = getenv("LEANK_PREFILL_FORM");
+        g_pform = s ? atoi(s) : DEFAULT_PREFILL_FORM;
+        if (g_pform < 0 || g_pform >= N_PREFILL_FORMS) g_pform = DEFAULT_PREFILL_FORM;
+    }
+    return g_pform;
+}
+extern "C" int lk_cuda_prefill_select(int form) {
+    g_pform = form >= 0 && form < N_PREFILL_FORMS ? form : -1;
+    return prefill_form();
+}
+static bool have_wgmma(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        int dev = 0, major = 0, smem = 0;
+        ok = cudaGetDevice(&dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
+             major == 9 && smem >= (int)PrefillWgCfg<2, 128, 3, false>::SMEM;
+    }
+    return ok > 0;
+}
+
 extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const void *k, const void *v,
                                          void *out, int n, int n_heads, int n_kv_heads, int head_dim,
                                          float scale, void *stream) {
@@ -1359,10 +1890,21 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
     float sl2 = scale * LOG2E;
     /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
-    /* 4 warps x 16 rows at 2 blocks/SM: faster than 3 blocks/SM (spills) or 8 warps
-     * (NOTES-attention.md) */
-    if (dt == LK_KV_BF16 && aligned && head_dim == 128)
-        return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+    /* hd 128: the form (default 6, wgmma); form 0 = 4 warps x 16 rows at 2 blocks/SM,
+     * faster than 3 blocks/SM (spills) or 8 warps (NOTES-attention.md) */
+    if (dt == LK_KV_BF16 && aligned && head_dim == 128) {
+        int f = prefill_form();
+        if (f >= 2 && !have_wgmma()) f = 0;
+        switch (f) {
+        case 1: return launch_prefill_mma2<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 2: return launch_prefill_wg<2, 128, 3, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 3: return launch_prefill_wg<2, 128, 3, true>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 4: return launch_prefill_wg<2, 64, 4, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 5: return launch_prefill_wg<2, 64, 6, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 6: return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        default: return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        }
+    }
     if (dt == LK_KV_BF16 && aligned && head_dim == 64)
         return launch_prefill_mma<64, 4, 3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
     dim3 grid((n + 3) / 4, n_heads);

@@ -448,6 +448,15 @@ extern "C" int lk_bench_kernel(int argc, char **argv) {
     return 0;
 }
 
+/* attention.cu's switch between the prefill kernels (not in kvcache.h): forms
+ * 0 .. PF_N-1; -1 back to LEANK_PREFILL_FORM or the default; returns the form
+ * in effect */
+extern "C" int lk_cuda_prefill_select(int form);
+#define PF_N 7
+static const char *pf_names[PF_N] = {"mma.sync 4x16 rows (v1-v3)", "mma.sync 4x32 rows", "wgmma BN128 3 st PV n128",
+                                     "wgmma BN128 3 st PV 2x n64", "wgmma BN64 4 st", "wgmma BN64 6 st",
+                                     "wgmma 3 WG (192 rows) BN64 5 st"};
+
 extern "C" int lk_bench_attention(int argc, char **argv) {
     kopts o;
     int n = 32768;
@@ -465,8 +474,9 @@ extern "C" int lk_bench_attention(int argc, char **argv) {
     double dense_bytes = t.bytes;
     layer_free(&t);
     cudaFree(pool);
-    double sdpa_ms = -1, sdpa_pf = -1;
-    float pf_ms = -1;
+    double sdpa_ms = -1, sdpa_pf = -1, pf_diff[PF_N] = {0};
+    float pf_ms = -1, pf_form_ms[PF_N] = {0};
+    int pf_def = 0;
     double flops = 4.0 * o.hd * o.H * ((double)n * (n + 1) / 2);
     if (n > 0) {
         size_t nq = (size_t)n * o.H * o.hd, nk = (size_t)n * o.G * o.hd;
@@ -476,20 +486,56 @@ extern "C" int lk_bench_attention(int argc, char **argv) {
         BK(cudaMalloc(&k, nk * 2));
         BK(cudaMalloc(&v, nk * 2));
         fill(q, nq, 11), fill(k, nk, 12), fill(v, nk, 13);
+        /* every prefill form, launch by launch in turn (the default's median is the
+         * main number); outputs against form 0's, relative L2 over all of out */
         cudaEvent_t a, b;
         BK(cudaEventCreate(&a));
         BK(cudaEventCreate(&b));
-        int reps = o.reps < 5 ? o.reps : 5;
-        float ms[5];
-        for (int r = -1; r < reps; r++) {
-            BK(cudaEventRecord(a));
+        int reps = o.reps < 7 ? o.reps : 7, def = lk_cuda_prefill_select(-1);
+        const char *pm = getenv("LEANK_PF_MASK"); /* forms timed (bits; default all) */
+        int mask = pm ? atoi(pm) | 1 : (1 << PF_N) - 1;
+        if (!(mask >> def & 1)) def = 0;
+        float ms[PF_N][7];
+        for (int r = -1; r < reps; r++)
+            for (int f = 0; f < PF_N; f++) {
+                if (!(mask >> f & 1)) continue;
+                lk_cuda_prefill_select(f);
+                BK(cudaEventRecord(a));
+                BK(lk_cuda_prefill_attention(LK_KV_BF16, q, k, v, out, n, o.H, o.G, o.hd, 1.0f / sqrtf((float)o.hd),
+                                             NULL));
+                BK(cudaEventRecord(b));
+                BK(cudaEventSynchronize(b));
+                if (r >= 0) BK(cudaEventElapsedTime(&ms[f][r], a, b));
+            }
+        uint16_t *h0 = (uint16_t *)malloc(nq * 2), *h1 = (uint16_t *)malloc(nq * 2);
+        double diff[PF_N] = {0};
+        for (int f = 0; f < PF_N; f++) {
+            if (!(mask >> f & 1)) continue;
+            lk_cuda_prefill_select(f);
+            BK(cudaMemset(out, 0xff, nq * 2));
             BK(lk_cuda_prefill_attention(LK_KV_BF16, q, k, v, out, n, o.H, o.G, o.hd, 1.0f / sqrtf((float)o.hd), NULL));
-            BK(cudaEventRecord(b));
-            BK(cudaEventSynchronize(b));
-            if (r >= 0) BK(cudaEventElapsedTime(&ms[r], a, b));
+            BK(cudaMemcpy(f ? h1 : h0, out, nq * 2, cudaMemcpyDeviceToHost));
+            if (!f) continue;
+            double num = 0, den = 0;
+            for (size_t i = 0; i < nq; i++) {
+                uint32_t ua = (uint32_t)h0[i] << 16, ub = (uint32_t)h1[i] << 16;
+                float x, y;
+                memcpy(&x, &ua, 4), memcpy(&y, &ub, 4);
+                if (!isfinite(y)) { num = INFINITY; break; }
+                num += ((double)x - y) * ((double)x - y), den += (double)x * x;
+            }
+            diff[f] = sqrt(num / (den > 0 ? den : 1));
         }
-        qsort(ms, reps, sizeof(float), cmp_f);
-        pf_ms = ms[reps / 2];
+        free(h0), free(h1);
+        lk_cuda_prefill_select(-1);
+        for (int f = 0; f < PF_N; f++) {
+            if (!(mask >> f & 1)) continue;
+            qsort(ms[f], reps, sizeof(float), cmp_f);
+            pf_form_ms[f] = ms[f][reps / 2];
+            pf_diff[f] = diff[f];
+        }
+        pf_ms = pf_form_ms[def];
+        pf_def = def;
         cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(out);
     }
     if (o.sdpa) {
@@ -525,6 +571,14 @@ extern "C" int lk_bench_attention(int argc, char **argv) {
                flops / (pf_ms * 1e-3) / BF16_PEAK, BF16_PEAK / 1e12);
         if (sdpa_pf > 0) printf("; sdpa %.3f ms, %.1f TFLOP/s", sdpa_pf, flops / (sdpa_pf * 1e-3) / 1e12);
         printf("\n");
+        printf("prefill forms (launch by launch in turn, median of %d; rel L2 of out vs form 0):\n",
+               o.reps < 7 ? o.reps : 7);
+        printf("%-4s %-34s %9s %9s %10s %9s\n", "form", "kernel", "ms", "TFLOP/s", "rel L2", "/ sdpa");
+        for (int f = 0; f < PF_N; f++)
+            if (pf_form_ms[f] > 0)
+                    printf("%-4d %-34s %9.3f %9.1f %10.2e %9.3f%s\n", f, pf_names[f], pf_form_ms[f],
+                       flops / (pf_form_ms[f] * 1e-3) / 1e12, pf_diff[f],
+                       sdpa_pf > 0 ? pf_form_ms[f] / sdpa_pf : 0.0, f == pf_def ? "  (default)" : "");
     }
     return 0;
 }

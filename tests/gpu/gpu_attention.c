@@ -15,7 +15,9 @@
  *    (lk_cuda_decode_select's forms) against one reference.
  * 3. An all-channels plan equals the dense plan.
  * 4. kv_gather of a dense sequence returns what kv_prefill + kv_append stored.
- * 5. Causal prefill attention equals a CPU flash-free reference.
+ * 5. Causal prefill attention equals a CPU flash-free reference; bf16 runs
+ *    every prefill form (lk_cuda_prefill_select: mma.sync and wgmma kernels)
+ *    against one reference, the output poisoned before each.
  * Exit 77 without a GPU. */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -526,17 +528,20 @@ static void decode_case(const dcase *c) {
 
 /* ------------------------------------------------ 5: causal prefill attention */
 
+/* attention.cu's switch between the prefill kernels (not in kvcache.h):
+ * forms 0 .. 6 (NOTES-attention.md, prefill v4); -1 back to
+ * LEANK_PREFILL_FORM or the default; returns the form in effect */
+int lk_cuda_prefill_select(int form);
+#define N_PFORMS 7
+static double pf_worst[N_PFORMS]; /* bf16 prefill, worst relative error a form (-1: not run) */
+
 static void prefill_case(lk_kv_dtype dt, int n, int H, int G, int hd) {
     size_t nq = (size_t)n * H * hd, nk = (size_t)n * G * hd;
     float *q = malloc(nq * sizeof(float)), *k = malloc(nk * sizeof(float)), *v = malloc(nk * sizeof(float));
     float *out = malloc(nq * sizeof(float));
     void *dq = dev_rand(dt, q, nq, 1.0f), *dk = dev_rand(dt, k, nk, 2.0f), *dv = dev_rand(dt, v, nk, 1.0f), *dout;
     CK(cudaMalloc(&dout, nq * esz(dt)));
-    CK(cudaMemset(dout, 0xff, nq * esz(dt)));
     float scale = 1.0f / sqrtf((float)hd);
-    CK(lk_cuda_prefill_attention(dt, dq, dk, dv, dout, n, H, G, hd, scale, NULL));
-    CK(cudaDeviceSynchronize());
-    from_dev(dt, out, dout, nq);
     double *ref = malloc(nq * sizeof(double)), *sc = malloc(n * sizeof(double));
     int grp = H / G;
     for (int i = 0; i < n; i++)
@@ -559,10 +564,23 @@ static void prefill_case(lk_kv_dtype dt, int n, int H, int G, int hd) {
             }
             for (int d = 0; d < hd; d++) o[d] /= sum;
         }
-    double e = rel_err(out, ref, nq), tol = dt == LK_KV_BF16 ? 1e-2 : 1e-5;
-    if (e > worst[dt]) worst[dt] = e;
-    CHECKF(e <= tol, "prefill attention: rel err %.3g > %.0e (dt %d n %d H %d G %d hd %d)", e, tol, dt, n, H, G,
-           hd);
+    int nf = dt == LK_KV_BF16 ? N_PFORMS : 1;
+    const char *pm = getenv("LEANK_PF_MASK"); /* forms run (bits; default all) */
+    int mask = pm ? atoi(pm) : -1;
+    for (int f = 0; f < nf; f++) {
+        if (nf > 1 && !(mask >> f & 1)) continue;
+        if (nf > 1) lk_cuda_prefill_select(f);
+        CK(cudaMemset(dout, 0xff, nq * esz(dt)));
+        CK(lk_cuda_prefill_attention(dt, dq, dk, dv, dout, n, H, G, hd, scale, NULL));
+        CK(cudaDeviceSynchronize());
+        from_dev(dt, out, dout, nq);
+        double e = rel_err(out, ref, nq), tol = dt == LK_KV_BF16 ? 1e-2 : 1e-5;
+        if (e > worst[dt]) worst[dt] = e;
+        if (nf > 1 && e > pf_worst[f]) pf_worst[f] = e;
+        CHECKF(e <= tol, "prefill attention: rel err %.3g > %.0e (dt %d n %d H %d G %d hd %d form %d)", e, tol,
+               dt, n, H, G, hd, f);
+    }
+    lk_cuda_prefill_select(-1);
     n_cases++;
     free(q), free(k), free(v), free(out), free(ref), free(sc);
     cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout);
@@ -616,7 +634,13 @@ int main(void) {
     prefill_case(LK_KV_BF16, 130, 7, 1, 128);
     prefill_case(LK_KV_BF16, 100, 4, 2, 8);
     prefill_case(LK_KV_BF16, 100, 4, 2, 96);
+    prefill_case(LK_KV_BF16, 384, 4, 1, 128);  /* whole 128-row tiles, 4:1 */
+    prefill_case(LK_KV_BF16, 1061, 8, 2, 128); /* many key tiles, ragged end */
+    prefill_case(LK_KV_BF16, 700, 3, 3, 64);
     printf("%d cases; worst relative error: f32 %.3g, bf16 %.3g\n", n_cases, worst[0], worst[1]);
+    printf("bf16 prefill, worst relative error a form:");
+    for (int f = 0; f < N_PFORMS; f++) printf(" %d: %.3g", f, pf_worst[f]);
+    printf("\n");
     cudaFree(g_ws); /* the shared workspace: compute-sanitizer's leak check found it left (H200 run) */
     g_ws = NULL;
     return t_done();
