@@ -26,6 +26,19 @@ static void release(const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* Fault the pages of [p, p+n) of a file mapping into this process now (and
+ * read them from disk if they are not cached), as copying them at load did:
+ * the first forward's time is then the forward's, not the file's. Best effort
+ * (MADV_POPULATE_READ is Linux 5.14+; without it the first forward faults). */
+static void populate(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+    static long page;
+    if (!page) page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    madvise((void *)a, (uintptr_t)p + n - a, MADV_POPULATE_READ);
+#endif
+}
+
 /* An F32 tensor the engine can read where it lies in the mapping: aligned
  * for a float (4 bytes). That is all the kernels need: cpu.c reads weights
  * with unaligned vector loads only, OpenBLAS takes any float pointer, and the
@@ -147,6 +160,8 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
         if (mappable(s[i].t)) {
             *s[i].dst = s[i].t->data;
             m->n_mapped += k;
+            /* an untied embedding is read a row a token: its pages come when used */
+            if (s[i].dst != &m->w.embed || c->tie_word_embeddings) populate(s[i].t->data, s[i].t->nbytes);
         } else {
             if ((rc = widen(s[i].t, p, err))) goto fail;
             *s[i].dst = p;

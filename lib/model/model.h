@@ -46,7 +46,11 @@
  * Other tensors (BF16, F16, a misaligned F32) are widened once into the
  * model's own memory, the mapped pages of each released as it is read, so a
  * checkpoint never sits in memory twice. Never write through these pointers:
- * a mapped one faults. Each matrix is (out_features, in_features) as in HF. */
+ * a mapped one faults. The mapping reads the file as it is: a checkpoint
+ * rewritten in place while a model uses it changes (or, truncated, faults)
+ * under it, as with any mmap-loading engine; replacing it by a rename (as
+ * leank's writers do) is safe. Each matrix is (out_features, in_features) as
+ * in HF. */
 typedef struct {
     const float *attn_norm; // (dim)              model.layers.{i}.input_layernorm.weight
     const float *wq;        // (q_dim, dim)       self_attn.q_proj.weight, q_dim = n_heads*head_dim
