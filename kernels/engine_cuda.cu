@@ -1607,7 +1607,7 @@ extern "C" int lk_cuda_engine_from_model(lk_engine **out, const struct lk_model 
     const lk_weights *w = &m->w;
     int tied = w->lm_head == w->embed;
     cu_engine *e;
-    TRY(engine_new(&e, &m->cfg, NULL, dt, w->bq != NULL, tied, o, err));
+    TRY(engine_new(&e, &m->cfg, NULL, dt, m->cfg.n_layers > 0 && w->layer[0].bq != NULL, tied, o, err));
     size_t D = e->D, H = e->H, QD = e->QD, KD = e->KD, V = e->V;
     void *stage = NULL;
     size_t sb = 0;
@@ -1619,20 +1619,21 @@ extern "C" int lk_cuda_engine_from_model(lk_engine **out, const struct lk_model 
     if (!tied) PUT(e->lm_head, w->lm_head, V * D);
     for (int l = 0; l < e->L; l++) {
         cu_layer *ly = &e->layers[l];
-        PUT(ly->attn_norm, w->attn_norm + l * D, D);
-        PUT(ly->ffn_norm, w->ffn_norm + l * D, D);
-        PUT(ly->wqkv, w->wq + l * QD * D, QD * D);
-        PUT(at(e, ly->wqkv, QD * D), w->wk + l * KD * D, KD * D);
-        PUT(at(e, ly->wqkv, (QD + KD) * D), w->wv + l * KD * D, KD * D);
+        const lk_layer_weights *y = &w->layer[l];
+        PUT(ly->attn_norm, y->attn_norm, D);
+        PUT(ly->ffn_norm, y->ffn_norm, D);
+        PUT(ly->wqkv, y->wq, QD * D);
+        PUT(at(e, ly->wqkv, QD * D), y->wk, KD * D);
+        PUT(at(e, ly->wqkv, (QD + KD) * D), y->wv, KD * D);
         if (ly->bqkv) {
-            PUT(ly->bqkv, w->bq + l * QD, QD);
-            PUT(at(e, ly->bqkv, QD), w->bk + l * KD, KD);
-            PUT(at(e, ly->bqkv, QD + KD), w->bv + l * KD, KD);
+            PUT(ly->bqkv, y->bq, QD);
+            PUT(at(e, ly->bqkv, QD), y->bk, KD);
+            PUT(at(e, ly->bqkv, QD + KD), y->bv, KD);
         }
-        PUT(ly->wo, w->wo + l * D * QD, D * QD);
-        PUT(ly->wgu, w->w_gate + l * H * D, H * D);
-        PUT(at(e, ly->wgu, H * D), w->w_up + l * H * D, H * D);
-        PUT(ly->wd, w->w_down + l * D * H, D * H);
+        PUT(ly->wo, y->wo, D * QD);
+        PUT(ly->wgu, y->w_gate, H * D);
+        PUT(at(e, ly->wgu, H * D), y->w_up, H * D);
+        PUT(ly->wd, y->w_down, D * H);
     }
 #undef PUT
     if (stage) dfree(e, stage, sb);

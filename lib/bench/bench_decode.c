@@ -51,8 +51,10 @@ static void usage(FILE *f) {
 }
 
 static uint64_t brng = 0x853c49e6748fea9bULL;
-static float *rand_floats(size_t n, float scale, float base) {
-    float *x = lk_malloc(n * sizeof(float));
+/* n floats base + scale * uniform[-1, 1) into p, a weight of a model built in
+ * memory (lk_model_alloc: its own memory, so writable) */
+static void rand_floats(const float *p, size_t n, float scale, float base) {
+    float *x = (float *)p;
     for (size_t i = 0; i < n; i++) {
         brng ^= brng >> 12;
         brng ^= brng << 25;
@@ -60,33 +62,32 @@ static float *rand_floats(size_t n, float scale, float base) {
         float u = (float)((brng * 0x2545f4914f6cdd1dULL) >> 40) / 8388608.0f - 1.0f;
         x[i] = base + scale * u;
     }
-    return x;
 }
 
 static void random_llama3_head_model(lk_model *m) {
-    memset(m, 0, sizeof *m);
-    lk_config *c = &m->cfg;
-    lk_config_llama(c, 32000, 1024, 3584, 4, 8, 2, 128);
-    c->max_position_embeddings = 8192;
-    c->tie_word_embeddings = 1;
-    c->rope.theta = 500000.0;
-    size_t L = 4, D = m->dim = 1024, H = m->hidden = 3584, QD = m->q_dim = 1024,
-           KD = m->kv_dim = 256, V = 32000;
+    lk_config c;
+    lk_config_llama(&c, 32000, 1024, 3584, 4, 8, 2, 128);
+    c.max_position_embeddings = 8192;
+    c.tie_word_embeddings = 1;
+    c.rope.theta = 500000.0;
+    lk_err err;
+    if (lk_model_alloc(m, &c, &err)) lk_fail(&err);
+    size_t L = 4, D = 1024, H = 3584, QD = 1024, KD = 256, V = 32000;
     float s = 0.03f;
     lk_weights *w = &m->w;
-    w->embed = rand_floats(V * D, 1.0f, 0.0f);
-    w->attn_norm = rand_floats(L * D, 0.1f, 1.0f);
-    w->wq = rand_floats(L * QD * D, s, 0.0f);
-    w->wk = rand_floats(L * KD * D, s, 0.0f);
-    w->wv = rand_floats(L * KD * D, s, 0.0f);
-    w->wo = rand_floats(L * D * QD, s, 0.0f);
-    w->ffn_norm = rand_floats(L * D, 0.1f, 1.0f);
-    w->w_gate = rand_floats(L * H * D, s, 0.0f);
-    w->w_up = rand_floats(L * H * D, s, 0.0f);
-    w->w_down = rand_floats(L * D * H, s, 0.0f);
-    w->final_norm = rand_floats(D, 0.1f, 1.0f);
-    w->lm_head = w->embed;
-    m->n_params = V * D + L * (2 * D + 2 * QD * D + 2 * KD * D + 3 * H * D) + D;
+    lk_layer_weights *y = w->layer;
+    /* kind by kind, layer by layer: the values the one-array-per-kind layout had */
+    rand_floats(w->embed, V * D, 1.0f, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].attn_norm, D, 0.1f, 1.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].wq, QD * D, s, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].wk, KD * D, s, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].wv, KD * D, s, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].wo, D * QD, s, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].ffn_norm, D, 0.1f, 1.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].w_gate, H * D, s, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].w_up, H * D, s, 0.0f);
+    for (size_t l = 0; l < L; l++) rand_floats(y[l].w_down, D * H, s, 0.0f);
+    rand_floats(w->final_norm, D, 0.1f, 1.0f);
 }
 
 int lk_bench_decode(int argc, char **argv) {

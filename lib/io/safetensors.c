@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ struct lk_st {
     lk_tensor *t; /* (n) in header order, shard by shard */
     int n;
     int *by_name; /* (n) indices into t sorted by name, for lk_st_find */
+    atomic_int refs; /* lk_st_open's reference + lk_st_ref's; lk_st_close drops one */
 };
 
 static int cmp_by_name(const void *a, const void *b, void *ctx) {
@@ -363,6 +365,7 @@ int lk_st_open(lk_st **out, const char *path, lk_err *err) {
         return lk_seterr(err, LK_EUSAGE, "-: a checkpoint cannot be read from stdin (it is mapped; "
                          "expected a .safetensors file, an index.json or a model directory)");
     lk_st *st = lk_calloc(1, sizeof *st);
+    atomic_init(&st->refs, 1);
     st->path = lk_strdup(path);
     char *file = NULL;
     int rc = 0;
@@ -381,8 +384,14 @@ int lk_st_open(lk_st **out, const char *path, lk_err *err) {
     return 0;
 }
 
+lk_st *lk_st_ref(const lk_st *st) {
+    lk_st *s = (lk_st *)st; /* the count is bookkeeping, not the checkpoint's contents */
+    atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
 void lk_st_close(lk_st *st) {
-    if (!st) return;
+    if (!st || atomic_fetch_sub(&st->refs, 1) > 1) return;
     for (int i = 0; i < st->n; i++) free((char *)st->t[i].name);
     for (int i = 0; i < st->nfiles; i++) {
         lk_unmap(&st->files[i].map);

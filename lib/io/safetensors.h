@@ -53,6 +53,11 @@ typedef struct lk_st lk_st; /* an opened checkpoint: one file or many shards */
  * tensor name once across shards, every weight_map entry present in its shard.
  * lk_st_at order: header order, shard by shard. */
 int lk_st_open(lk_st **out, const char *path, lk_err *err);
+/* Another reference to st (for what keeps pointers into its mapping, e.g. a
+ * model's F32 weights): st and its tensors' data stay valid until every
+ * reference is closed. */
+lk_st *lk_st_ref(const lk_st *st);
+/* Drop a reference (lk_st_open's or lk_st_ref's); the last one unmaps. */
 void lk_st_close(lk_st *st);
 
 int lk_st_count(const lk_st *st);

@@ -26,71 +26,70 @@ static void release(const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-/* Load tensor name of shape (d0[, d1]) into dst (float32). The engine keeps
- * every weight layer-contiguous in float32 (the layout lk_weights promises its
- * users: training, the GPU upload), so even F32 tensors are copied; the copy
- * goes in slices of 16 M elements, each slice's source pages released after
- * it, so the peak is the float32 weights plus one slice, not weights plus
- * checkpoint (a 7 GB F32 checkpoint used to peak at twice its size; a BF16 one
- * at 1.5x). */
-static int load(const lk_st *st, const char *name, int ndim, int64_t d0, int64_t d1, float *dst,
-                lk_err *err) {
-    int64_t shape[2] = {d0, d1};
-    const lk_tensor *t;
-    int rc = lk_st_expect(st, name, ndim, shape, &t, err);
-    if (rc) return rc;
+/* Fault the pages of [p, p+n) of a file mapping into this process now (and
+ * read them from disk if they are not cached), as copying them at load did:
+ * the first forward's time is then the forward's, not the file's. Best effort
+ * (MADV_POPULATE_READ is Linux 5.14+; without it the first forward faults). */
+static void populate(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+    static long page;
+    if (!page) page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    madvise((void *)a, (uintptr_t)p + n - a, MADV_POPULATE_READ);
+#endif
+}
+
+/* An F32 tensor the engine can read where it lies in the mapping: aligned
+ * for a float (4 bytes). That is all the kernels need: cpu.c reads weights
+ * with unaligned vector loads only, OpenBLAS takes any float pointer, and the
+ * GPU upload copies from it. safetensors aligns data to 8 bytes at best (its
+ * header is padded to 8), and a file writing 2-byte tensors first can leave
+ * an F32 one at 2 mod 4: that one is copied. The file's bytes are
+ * little-endian, so a big-endian host copies (converts) every tensor. */
+static int mappable(const lk_tensor *t) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return t->dtype == LK_DT_F32 && (uintptr_t)t->data % _Alignof(float) == 0;
+#else
+    return 0;
+#endif
+}
+
+/* Widen (or copy) t into dst (float32) in slices of 16 M elements, each
+ * slice's source pages released after it, so the peak is the float32 copy
+ * plus one slice, not copy plus checkpoint (a 7 GB checkpoint converted whole
+ * used to peak at twice its size). */
+static int widen(const lk_tensor *t, float *dst, lk_err *err) {
     size_t es = lk_dtype_size(t->dtype), n = (size_t)t->numel, step = (size_t)1 << 24;
     for (size_t i = 0; i < n; i += step) {
         lk_tensor s = *t;
         s.numel = (int64_t)(n - i < step ? n - i : step);
         s.data = (const uint8_t *)t->data + i * es;
         s.nbytes = (size_t)s.numel * es;
-        if ((rc = lk_tensor_to_f32(&s, dst + i, err))) return rc;
+        int rc = lk_tensor_to_f32(&s, dst + i, err);
+        if (rc) return rc;
         release(s.data, s.nbytes);
     }
     return 0;
 }
 
-/* Per-layer tensor "model.layers.{l}.{suffix}" into dst + l * numel. */
-static int load_layers(const lk_st *st, int n_layers, const char *suffix, int ndim, int64_t d0,
-                       int64_t d1, float *dst, lk_err *err) {
-    size_t numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
-    for (int l = 0; l < n_layers; l++) {
-        char name[256];
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
-        int rc = load(st, name, ndim, d0, d1, dst + (size_t)l * numel, err);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-/* Every tensor's shape against the config before anything is allocated: a
- * config with sizes its checkpoint lacks is bad input, not a huge allocation. */
-static int check_shapes(const lk_st *st, const lk_config *c, lk_err *err) {
-    int64_t D = c->hidden_size, H = c->intermediate_size, QD = (int64_t)c->n_heads * c->head_dim,
-            KD = (int64_t)c->n_kv_heads * c->head_dim;
-    const struct { const char *suffix; int ndim; int64_t shape[2]; } per[] = {
-        {"input_layernorm.weight", 1, {D}},          {"self_attn.q_proj.weight", 2, {QD, D}},
-        {"self_attn.k_proj.weight", 2, {KD, D}},     {"self_attn.v_proj.weight", 2, {KD, D}},
-        {"self_attn.o_proj.weight", 2, {D, QD}},     {"post_attention_layernorm.weight", 1, {D}},
-        {"mlp.gate_proj.weight", 2, {H, D}},         {"mlp.up_proj.weight", 2, {H, D}},
-        {"mlp.down_proj.weight", 2, {D, H}},
-    };
+/* One weight of the model: its checkpoint name and shape, the lk_weights
+ * pointer it sets, and (from a checkpoint) its tensor. */
+typedef struct {
+    char name[128];
+    int ndim;
+    int64_t shape[2];
+    const float **dst;
     const lk_tensor *t;
-    int64_t embed[2] = {c->vocab_size, D};
-    int rc = lk_st_expect(st, "model.embed_tokens.weight", 2, embed, &t, err);
-    for (int l = 0; !rc && l < c->n_layers; l++)
-        for (size_t i = 0; !rc && i < sizeof per / sizeof *per; i++) {
-            char name[256];
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, per[i].suffix);
-            rc = lk_st_expect(st, name, per[i].ndim, per[i].shape, &t, err);
-        }
-    return rc;
-}
+} wslot;
 
-int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *err) {
+/* The config's checks, derived sizes, the layer table, and the list of every
+ * weight (*out, *count: 3 + 12 per layer at most) in checkpoint order (a
+ * layer's tensors together). tied: lm_head is embed. */
+static int list_weights(lk_model *m, const lk_config *c, int tied, wslot **out, int *count, lk_err *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
+    *out = NULL;
+    *count = 0;
     if (c->rope.partial_rotary_factor != 1.0)
         return lk_seterr(err, LK_EINPUT, "%s: partial_rotary_factor %g is not supported (expected 1)",
                          c->arch, c->rope.partial_rotary_factor);
@@ -99,60 +98,103 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
                          "config: %d heads, %d kv heads, head_dim %d (expected heads a multiple "
                          "of kv heads, even head_dim)",
                          c->n_heads, c->n_kv_heads, c->head_dim);
-    int rc = check_shapes(st, c, err);
-    if (rc) return rc;
-    int L = c->n_layers, V = c->vocab_size;
-    int D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
-    int QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
+    int64_t V = c->vocab_size, D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
+    int64_t QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
     lk_weights *w = &m->w;
-    size_t nL = (size_t)L;
-    w->embed = lk_malloc((size_t)V * D * sizeof(float));
-    w->attn_norm = lk_malloc(nL * D * sizeof(float));
-    w->wq = lk_malloc(nL * QD * D * sizeof(float));
-    w->wk = lk_malloc(nL * KD * D * sizeof(float));
-    w->wv = lk_malloc(nL * KD * D * sizeof(float));
-    w->wo = lk_malloc(nL * D * QD * sizeof(float));
-    w->ffn_norm = lk_malloc(nL * D * sizeof(float));
-    w->w_gate = lk_malloc(nL * H * D * sizeof(float));
-    w->w_up = lk_malloc(nL * H * D * sizeof(float));
-    w->w_down = lk_malloc(nL * D * H * sizeof(float));
-    w->final_norm = lk_malloc((size_t)D * sizeof(float));
-    m->n_params = (size_t)V * D + nL * (2 * D + (size_t)QD * D * 2 + (size_t)KD * D * 2 +
-                                        (size_t)H * D * 3) + D;
-    if ((rc = load(st, "model.embed_tokens.weight", 2, V, D, w->embed, err)) ||
-        (rc = load_layers(st, L, "input_layernorm.weight", 1, D, 0, w->attn_norm, err)) ||
-        (rc = load_layers(st, L, "self_attn.q_proj.weight", 2, QD, D, w->wq, err)) ||
-        (rc = load_layers(st, L, "self_attn.k_proj.weight", 2, KD, D, w->wk, err)) ||
-        (rc = load_layers(st, L, "self_attn.v_proj.weight", 2, KD, D, w->wv, err)) ||
-        (rc = load_layers(st, L, "self_attn.o_proj.weight", 2, D, QD, w->wo, err)) ||
-        (rc = load_layers(st, L, "post_attention_layernorm.weight", 1, D, 0, w->ffn_norm, err)) ||
-        (rc = load_layers(st, L, "mlp.gate_proj.weight", 2, H, D, w->w_gate, err)) ||
-        (rc = load_layers(st, L, "mlp.up_proj.weight", 2, H, D, w->w_up, err)) ||
-        (rc = load_layers(st, L, "mlp.down_proj.weight", 2, D, H, w->w_down, err)) ||
-        (rc = load(st, "model.norm.weight", 1, D, 0, w->final_norm, err)))
-        goto fail;
-    if (c->attention_bias) {
-        w->bq = lk_malloc(nL * QD * sizeof(float));
-        w->bk = lk_malloc(nL * KD * sizeof(float));
-        w->bv = lk_malloc(nL * KD * sizeof(float));
-        m->n_params += nL * (QD + 2 * KD);
-        if ((rc = load_layers(st, L, "self_attn.q_proj.bias", 1, QD, 0, w->bq, err)) ||
-            (rc = load_layers(st, L, "self_attn.k_proj.bias", 1, KD, 0, w->bk, err)) ||
-            (rc = load_layers(st, L, "self_attn.v_proj.bias", 1, KD, 0, w->bv, err)))
-            goto fail;
+    w->layer = lk_calloc(c->n_layers > 0 ? c->n_layers : 1, sizeof *w->layer);
+    wslot *s = lk_calloc(3 + 12 * (size_t)(c->n_layers > 0 ? c->n_layers : 0), sizeof *s);
+    int n = 0;
+#define WANT(ptr, nd, d0, d1, ...) \
+    (snprintf(s[n].name, sizeof s[n].name, __VA_ARGS__), s[n].ndim = nd, s[n].shape[0] = d0, \
+     s[n].shape[1] = d1, s[n++].dst = ptr)
+    WANT(&w->embed, 2, V, D, "model.embed_tokens.weight");
+    for (int l = 0; l < c->n_layers; l++) {
+        lk_layer_weights *y = &w->layer[l];
+#define LAYER(field, nd, d0, d1, suffix) WANT(&y->field, nd, d0, d1, "model.layers.%d.%s", l, suffix)
+        LAYER(attn_norm, 1, D, 0, "input_layernorm.weight");
+        LAYER(wq, 2, QD, D, "self_attn.q_proj.weight");
+        LAYER(wk, 2, KD, D, "self_attn.k_proj.weight");
+        LAYER(wv, 2, KD, D, "self_attn.v_proj.weight");
+        if (c->attention_bias) {
+            LAYER(bq, 1, QD, 0, "self_attn.q_proj.bias");
+            LAYER(bk, 1, KD, 0, "self_attn.k_proj.bias");
+            LAYER(bv, 1, KD, 0, "self_attn.v_proj.bias");
+        }
+        LAYER(wo, 2, D, QD, "self_attn.o_proj.weight");
+        LAYER(ffn_norm, 1, D, 0, "post_attention_layernorm.weight");
+        LAYER(w_gate, 2, H, D, "mlp.gate_proj.weight");
+        LAYER(w_up, 2, H, D, "mlp.up_proj.weight");
+        LAYER(w_down, 2, D, H, "mlp.down_proj.weight");
+#undef LAYER
     }
-    if (c->tie_word_embeddings && !lk_st_find(st, "lm_head.weight")) {
-        w->lm_head = w->embed;
-    } else {
-        w->lm_head = lk_malloc((size_t)V * D * sizeof(float));
-        m->n_params += (size_t)V * D;
-        if ((rc = load(st, "lm_head.weight", 2, V, D, w->lm_head, err))) goto fail;
+    WANT(&w->final_norm, 1, D, 0, "model.norm.weight");
+    if (!tied) WANT(&w->lm_head, 2, V, D, "lm_head.weight");
+#undef WANT
+    *out = s;
+    *count = n;
+    return 0;
+}
+
+static size_t numel(const wslot *s) { return (size_t)s->shape[0] * (s->ndim == 2 ? (size_t)s->shape[1] : 1); }
+/* Owned tensors start on 64-byte lines (16 floats). */
+static size_t padded(size_t n) { return (n + 15) & ~(size_t)15; }
+
+int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *err) {
+    wslot *s;
+    int n, rc = list_weights(m, c, c->tie_word_embeddings && !lk_st_find(st, "lm_head.weight"), &s, &n, err);
+    if (rc) return rc;
+    /* every shape against the config before the weights are allocated: a
+     * config with sizes its checkpoint lacks is bad input, not a huge
+     * allocation */
+    size_t own = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        rc = lk_st_expect(st, s[i].name, s[i].ndim, s[i].shape, &s[i].t, err);
+        if (!rc && !mappable(s[i].t)) own += padded(numel(&s[i]));
     }
+    if (rc) goto fail;
+    if (own) m->own = lk_malloc(own * sizeof(float));
+    float *p = m->own;
+    for (int i = 0; i < n; i++) {
+        size_t k = numel(&s[i]);
+        m->n_params += k;
+        if (mappable(s[i].t)) {
+            *s[i].dst = s[i].t->data;
+            m->n_mapped += k;
+            /* an untied embedding is read a row a token: its pages come when used */
+            if (s[i].dst != &m->w.embed || c->tie_word_embeddings) populate(s[i].t->data, s[i].t->nbytes);
+        } else {
+            if ((rc = widen(s[i].t, p, err))) goto fail;
+            *s[i].dst = p;
+            p += padded(k);
+        }
+    }
+    if (!m->w.lm_head) m->w.lm_head = m->w.embed;
+    if (m->n_mapped) m->st = lk_st_ref(st);
     m->fingerprint = lk_config_fingerprint(c, st);
+    free(s);
     return 0;
 fail:
+    free(s);
     lk_model_free(m);
     return rc;
+}
+
+int lk_model_alloc(lk_model *m, const lk_config *c, lk_err *err) {
+    wslot *s;
+    int n, rc = list_weights(m, c, c->tie_word_embeddings, &s, &n, err);
+    if (rc) return rc;
+    size_t own = 0;
+    for (int i = 0; i < n; i++) own += padded(numel(&s[i]));
+    m->own = lk_calloc(own ? own : 1, sizeof(float));
+    float *p = m->own;
+    for (int i = 0; i < n; i++) {
+        *s[i].dst = p;
+        p += padded(numel(&s[i]));
+        m->n_params += numel(&s[i]);
+    }
+    if (!m->w.lm_head) m->w.lm_head = m->w.embed;
+    free(s);
+    return 0;
 }
 
 int lk_model_load(lk_model *m, const char *dir, lk_err *err) {
@@ -162,27 +204,14 @@ int lk_model_load(lk_model *m, const char *dir, lk_err *err) {
     lk_st *st;
     if ((rc = lk_st_open(&st, dir, err))) return rc;
     rc = lk_model_from_st(m, &c, st, err);
-    lk_st_close(st);
+    lk_st_close(st); /* the model holds its own reference when it maps weights */
     return rc;
 }
 
 void lk_model_free(lk_model *m) {
-    lk_weights *w = &m->w;
-    if (w->lm_head != w->embed) free(w->lm_head);
-    free(w->embed);
-    free(w->attn_norm);
-    free(w->wq);
-    free(w->wk);
-    free(w->wv);
-    free(w->bq);
-    free(w->bk);
-    free(w->bv);
-    free(w->wo);
-    free(w->ffn_norm);
-    free(w->w_gate);
-    free(w->w_up);
-    free(w->w_down);
-    free(w->final_norm);
+    free(m->own);
+    free(m->w.layer);
+    lk_st_close(m->st);
     memset(m, 0, sizeof *m);
 }
 
@@ -420,12 +449,12 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
     }
     lk_forward_enter();
     for (int l = 0; l < c->n_layers; l++) {
-        size_t lq = (size_t)l * QD, lkv = (size_t)l * KD;
+        const lk_layer_weights *y = &w->layer[l];
         /* attention block */
-        lk_rmsnorm(s->xb, s->x, w->attn_norm + (size_t)l * D, n, D, eps);
-        lk_matmul(s->q, s->xb, w->wq + lq * D, w->bq ? w->bq + lq : NULL, n, D, QD);
-        lk_matmul(s->k, s->xb, w->wk + lkv * D, w->bk ? w->bk + lkv : NULL, n, D, KD);
-        lk_matmul(s->v, s->xb, w->wv + lkv * D, w->bv ? w->bv + lkv : NULL, n, D, KD);
+        lk_rmsnorm(s->xb, s->x, y->attn_norm, n, D, eps);
+        lk_matmul(s->q, s->xb, y->wq, y->bq, n, D, QD);
+        lk_matmul(s->k, s->xb, y->wk, y->bk, n, D, KD);
+        lk_matmul(s->v, s->xb, y->wv, y->bv, n, D, KD);
         for (int r = 0; r < n; r++) {
             const float *cs = s->rope.cos + (size_t)(pos0 + r) * half;
             const float *sn = s->rope.sin + (size_t)(pos0 + r) * half;
@@ -434,14 +463,14 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
         }
         lk_attention(m, s, l, n);
         lk_kv_store(&s->kv, l, pos0, n, s->k, s->v);
-        lk_matmul(s->xb, s->att, w->wo + (size_t)l * D * QD, NULL, n, QD, D);
+        lk_matmul(s->xb, s->att, y->wo, NULL, n, QD, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
         /* MLP block */
-        lk_rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * D, n, D, eps);
-        lk_matmul(s->hb, s->xb, w->w_gate + (size_t)l * H * D, NULL, n, D, H);
-        lk_matmul(s->hb2, s->xb, w->w_up + (size_t)l * H * D, NULL, n, D, H);
+        lk_rmsnorm(s->xb, s->x, y->ffn_norm, n, D, eps);
+        lk_matmul(s->hb, s->xb, y->w_gate, NULL, n, D, H);
+        lk_matmul(s->hb2, s->xb, y->w_up, NULL, n, D, H);
         swiglu_rows(s->hb, s->hb2, n, H);
-        lk_matmul(s->xb, s->hb, w->w_down + (size_t)l * D * H, NULL, n, H, D);
+        lk_matmul(s->xb, s->hb, y->w_down, NULL, n, H, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];
         if (s->on_layer && n > 1) s->on_layer(s->on_layer_ctx, l + 1, c->n_layers);
     }

@@ -1,9 +1,10 @@
 /* model.h - the CPU reference engine: float32 forward pass of Llama-family
  * models (Llama-3.x, Qwen2.5 with q/k/v bias, Mistral) and the LeanK KV cache.
  *
- * Weights come from a Hugging Face checkpoint (lk_st) and config (lk_config);
- * F32/BF16/F16 tensors are converted to float32 on load. Every matrix is
- * stored as in HF: (out_features, in_features), row-major, so y = W x.
+ * Weights come from a Hugging Face checkpoint (lk_st) and config (lk_config):
+ * F32 tensors are used in place from the mapping, BF16/F16 ones widened to
+ * float32 on load (lk_weights). Every matrix is stored as in HF:
+ * (out_features, in_features), row-major, so y = W x.
  *
  * The forward pass (lk_forward) processes n tokens at positions
  * pos .. pos+n-1 (pos = tokens already in the cache): prefill is n = prompt
@@ -37,22 +38,39 @@
 
 /* ---- weights ---- */
 
+/* Where the float32 weights live. An F32 tensor of the checkpoint whose data
+ * is float-aligned in its file (4 bytes: every kernel reads with unaligned
+ * vector loads, and safetensors offsets are often only 8-byte aligned) is used
+ * in place: the pointer points into the checkpoint's read-only mapping, which
+ * the model keeps open (a reference to its lk_st), and nothing is copied.
+ * Other tensors (BF16, F16, a misaligned F32) are widened once into the
+ * model's own memory, the mapped pages of each released as it is read, so a
+ * checkpoint never sits in memory twice. Never write through these pointers:
+ * a mapped one faults. The mapping reads the file as it is: a checkpoint
+ * rewritten in place while a model uses it changes (or, truncated, faults)
+ * under it, as with any mmap-loading engine; replacing it by a rename (as
+ * leank's writers do) is safe. Each matrix is (out_features, in_features) as
+ * in HF. */
 typedef struct {
-    float *embed;      // (vocab, dim)                model.embed_tokens.weight
-    float *attn_norm;  // (layer, dim)                model.layers.{i}.input_layernorm.weight
-    float *wq;         // (layer, q_dim, dim)         self_attn.q_proj.weight, q_dim = n_heads*head_dim
-    float *wk;         // (layer, kv_dim, dim)        self_attn.k_proj.weight, kv_dim = n_kv_heads*head_dim
-    float *wv;         // (layer, kv_dim, dim)        self_attn.v_proj.weight
-    float *bq;         // (layer, q_dim)   or NULL    self_attn.q_proj.bias (attention_bias)
-    float *bk;         // (layer, kv_dim)  or NULL    self_attn.k_proj.bias
-    float *bv;         // (layer, kv_dim)  or NULL    self_attn.v_proj.bias
-    float *wo;         // (layer, dim, q_dim)         self_attn.o_proj.weight
-    float *ffn_norm;   // (layer, dim)                post_attention_layernorm.weight
-    float *w_gate;     // (layer, hidden, dim)        mlp.gate_proj.weight
-    float *w_up;       // (layer, hidden, dim)        mlp.up_proj.weight
-    float *w_down;     // (layer, dim, hidden)        mlp.down_proj.weight
-    float *final_norm; // (dim)                       model.norm.weight
-    float *lm_head;    // (vocab, dim)                lm_head.weight; == embed when tied
+    const float *attn_norm; // (dim)              model.layers.{i}.input_layernorm.weight
+    const float *wq;        // (q_dim, dim)       self_attn.q_proj.weight, q_dim = n_heads*head_dim
+    const float *wk;        // (kv_dim, dim)      self_attn.k_proj.weight, kv_dim = n_kv_heads*head_dim
+    const float *wv;        // (kv_dim, dim)      self_attn.v_proj.weight
+    const float *bq;        // (q_dim)  or NULL   self_attn.q_proj.bias (attention_bias)
+    const float *bk;        // (kv_dim) or NULL   self_attn.k_proj.bias
+    const float *bv;        // (kv_dim) or NULL   self_attn.v_proj.bias
+    const float *wo;        // (dim, q_dim)       self_attn.o_proj.weight
+    const float *ffn_norm;  // (dim)              post_attention_layernorm.weight
+    const float *w_gate;    // (hidden, dim)      mlp.gate_proj.weight
+    const float *w_up;      // (hidden, dim)      mlp.up_proj.weight
+    const float *w_down;    // (dim, hidden)      mlp.down_proj.weight
+} lk_layer_weights;
+
+typedef struct {
+    const float *embed;      // (vocab, dim)      model.embed_tokens.weight
+    lk_layer_weights *layer; // (n_layers)
+    const float *final_norm; // (dim)             model.norm.weight
+    const float *lm_head;    // (vocab, dim)      lm_head.weight; == embed when tied
 } lk_weights;
 
 typedef struct lk_model {
@@ -60,13 +78,23 @@ typedef struct lk_model {
     lk_weights w;
     int dim, hidden, q_dim, kv_dim; /* derived sizes */
     size_t n_params;                /* floats held by w (the tied head counted once) */
+    size_t n_mapped;                /* of them, floats used in place from the checkpoint's mapping */
     uint64_t fingerprint;           /* lk_config_fingerprint of the checkpoint it came from (0: none) */
+    float *own;                     /* the model's own float32 weights (one block), or NULL */
+    lk_st *st;                      /* the checkpoint mapped weights point into (a reference), or NULL */
 } lk_model;
 
 /* dir: a model directory (config.json + safetensors). */
 int lk_model_load(lk_model *m, const char *dir, lk_err *err);
-/* From an opened checkpoint and a parsed config (every tensor shape checked). */
+/* From an opened checkpoint and a parsed config (every tensor shape checked).
+ * The model takes its own reference to st when it uses mapped weights: the
+ * caller may close st at once. */
 int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *err);
+/* A model of config c built in memory: every weight in m->own (zeroed), laid
+ * out layer by layer; biases when c->attention_bias, lm_head == embed when
+ * c->tie_word_embeddings. The builder fills the weights through casts of the
+ * pointers to float * (they are the model's own memory). */
+int lk_model_alloc(lk_model *m, const lk_config *c, lk_err *err);
 void lk_model_free(lk_model *m);
 /* The model's fingerprint (lk_config_fingerprint: config and tensor table);
  * for a model built in memory, of its config alone. */

@@ -550,27 +550,27 @@ int lk_train_cpu_new(lk_train_backend *b, const lk_model *m, int sink, int recen
     c->sink = sink;
     c->recent = recent;
     int D = c->D, F = c->F, qd = c->qdim, kvd = c->kvdim;
-    int bias = m->w.bq != NULL;
+    int bias = cfg->attention_bias; /* the model has bq, bk, bv exactly then */
     size_t per = 2 * (size_t)D + (size_t)qd * D + 2 * (size_t)kvd * D + (size_t)D * qd +
                  3 * (size_t)F * D + (bias ? (size_t)qd + 2 * kvd : 0);
     c->layers = lk_calloc(c->L, sizeof(cpu_layer));
     for (int l = 0; l < c->L; l++) {
         cpu_layer *w = c->layers + l;
-        const lk_weights *s = &m->w;
+        const lk_layer_weights *s = &m->w.layer[l];
         double *p = lk_malloc(per * sizeof(double));
-        w->attn_norm = widen(&p, s->attn_norm + (size_t)l * D, D);
-        w->mlp_norm = widen(&p, s->ffn_norm + (size_t)l * D, D);
-        w->wq = widen(&p, s->wq + (size_t)l * qd * D, (size_t)qd * D);
-        w->wk = widen(&p, s->wk + (size_t)l * kvd * D, (size_t)kvd * D);
-        w->wv = widen(&p, s->wv + (size_t)l * kvd * D, (size_t)kvd * D);
-        w->wo = widen(&p, s->wo + (size_t)l * D * qd, (size_t)D * qd);
-        w->wg = widen(&p, s->w_gate + (size_t)l * F * D, (size_t)F * D);
-        w->wu = widen(&p, s->w_up + (size_t)l * F * D, (size_t)F * D);
-        w->wd = widen(&p, s->w_down + (size_t)l * D * F, (size_t)D * F);
+        w->attn_norm = widen(&p, s->attn_norm, D);
+        w->mlp_norm = widen(&p, s->ffn_norm, D);
+        w->wq = widen(&p, s->wq, (size_t)qd * D);
+        w->wk = widen(&p, s->wk, (size_t)kvd * D);
+        w->wv = widen(&p, s->wv, (size_t)kvd * D);
+        w->wo = widen(&p, s->wo, (size_t)D * qd);
+        w->wg = widen(&p, s->w_gate, (size_t)F * D);
+        w->wu = widen(&p, s->w_up, (size_t)F * D);
+        w->wd = widen(&p, s->w_down, (size_t)D * F);
         if (bias) {
-            w->bq = widen(&p, s->bq + (size_t)l * qd, qd);
-            w->bk = widen(&p, s->bk + (size_t)l * kvd, kvd);
-            w->bv = widen(&p, s->bv + (size_t)l * kvd, kvd);
+            w->bq = widen(&p, s->bq, qd);
+            w->bk = widen(&p, s->bk, kvd);
+            w->bv = widen(&p, s->bv, kvd);
         }
     }
     double *p = lk_malloc((size_t)D * sizeof(double));

@@ -130,7 +130,8 @@ typedef struct {
 
 /* Weights rounded to bf16 in place: the CPU reference of a bf16 engine
  * computes with the weights the GPU holds. */
-static void round_bf16(float *x, size_t n) {
+static void round_bf16(const float *p, size_t n) {
+    float *x = tm_w(p);
     for (size_t i = 0; x && i < n; i++) x[i] = lk_bf16_to_f32(lk_f32_to_bf16(x[i]));
 }
 static void model_bf16(lk_model *m) {
@@ -138,20 +139,32 @@ static void model_bf16(lk_model *m) {
     size_t L = c->n_layers, D = m->dim, H = m->hidden, QD = m->q_dim, KD = m->kv_dim, V = c->vocab_size;
     lk_weights *w = &m->w;
     round_bf16(w->embed, V * D);
-    round_bf16(w->attn_norm, L * D);
-    round_bf16(w->wq, L * QD * D);
-    round_bf16(w->wk, L * KD * D);
-    round_bf16(w->wv, L * KD * D);
-    round_bf16(w->bq, L * QD);
-    round_bf16(w->bk, L * KD);
-    round_bf16(w->bv, L * KD);
-    round_bf16(w->wo, L * D * QD);
-    round_bf16(w->ffn_norm, L * D);
-    round_bf16(w->w_gate, L * H * D);
-    round_bf16(w->w_up, L * H * D);
-    round_bf16(w->w_down, L * D * H);
+    for (size_t l = 0; l < L; l++) {
+        const lk_layer_weights *y = &w->layer[l];
+        round_bf16(y->attn_norm, D);
+        round_bf16(y->wq, QD * D);
+        round_bf16(y->wk, KD * D);
+        round_bf16(y->wv, KD * D);
+        round_bf16(y->bq, QD);
+        round_bf16(y->bk, KD);
+        round_bf16(y->bv, KD);
+        round_bf16(y->wo, D * QD);
+        round_bf16(y->ffn_norm, D);
+        round_bf16(y->w_gate, H * D);
+        round_bf16(y->w_up, H * D);
+        round_bf16(y->w_down, D * H);
+    }
     round_bf16(w->final_norm, D);
     if (w->lm_head != w->embed) round_bf16(w->lm_head, V * D);
+}
+
+/* q_proj and k_proj of every layer times 0.5 */
+static void halve_qk(lk_model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        float *q = tm_w(m->w.layer[l].wq), *k = tm_w(m->w.layer[l].wk);
+        for (size_t i = 0; i < (size_t)m->q_dim * m->dim; i++) q[i] *= 0.5f;
+        for (size_t i = 0; i < (size_t)m->kv_dim * m->dim; i++) k[i] *= 0.5f;
+    }
 }
 
 static const variant variants[] = {
@@ -209,8 +222,7 @@ static void random_model(const variant *v, const char *dtype) {
     /* attention logits of std ~1 (tmodel's scales give ~4: a softmax so
      * sharp that bf16 rounding alone, emulated on the CPU, moves the logits
      * by 1-3e-2; at half the q/k scale by 0.6-1e-2) */
-    for (size_t i = 0; i < (size_t)c.n_layers * m.q_dim * m.dim; i++) m.w.wq[i] *= 0.5f;
-    for (size_t i = 0; i < (size_t)c.n_layers * m.kv_dim * m.dim; i++) m.w.wk[i] *= 0.5f;
+    halve_qk(&m);
     if (!gpu_f32) model_bf16(&m);
     /* masks: widths in steps of 8 (incl. 0 and head_dim), random channels */
     lk_mask m1, m2;
@@ -351,8 +363,7 @@ static void checkpoint(lk_dtype dt) {
     lk_model m;
     tm_random_model(&m, &c);
     size_t L = c.n_layers, D = m.dim, H = m.hidden, QD = m.q_dim, KD = m.kv_dim;
-    for (size_t i = 0; i < L * QD * D; i++) m.w.wq[i] *= 0.5f;
-    for (size_t i = 0; i < L * KD * D; i++) m.w.wk[i] *= 0.5f;
+    halve_qk(&m);
     lk_stw *w = lk_stw_new();
     add16(w, dt, "model.embed_tokens.weight", m.w.embed, c.vocab_size, D);
     add16(w, dt, "model.norm.weight", m.w.final_norm, D, 0);
@@ -360,18 +371,19 @@ static void checkpoint(lk_dtype dt) {
     for (size_t l = 0; l < L; l++) {
         char name[128];
 #define P(suffix) (snprintf(name, sizeof name, "model.layers.%zu.%s", l, suffix), name)
-        add16(w, dt, P("input_layernorm.weight"), m.w.attn_norm + l * D, D, 0);
-        add16(w, dt, P("self_attn.q_proj.weight"), m.w.wq + l * QD * D, QD, D);
-        add16(w, dt, P("self_attn.k_proj.weight"), m.w.wk + l * KD * D, KD, D);
-        add16(w, dt, P("self_attn.v_proj.weight"), m.w.wv + l * KD * D, KD, D);
-        add16(w, dt, P("self_attn.q_proj.bias"), m.w.bq + l * QD, QD, 0);
-        add16(w, dt, P("self_attn.k_proj.bias"), m.w.bk + l * KD, KD, 0);
-        add16(w, dt, P("self_attn.v_proj.bias"), m.w.bv + l * KD, KD, 0);
-        add16(w, dt, P("self_attn.o_proj.weight"), m.w.wo + l * D * QD, D, QD);
-        add16(w, dt, P("post_attention_layernorm.weight"), m.w.ffn_norm + l * D, D, 0);
-        add16(w, dt, P("mlp.gate_proj.weight"), m.w.w_gate + l * H * D, H, D);
-        add16(w, dt, P("mlp.up_proj.weight"), m.w.w_up + l * H * D, H, D);
-        add16(w, dt, P("mlp.down_proj.weight"), m.w.w_down + l * D * H, D, H);
+        const lk_layer_weights *y = &m.w.layer[l];
+        add16(w, dt, P("input_layernorm.weight"), y->attn_norm, D, 0);
+        add16(w, dt, P("self_attn.q_proj.weight"), y->wq, QD, D);
+        add16(w, dt, P("self_attn.k_proj.weight"), y->wk, KD, D);
+        add16(w, dt, P("self_attn.v_proj.weight"), y->wv, KD, D);
+        add16(w, dt, P("self_attn.q_proj.bias"), y->bq, QD, 0);
+        add16(w, dt, P("self_attn.k_proj.bias"), y->bk, KD, 0);
+        add16(w, dt, P("self_attn.v_proj.bias"), y->bv, KD, 0);
+        add16(w, dt, P("self_attn.o_proj.weight"), y->wo, D, QD);
+        add16(w, dt, P("post_attention_layernorm.weight"), y->ffn_norm, D, 0);
+        add16(w, dt, P("mlp.gate_proj.weight"), y->w_gate, H, D);
+        add16(w, dt, P("mlp.up_proj.weight"), y->w_up, H, D);
+        add16(w, dt, P("mlp.down_proj.weight"), y->w_down, D, H);
 #undef P
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);

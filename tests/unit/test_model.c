@@ -172,7 +172,7 @@ static void prefill_vs_decode(const char *tmp, const variant *v) {
     }
     CHECK(m.cfg.rope.type == c.rope.type && m.cfg.head_dim == hd);
     CHECK(v->tied ? m.w.lm_head == m.w.embed : m.w.lm_head != m.w.embed);
-    CHECK((m.w.bq != NULL) == v->bias);
+    CHECK((m.w.layer[0].bq != NULL) == v->bias);
 
     int tokens[48];
     for (int i = 0; i < N; i++) tokens[i] = (int)((frand() + 1.0f) * 0.5f * V) % V;

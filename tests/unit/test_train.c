@@ -31,47 +31,44 @@ static double nrand(void) { /* roughly N(0, 1) */
     for (int i = 0; i < 12; i++) s += urand();
     return s - 6.0;
 }
-static float *rnd(size_t n, double mean, double std) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = (float)(mean + std * nrand());
-    return p;
+/* mean + std * N(0,1) into the n floats at p (a weight of the model
+ * lk_model_alloc built: its own memory) */
+static void rnd(const float *p, size_t n, double mean, double std) {
+    float *x = (float *)p;
+    for (size_t i = 0; i < n; i++) x[i] = (float)(mean + std * nrand());
 }
 
 static void tiny_model(lk_model *m, int bias) {
-    memset(m, 0, sizeof *m);
-    lk_config *c = &m->cfg;
-    lk_config_llama(c, 32, 24, 40, 2, 4, 2, 6);
-    c->max_position_embeddings = 256;
-    c->attention_bias = bias;
-    m->dim = 24;
-    m->hidden = 40;
-    m->q_dim = 24;
-    m->kv_dim = 12;
+    lk_config c;
+    lk_config_llama(&c, 32, 24, 40, 2, 4, 2, 6);
+    c.max_position_embeddings = 256;
+    c.attention_bias = bias;
+    c.tie_word_embeddings = 1;
+    lk_err err;
+    if (lk_model_alloc(m, &c, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
     int L = 2, D = 24, F = 40, qd = 24, kvd = 12, V = 32;
     lk_weights *w = &m->w;
-    w->embed = rnd((size_t)V * D, 0, 1.0);
-    w->attn_norm = rnd((size_t)L * D, 1.0, 0.1);
-    w->ffn_norm = rnd((size_t)L * D, 1.0, 0.1);
-    w->wq = rnd((size_t)L * qd * D, 0, 0.6); /* large q/k: peaked attention */
-    w->wk = rnd((size_t)L * kvd * D, 0, 0.6);
-    w->wv = rnd((size_t)L * kvd * D, 0, 0.3);
-    w->wo = rnd((size_t)L * D * qd, 0, 0.3);
-    w->w_gate = rnd((size_t)L * F * D, 0, 0.3);
-    w->w_up = rnd((size_t)L * F * D, 0, 0.3);
-    w->w_down = rnd((size_t)L * D * F, 0, 0.3);
-    w->final_norm = rnd(D, 1.0, 0.1);
+    lk_layer_weights *y = w->layer;
+    /* kind by kind, layer by layer: the values of the tests' history */
+    rnd(w->embed, (size_t)V * D, 0, 1.0);
+    for (int l = 0; l < L; l++) rnd(y[l].attn_norm, D, 1.0, 0.1);
+    for (int l = 0; l < L; l++) rnd(y[l].ffn_norm, D, 1.0, 0.1);
+    for (int l = 0; l < L; l++) rnd(y[l].wq, (size_t)qd * D, 0, 0.6); /* large q/k: peaked attention */
+    for (int l = 0; l < L; l++) rnd(y[l].wk, (size_t)kvd * D, 0, 0.6);
+    for (int l = 0; l < L; l++) rnd(y[l].wv, (size_t)kvd * D, 0, 0.3);
+    for (int l = 0; l < L; l++) rnd(y[l].wo, (size_t)D * qd, 0, 0.3);
+    for (int l = 0; l < L; l++) rnd(y[l].w_gate, (size_t)F * D, 0, 0.3);
+    for (int l = 0; l < L; l++) rnd(y[l].w_up, (size_t)F * D, 0, 0.3);
+    for (int l = 0; l < L; l++) rnd(y[l].w_down, (size_t)D * F, 0, 0.3);
+    rnd(w->final_norm, D, 1.0, 0.1);
     if (bias) {
-        w->bq = rnd((size_t)L * qd, 0, 0.2);
-        w->bk = rnd((size_t)L * kvd, 0, 0.2);
-        w->bv = rnd((size_t)L * kvd, 0, 0.2);
+        for (int l = 0; l < L; l++) rnd(y[l].bq, qd, 0, 0.2);
+        for (int l = 0; l < L; l++) rnd(y[l].bk, kvd, 0, 0.2);
+        for (int l = 0; l < L; l++) rnd(y[l].bv, kvd, 0, 0.2);
     }
-    w->lm_head = w->embed;
-}
-
-static void tiny_free(lk_model *m) {
-    float *p[] = {m->w.embed, m->w.attn_norm, m->w.ffn_norm, m->w.wq, m->w.wk, m->w.wv, m->w.wo,
-                  m->w.w_gate, m->w.w_up, m->w.w_down, m->w.final_norm, m->w.bq, m->w.bk, m->w.bv};
-    for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
 }
 
 /* relative error with a floor (entries far below the gradient's scale are
@@ -175,7 +172,7 @@ static void test_gradient(int bias) {
     lk_train_state_free(&s);
     free(ones);
     lk_train_backend_free(&b);
-    tiny_free(&m);
+    lk_model_free(&m);
 }
 
 /* The pruned model of the backend with a binary alpha is the engine's LeanK
@@ -222,7 +219,7 @@ static void test_against_engine(void) {
     lk_state_free(&pr);
     lk_mask_free(&mask);
     lk_train_backend_free(&b);
-    tiny_free(&m);
+    lk_model_free(&m);
 }
 
 static void test_schedule_adam(void) {
@@ -258,7 +255,7 @@ static void test_schedule_adam(void) {
     CHECK(s.step == 1);
     lk_train_state_free(&s);
     lk_train_backend_free(&b);
-    tiny_free(&m);
+    lk_model_free(&m);
 }
 
 static void test_config(void) {

@@ -3,6 +3,7 @@
 #ifndef LEANK_TMODEL_H
 #define LEANK_TMODEL_H
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,41 +19,45 @@ static inline float tm_frand(void) { /* uniform in [-1, 1) */
 }
 static inline int tm_irand(int n) { return (int)((tm_frand() + 1.0f) * 0.5f * n) % n; }
 
-static inline float *tm_rnd(size_t n, float scale, float base) {
-    float *x = malloc((n ? n : 1) * sizeof(float));
+/* base + scale * tm_frand() into the n floats at p: a weight of a model built
+ * by lk_model_alloc (its own memory, so writable). */
+static inline void tm_fill(const float *p, size_t n, float scale, float base) {
+    float *x = (float *)p;
     for (size_t i = 0; i < n; i++) x[i] = base + scale * tm_frand();
-    return x;
 }
+/* A built model's weight as writable memory (tests that change weights). */
+static inline float *tm_w(const float *p) { return (float *)p; }
 
 /* Random weights for config c (bias when c->attention_bias; lm_head tied
- * unless c->tie_word_embeddings is 0). Free with lk_model_free. */
+ * unless c->tie_word_embeddings is 0). Free with lk_model_free. Filled kind
+ * by kind, layer by layer (the order of the values is the tests' history). */
 static inline void tm_random_model(lk_model *m, const lk_config *c) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    size_t L = c->n_layers, D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
-    size_t QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
+    lk_err err;
+    if (lk_model_alloc(m, c, &err)) {
+        fprintf(stderr, "tm_random_model: %s\n", err.msg);
+        exit(1);
+    }
+    size_t L = c->n_layers, D = m->dim, H = m->hidden, QD = m->q_dim, KD = m->kv_dim;
     size_t V = c->vocab_size;
     lk_weights *w = &m->w;
-    w->embed = tm_rnd(V * D, 1.0f, 0.0f);
-    w->attn_norm = tm_rnd(L * D, 0.1f, 1.0f);
-    w->wq = tm_rnd(L * QD * D, 0.3f, 0.0f);
-    w->wk = tm_rnd(L * KD * D, 0.3f, 0.0f);
-    w->wv = tm_rnd(L * KD * D, 0.2f, 0.0f);
-    w->wo = tm_rnd(L * D * QD, 0.2f, 0.0f);
-    w->ffn_norm = tm_rnd(L * D, 0.1f, 1.0f);
-    w->w_gate = tm_rnd(L * H * D, 0.2f, 0.0f);
-    w->w_up = tm_rnd(L * H * D, 0.2f, 0.0f);
-    w->w_down = tm_rnd(L * D * H, 0.2f, 0.0f);
-    w->final_norm = tm_rnd(D, 0.1f, 1.0f);
+    lk_layer_weights *y = w->layer;
+    tm_fill(w->embed, V * D, 1.0f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].attn_norm, D, 0.1f, 1.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].wq, QD * D, 0.3f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].wk, KD * D, 0.3f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].wv, KD * D, 0.2f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].wo, D * QD, 0.2f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].ffn_norm, D, 0.1f, 1.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].w_gate, H * D, 0.2f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].w_up, H * D, 0.2f, 0.0f);
+    for (size_t l = 0; l < L; l++) tm_fill(y[l].w_down, D * H, 0.2f, 0.0f);
+    tm_fill(w->final_norm, D, 0.1f, 1.0f);
     if (c->attention_bias) {
-        w->bq = tm_rnd(L * QD, 0.1f, 0.0f);
-        w->bk = tm_rnd(L * KD, 0.1f, 0.0f);
-        w->bv = tm_rnd(L * KD, 0.1f, 0.0f);
+        for (size_t l = 0; l < L; l++) tm_fill(y[l].bq, QD, 0.1f, 0.0f);
+        for (size_t l = 0; l < L; l++) tm_fill(y[l].bk, KD, 0.1f, 0.0f);
+        for (size_t l = 0; l < L; l++) tm_fill(y[l].bv, KD, 0.1f, 0.0f);
     }
-    w->lm_head = c->tie_word_embeddings ? w->embed : tm_rnd(V * D, 0.5f, 0.0f);
-    m->n_params = V * D * (c->tie_word_embeddings ? 1 : 2) +
-                  L * (2 * D + QD * D * 2 + KD * D * 2 + H * D * 3) + D +
-                  (c->attention_bias ? L * (QD + 2 * KD) : 0);
+    if (!c->tie_word_embeddings) tm_fill(w->lm_head, V * D, 0.5f, 0.0f);
 }
 
 /* A mask whose heads keep a random number of channels (0 .. head_dim, in
