@@ -150,7 +150,7 @@ int lk_bench_tokenize(int argc, char **argv) {
     lk_err err = {0};
     char *text;
     size_t len;
-    if (lk_read_file(file, &text, &len, &err)) lk_fail(&err);
+    if (lk_read_file(file, 1u << 30, "UTF-8 text", &text, &len, &err)) lk_fail(&err);
     lk_tokenizer *t;
     double t0 = lk_now();
     if (lk_tok_load(&t, tok_path, &err)) lk_fail(&err);
@@ -177,7 +177,7 @@ int lk_bench_tokenize(int argc, char **argv) {
         h = run_hf(tok_path, file, repeat, tmp);
         char *raw;
         size_t rl;
-        if (h && !lk_read_file(tmp, &raw, &rl, &err)) {
+        if (h && !lk_read_file(tmp, 1u << 30, "token ids from HF", &raw, &rl, &err)) {
             size_t nh = rl / 4, i = 0;
             for (; i < n && i < nh; i++) {
                 uint32_t v;

@@ -89,23 +89,115 @@ char *lk_asprintf(const char *fmt, ...) {
     return s;
 }
 
-int lk_read_file(const char *path, char **data, size_t *len, lk_err *err) {
+/* ---- memory ---- */
+
+int lk_nomem(lk_err *err, size_t n, const char *what) {
+    if (!n) return lk_seterr(err, LK_ENOMEM, "out of memory (allocating %s)", what ? what : "memory");
+    return what ? lk_seterr(err, LK_ENOMEM, "out of memory (allocating %zu bytes for %s)", n, what)
+                : lk_seterr(err, LK_ENOMEM, "out of memory (allocating %zu bytes)", n);
+}
+
+/* count * size too large for a size_t: reported as such, never allocated */
+static int overflows(size_t count, size_t size) { return size && count > SIZE_MAX / size; }
+static int nomem_n(lk_err *err, size_t count, size_t size, const char *what) {
+    if (!overflows(count, size)) return lk_nomem(err, count * size, what);
+    return lk_seterr(err, LK_ENOMEM, "out of memory (allocating %zu x %zu bytes for %s)", count, size,
+                     what ? what : "memory");
+}
+
+static void *alloc(size_t count, size_t size, int zero, const char *what, lk_err *err) {
+    void *p = NULL;
+    if (!overflows(count, size)) {
+        size_t n = count * size;
+        p = zero ? calloc(n ? n : 1, 1) : malloc(n ? n : 1);
+    }
+    if (!p) nomem_n(err, count, size, what);
+    return p;
+}
+void *lk_alloc(size_t count, size_t size, const char *what, lk_err *err) {
+    return alloc(count, size, 0, what, err);
+}
+void *lk_zalloc(size_t count, size_t size, const char *what, lk_err *err) {
+    return alloc(count, size, 1, what, err);
+}
+
+int lk_resize(void *pp, size_t count, size_t size, const char *what, lk_err *err) {
+    if (overflows(count, size)) return nomem_n(err, count, size, what);
+    void *old, *p;
+    memcpy(&old, pp, sizeof old); /* pp is a T **: object pointers share one representation here */
+    size_t n = count * size;
+    if (!(p = realloc(old, n ? n : 1)))
+        return nomem_n(err, count, size, what); /* old is untouched, still the caller's */
+    memcpy(pp, &p, sizeof p);
+    return 0;
+}
+
+int lk_grow(void *pp, size_t *cap, size_t need, size_t size, const char *what, lk_err *err) {
+    if (need <= *cap) return 0;
+    size_t c = *cap <= SIZE_MAX / 2 ? 2 * *cap : need;
+    if (c < need) c = need;
+    if (c < 16) c = 16;
+    if (lk_resize(pp, c, size, what, err)) return LK_ENOMEM;
+    *cap = c;
+    return 0;
+}
+
+char *lk_dup(const char *s, lk_err *err) {
+    size_t n = strlen(s) + 1;
+    char *d = lk_alloc(n, 1, "a string", err);
+    return d ? memcpy(d, s, n) : NULL;
+}
+
+char *lk_fmt(lk_err *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n < 0 ? NULL : lk_alloc((size_t)n + 1, 1, "a string", err);
+    if (s) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+int lk_read_file(const char *path, size_t max, const char *what, char **data, size_t *len, lk_err *err) {
     int is_stdin = strcmp(path, "-") == 0;
+    const char *name = is_stdin ? "<stdin>" : path;
+    *data = NULL;
+    *len = 0;
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (max > SIZE_MAX / 4) max = SIZE_MAX / 4;
+    /* a regular file says its size: one block for all of it; anything else
+     * (a pipe, a device) grows as it comes, to at most max + 1 bytes: one
+     * byte more than allowed tells an endless file from a full one */
     size_t cap = 1 << 16, n = 0;
-    char *buf = lk_malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) buf = lk_realloc(buf, cap *= 2);
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
+    if (cap > max + 2) cap = max + 2;
+    char *buf = lk_alloc(cap, 1, what, err);
+    int rc = buf ? 0 : LK_ENOMEM;
+    char hb[32];
+    while (!rc) {
+        if (n + 1 == cap) {
+            size_t want = cap <= (max + 2) / 2 ? cap * 2 : max + 2;
+            if ((rc = lk_resize(&buf, want, 1, what, err))) break;
+            cap = want;
+        }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
         n += got;
-        if (got == 0) break;
+        if (n > max)
+            rc = lk_seterr(err, LK_EINPUT, "%s: longer than %s (expected %s)", name,
+                           lk_human_bytes(hb, sizeof hb, (double)max), what);
+        else if (got == 0) break;
     }
-    int bad = ferror(f);
+    if (!rc && ferror(f)) rc = lk_seterr(err, LK_EIO, "%s: read error", name);
     if (!is_stdin) fclose(f);
-    if (bad) {
+    if (rc) {
         free(buf);
-        return lk_seterr(err, LK_EIO, "%s: read error", is_stdin ? "<stdin>" : path);
+        return rc;
     }
     buf[n] = 0;
     *data = buf;
@@ -159,7 +251,10 @@ static void out_unlink(lk_out *o) {
 
 static void remove_stale(const char *path) {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? lk_asprintf("%.*s", (int)(slash - path + (slash == path)), path) : lk_strdup(".");
+    /* best effort: out of memory, nothing is removed (and lk_out_open's own
+     * allocations will say so) */
+    char *dir = slash ? lk_fmt(NULL, "%.*s", (int)(slash - path + (slash == path)), path) : lk_dup(".", NULL);
+    if (!dir) return;
     const char *base = slash ? slash + 1 : path;
     size_t blen = strlen(base), tlen = strlen(TMP_TAG);
     DIR *d = opendir(dir);
@@ -170,8 +265,8 @@ static void remove_stale(const char *path) {
         long pid = strtol(e->d_name + blen + tlen, &end, 10);
         if (pid <= 0 || *end != '.' || strlen(end) != 7) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer still runs */
-        char *stale = lk_asprintf("%s/%s", dir, e->d_name);
-        unlink(stale);
+        char *stale = lk_fmt(NULL, "%s/%s", dir, e->d_name);
+        if (stale) unlink(stale);
         free(stale);
     }
     if (d) closedir(d);
@@ -190,15 +285,25 @@ int lk_out_open(lk_out *o, const char *path, lk_err *err) {
     if (strcmp(path, "-") == 0 || is_special(path)) {
         o->f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
         if (!o->f) return lk_seterr(err, LK_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
-        o->path = lk_strdup(path);
+        if (!(o->path = lk_dup(path, err))) {
+            if (o->f != stdout) fclose(o->f);
+            o->f = NULL;
+            return LK_ENOMEM;
+        }
         return 0;
     }
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return lk_seterr(err, LK_EIO, "%s: is a directory (expected a file name)", path);
     remove_stale(path);
-    o->path = lk_strdup(path);
-    o->tmp = lk_asprintf("%s" TMP_TAG "%ld.XXXXXX", path, (long)getpid());
+    o->path = lk_dup(path, err);
+    o->tmp = lk_fmt(err, "%s" TMP_TAG "%ld.XXXXXX", path, (long)getpid());
+    if (!o->path || !o->tmp) {
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        return LK_ENOMEM;
+    }
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
         int e = errno;
@@ -208,7 +313,14 @@ int lk_out_open(lk_out *o, const char *path, lk_err *err) {
         return lk_seterr(err, LK_EIO, "%s: cannot create: %s", path, strerror(e));
     }
     fchmod(fd, 0644);
-    o->f = fdopen(fd, "wb");
+    if (!(o->f = fdopen(fd, "wb"))) {
+        close(fd);
+        unlink(o->tmp);
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        return lk_nomem(err, 0, "a FILE for the output");
+    }
     o->next_open = open_outs;
     open_outs = o;
     return 0;
@@ -339,8 +451,8 @@ static int is_dir(const char *p) {
 
 char *lk_share_dir(void) {
     const char *env = getenv("LEANK_SHARE");
-    if (env && *env) return is_dir(env) ? lk_strdup(env) : NULL;
-    char exe[4096];
+    if (env && *env) return is_dir(env) ? lk_dup(env, NULL) : NULL;
+    char exe[4096], d[4096 + 32];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return NULL;
     exe[n] = 0;
@@ -349,12 +461,8 @@ char *lk_share_dir(void) {
     *slash = 0;
     const char *tails[2] = {"../share/leank", "../data"};
     for (int i = 0; i < 2; i++) {
-        char *d = lk_asprintf("%s/%s", exe, tails[i]), *r;
-        if (is_dir(d) && (r = realpath(d, NULL))) {
-            free(d);
-            return r;
-        }
-        free(d);
+        snprintf(d, sizeof d, "%s/%s", exe, tails[i]);
+        if (is_dir(d)) return realpath(d, NULL);
     }
     return NULL;
 }
@@ -363,9 +471,9 @@ char *lk_share_find(const char *sub, const char *name) {
     if (strchr(name, '/') || access(name, F_OK) == 0) return NULL;
     char *d = lk_share_dir();
     if (!d) return NULL;
-    char *p = lk_asprintf("%s/%s/%s", d, sub, name);
+    char *p = lk_fmt(NULL, "%s/%s/%s", d, sub, name);
     free(d);
-    if (access(p, R_OK) == 0) return p;
+    if (p && access(p, R_OK) == 0) return p;
     free(p);
     return NULL;
 }

@@ -52,9 +52,35 @@ char *lk_strdup(const char *s);
 /* printf into a new heap string */
 char *lk_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- memory, the library's way: report, never exit ----
+ * Each allocates count * size bytes (the product checked for overflow; a zero
+ * size still gets a block of its own, so NULL only ever means failure). On
+ * failure: NULL (lk_resize: LK_ENOMEM), with err (may be NULL) set to
+ * LK_ENOMEM, "out of memory (allocating N bytes for WHAT)". Several
+ * allocations may be made and checked once: err keeps the last failure. */
+void *lk_alloc(size_t count, size_t size, const char *what, lk_err *err);
+void *lk_zalloc(size_t count, size_t size, const char *what, lk_err *err); /* zeroed */
+/* Resize the block at *pp (pp: the address of any object pointer, e.g. an
+ * int **; NULL *pp allocates) to count * size bytes. On failure *pp is left
+ * as it was, still the caller's to use and free. */
+int lk_resize(void *pp, size_t count, size_t size, const char *what, lk_err *err);
+/* Room for need elements of size bytes in the array at *pp of capacity *cap:
+ * when *cap < need, grown to the larger of need and twice *cap (at least 16),
+ * *cap updated on success only. */
+int lk_grow(void *pp, size_t *cap, size_t need, size_t size, const char *what, lk_err *err);
+char *lk_dup(const char *s, lk_err *err);
+/* printf into a new heap string; NULL on failure */
+char *lk_fmt(lk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Fill err for a failed allocation of n bytes of what (n 0: size unknown,
+ * e.g. another library's context); returns LK_ENOMEM. */
+int lk_nomem(lk_err *err, size_t n, const char *what);
+
 /* Whole file into memory (NUL-terminated for convenience; len excludes it).
- * path "-" reads stdin. */
-int lk_read_file(const char *path, char **data, size_t *len, lk_err *err);
+ * path "-" reads stdin. A file of more than max bytes -- the wrong file, or
+ * an endless one such as /dev/zero -- is refused once max bytes are read
+ * (LK_EINPUT, "PATH: longer than MAX (expected WHAT)"); what says what the
+ * caller reads, e.g. "a model's config.json". */
+int lk_read_file(const char *path, size_t max, const char *what, char **data, size_t *len, lk_err *err);
 
 /* Read-only mapping of a whole file (path "-" not allowed). */
 typedef struct {
@@ -109,11 +135,13 @@ const char *lk_human_bytes(char *buf, size_t n, double bytes);
 /* leank's own data (configs/, models/leank-mini, bench/): $LEANK_SHARE if
  * set, else PREFIX/share/leank beside an installed program (PREFIX/bin), else
  * the data/ of the source tree the program was built in (bin/../data). NULL
- * when none is a directory. Returns a heap string. */
+ * when none is a directory (or when memory runs out: a lookup that fails
+ * quietly, the caller then reports what it could not find). Returns a heap
+ * string. */
 char *lk_share_dir(void);
 /* A file named without a directory (e.g. "leank-mini.yaml") that is not in
  * the working directory: SHARE/sub/name if that exists (heap string), else
- * NULL. */
+ * NULL (out of memory too, as lk_share_dir). */
 char *lk_share_find(const char *sub, const char *name);
 
 /* Monotonic wall clock in seconds. */

@@ -76,7 +76,10 @@ static int cpu_seq_new(lk_engine *e, lk_seq **out, const lk_seq_opts *o, lk_err 
     s->base.max_len = o->max_len;
     s->base.sampling = o->sampling;
     if (o->plan) {
-        lk_plan_mask(o->plan, &s->mask);
+        if (lk_plan_mask(o->plan, &s->mask, err)) {
+            cpu_seq_free(&s->base);
+            return LK_ENOMEM;
+        }
         s->has_mask = 1;
     }
     s->scratch = lk_malloc(sizeof(float) * (size_t)e->cfg.vocab_size);

@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
+/* a corpus read whole (stdin, or one document of a directory): larger is
+ * not text for leank-prep but the wrong file, or an endless one */
+#define CORPUS_MAX ((size_t)1 << 30)
+
 enum { K_JSON, K_JSONL, K_DIR, K_TXT };
 
 struct lk_corpus {
@@ -51,7 +55,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
  * (JSON lines inside), a JSON document ({"text"} or an array of them), JSON
  * lines, else plain text. */
 static int open_stdin(lk_corpus *c, lk_err *err) {
-    int rc = lk_read_file("-", &c->mem, &c->mem_len, err);
+    int rc = lk_read_file("-", CORPUS_MAX, "a corpus", &c->mem, &c->mem_len, err);
     if (rc) return rc;
     free(c->path);
     c->path = lk_strdup("<stdin>");
@@ -291,7 +295,7 @@ int lk_corpus_next(lk_corpus *c, const char **text, size_t *len, lk_err *err) {
             n = c->mem_len;
             c->mem = NULL;
             fn = "<stdin>";
-        } else if (lk_read_file(fn, &c->doc, &n, err)) {
+        } else if (lk_read_file(fn, CORPUS_MAX, "a corpus document", &c->doc, &n, err)) {
             return -err->code;
         }
         if (!lk_utf8_valid(c->doc, n, &bad) || memchr(c->doc, 0, n))

@@ -202,7 +202,7 @@ static int ntok(lk_prep_gen *g, const char *text, size_t len) {
 static int read_words(const char *path, char ***out, int *n, lk_err *err) {
     char *data;
     size_t len;
-    if (lk_read_file(path, &data, &len, err)) return err->code;
+    if (lk_read_file(path, 64u << 20, "a word list, one word a line", &data, &len, err)) return err->code;
     size_t bad;
     if (!lk_utf8_valid(data, len, &bad)) {
         free(data);

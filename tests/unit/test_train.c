@@ -183,7 +183,7 @@ static void test_against_engine(void) {
     int tokens[40];
     for (int i = 0; i < n; i++) tokens[i] = (int)(urand() * 32);
     lk_mask mask;
-    lk_mask_init(&mask, L, KV, hd, 0);
+    CHECK(lk_mask_init(&mask, L, KV, hd, 0, NULL) == 0);
     double alpha[24];
     for (int i = 0; i < L * KV * hd; i++) { /* every head keeps 2..4 channels */
         mask.keep[i] = (i % hd) < 2 || urand() < 0.4;
