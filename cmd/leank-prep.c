@@ -154,10 +154,17 @@ static void free_sample(lk_sample *s) {
 
 static void *worker(void *arg) {
     worker_arg *a = arg;
-    lk_prep_gen *g = lk_prep_gen_new(a->prep);
+    lk_prep_gen *g;
+    lk_err gerr = {0};
+    int grc = lk_prep_gen_new(&g, a->prep, &gerr);
     for (int i = a->first; i < a->n; i += a->stride) {
         lk_sample s;
         result *r = &a->res[i];
+        if (grc) { /* every sample of this worker fails as it did */
+            r->rc = grc;
+            r->err = gerr;
+            continue;
+        }
         r->rc = lk_prep_sample(g, a->jobs[i].task, a->jobs[i].len, a->jobs[i].index, &s, &r->err);
         if (!r->rc) copy_sample(&r->s, &s);
     }

@@ -80,7 +80,8 @@ int lk_bench_prep(int argc, char **argv) {
     if (!f) lk_die(LK_EIO, "/dev/null: cannot open");
     lk_samples_writer *w;
     if (lk_samples_write_open(&w, f, "/dev/null", lk_tok_fingerprint(tok), "{}", &err)) lk_fail(&err);
-    lk_prep_gen *g = lk_prep_gen_new(p);
+    lk_prep_gen *g;
+    if (lk_prep_gen_new(&g, p, &err)) lk_fail(&err);
     long long tokens = 0;
     for (long i = 0; i < n; i++) {
         lk_sample s;
