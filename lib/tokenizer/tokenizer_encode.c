@@ -159,10 +159,11 @@ static void cache_put(work *w, const char *s, size_t n, uint64_t h, const int *i
     }
     size_t mask = w->tabcap - 1, i = h & mask;
     while (w->tab[i].klen) i = (i + 1) & mask;
-    while (w->arena.n % sizeof(int)) buf_put(&w->arena, "", 1);
+    static const char pad[sizeof(int)];
+    buf_put(&w->arena, pad, (sizeof(int) - w->arena.n % sizeof(int)) % sizeof(int));
     cache_ent e = {h, (uint32_t)w->arena.n, (uint32_t)n, 0, (uint32_t)nids};
     buf_put(&w->arena, s, n);
-    while (w->arena.n % sizeof(int)) buf_put(&w->arena, "", 1);
+    buf_put(&w->arena, pad, (sizeof(int) - w->arena.n % sizeof(int)) % sizeof(int));
     e.ids = (uint32_t)w->arena.n;
     buf_put(&w->arena, ids, nids * sizeof(int));
     if (w->arena.oom) { /* not cached; what the arena held stays valid */
