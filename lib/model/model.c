@@ -106,17 +106,22 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
     int QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
     lk_weights *w = &m->w;
     size_t nL = (size_t)L;
-    w->embed = lk_malloc((size_t)V * D * sizeof(float));
-    w->attn_norm = lk_malloc(nL * D * sizeof(float));
-    w->wq = lk_malloc(nL * QD * D * sizeof(float));
-    w->wk = lk_malloc(nL * KD * D * sizeof(float));
-    w->wv = lk_malloc(nL * KD * D * sizeof(float));
-    w->wo = lk_malloc(nL * D * QD * sizeof(float));
-    w->ffn_norm = lk_malloc(nL * D * sizeof(float));
-    w->w_gate = lk_malloc(nL * H * D * sizeof(float));
-    w->w_up = lk_malloc(nL * H * D * sizeof(float));
-    w->w_down = lk_malloc(nL * D * H * sizeof(float));
-    w->final_norm = lk_malloc((size_t)D * sizeof(float));
+    w->embed = lk_alloc((size_t)V * D, sizeof(float), "the weights", err);
+    w->attn_norm = lk_alloc(nL * D, sizeof(float), "the weights", err);
+    w->wq = lk_alloc(nL * QD * D, sizeof(float), "the weights", err);
+    w->wk = lk_alloc(nL * KD * D, sizeof(float), "the weights", err);
+    w->wv = lk_alloc(nL * KD * D, sizeof(float), "the weights", err);
+    w->wo = lk_alloc(nL * D * QD, sizeof(float), "the weights", err);
+    w->ffn_norm = lk_alloc(nL * D, sizeof(float), "the weights", err);
+    w->w_gate = lk_alloc(nL * H * D, sizeof(float), "the weights", err);
+    w->w_up = lk_alloc(nL * H * D, sizeof(float), "the weights", err);
+    w->w_down = lk_alloc(nL * D * H, sizeof(float), "the weights", err);
+    w->final_norm = lk_alloc((size_t)D, sizeof(float), "the weights", err);
+    if (!w->embed || !w->attn_norm || !w->wq || !w->wk || !w->wv || !w->wo || !w->ffn_norm || !w->w_gate ||
+        !w->w_up || !w->w_down || !w->final_norm) {
+        rc = LK_ENOMEM;
+        goto fail;
+    }
     m->n_params = (size_t)V * D + nL * (2 * D + (size_t)QD * D * 2 + (size_t)KD * D * 2 +
                                         (size_t)H * D * 3) + D;
     if ((rc = load(st, "model.embed_tokens.weight", 2, V, D, w->embed, err)) ||
@@ -132,10 +137,14 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
         (rc = load(st, "model.norm.weight", 1, D, 0, w->final_norm, err)))
         goto fail;
     if (c->attention_bias) {
-        w->bq = lk_malloc(nL * QD * sizeof(float));
-        w->bk = lk_malloc(nL * KD * sizeof(float));
-        w->bv = lk_malloc(nL * KD * sizeof(float));
+        w->bq = lk_alloc(nL * QD, sizeof(float), "the weights", err);
+        w->bk = lk_alloc(nL * KD, sizeof(float), "the weights", err);
+        w->bv = lk_alloc(nL * KD, sizeof(float), "the weights", err);
         m->n_params += nL * (QD + 2 * KD);
+        if (!w->bq || !w->bk || !w->bv) {
+            rc = LK_ENOMEM;
+            goto fail;
+        }
         if ((rc = load_layers(st, L, "self_attn.q_proj.bias", 1, QD, 0, w->bq, err)) ||
             (rc = load_layers(st, L, "self_attn.k_proj.bias", 1, KD, 0, w->bk, err)) ||
             (rc = load_layers(st, L, "self_attn.v_proj.bias", 1, KD, 0, w->bv, err)))
@@ -144,8 +153,12 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
     if (c->tie_word_embeddings && !lk_st_find(st, "lm_head.weight")) {
         w->lm_head = w->embed;
     } else {
-        w->lm_head = lk_malloc((size_t)V * D * sizeof(float));
+        w->lm_head = lk_alloc((size_t)V * D, sizeof(float), "the weights", err);
         m->n_params += (size_t)V * D;
+        if (!w->lm_head) {
+            rc = LK_ENOMEM;
+            goto fail;
+        }
         if ((rc = load(st, "lm_head.weight", 2, V, D, w->lm_head, err))) goto fail;
     }
     m->fingerprint = lk_config_fingerprint(c, st);
@@ -192,13 +205,18 @@ uint64_t lk_model_fingerprint(const lk_model *m) {
 
 /* --------------------------------------------------------- building blocks */
 
-void lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos) {
+int lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos, lk_err *err) {
     int half = c->head_dim / 2;
     r->n_pos = n_pos;
     r->half = half;
-    r->cos = lk_malloc((size_t)n_pos * half * sizeof(float));
-    r->sin = lk_malloc((size_t)n_pos * half * sizeof(float));
-    float *inv_freq = lk_malloc((size_t)half * sizeof(float));
+    r->cos = lk_alloc((size_t)n_pos * half, sizeof(float), "the RoPE tables", err);
+    r->sin = lk_alloc((size_t)n_pos * half, sizeof(float), "the RoPE tables", err);
+    float *inv_freq = lk_alloc((size_t)half, sizeof(float), "the RoPE tables", err);
+    if (!r->cos || !r->sin || !inv_freq) {
+        free(inv_freq);
+        lk_rope_table_free(r);
+        return LK_ENOMEM;
+    }
     float scale = 1.0f;
     lk_rope_inv_freq(c, inv_freq, &scale);
     for (int p = 0; p < n_pos; p++)
@@ -208,6 +226,7 @@ void lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos) {
             r->sin[(size_t)p * half + i] = sinf(f) * scale;
         }
     free(inv_freq);
+    return 0;
 }
 
 void lk_rope_table_free(lk_rope_table *r) {
@@ -362,18 +381,22 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
     s->max_rows = max_rows;
     s->max_seq = max_seq;
 
-    s->x = lk_malloc(R * m->dim * sizeof(float));
-    s->xb = lk_malloc(R * m->dim * sizeof(float));
-    s->q = lk_malloc(R * m->q_dim * sizeof(float));
-    s->k = lk_malloc(R * m->kv_dim * sizeof(float));
-    s->v = lk_malloc(R * m->kv_dim * sizeof(float));
-    s->att = lk_malloc(R * m->q_dim * sizeof(float));
-    s->hb = lk_malloc(R * m->hidden * sizeof(float));
-    s->hb2 = lk_malloc(R * m->hidden * sizeof(float));
-    s->qk = lk_malloc((size_t)m->cfg.head_dim * sizeof(float));
-    lk_state_threads(s, m); /* scores and the threads' work areas */
-    s->logits = lk_malloc((size_t)m->cfg.vocab_size * sizeof(float));
-    lk_rope_table_build(&s->rope, &m->cfg, max_seq);
+    s->x = lk_alloc(R * m->dim, sizeof(float), "the activations", err);
+    s->xb = lk_alloc(R * m->dim, sizeof(float), "the activations", err);
+    s->q = lk_alloc(R * m->q_dim, sizeof(float), "the activations", err);
+    s->k = lk_alloc(R * m->kv_dim, sizeof(float), "the activations", err);
+    s->v = lk_alloc(R * m->kv_dim, sizeof(float), "the activations", err);
+    s->att = lk_alloc(R * m->q_dim, sizeof(float), "the activations", err);
+    s->hb = lk_alloc(R * m->hidden, sizeof(float), "the activations", err);
+    s->hb2 = lk_alloc(R * m->hidden, sizeof(float), "the activations", err);
+    s->qk = lk_alloc((size_t)m->cfg.head_dim, sizeof(float), "the activations", err);
+    s->logits = lk_alloc((size_t)m->cfg.vocab_size, sizeof(float), "the logits", err);
+    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->qk || !s->logits ||
+        lk_state_threads(s, m, err) /* scores and the threads' work areas */ ||
+        lk_rope_table_build(&s->rope, &m->cfg, max_seq, err)) {
+        lk_state_free(s);
+        return LK_ENOMEM;
+    }
     return 0;
 }
 
@@ -432,7 +455,10 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
             lk_rope_apply(s->q + (size_t)r * QD, c->n_heads, hd, cs, sn);
             lk_rope_apply(s->k + (size_t)r * KD, c->n_kv_heads, hd, cs, sn);
         }
-        lk_attention(m, s, l, n);
+        if (lk_attention(m, s, l, n, err)) {
+            lk_forward_leave();
+            return LK_ENOMEM;
+        }
         lk_kv_store(&s->kv, l, pos0, n, s->k, s->v);
         lk_matmul(s->xb, s->att, w->wo + (size_t)l * D * QD, NULL, n, QD, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];

@@ -369,7 +369,7 @@ static void buffers_fit(cpu_ctx *c, int n, int A) {
     c->cos = lk_malloc((size_t)T * half * sizeof(double));
     c->sin = lk_malloc((size_t)T * half * sizeof(double));
     lk_rope_table rt; /* the engine's table (float32, as HF), widened */
-    lk_rope_table_build(&rt, &c->model->cfg, T);
+    lk_rope_table_build(&rt, &c->model->cfg, T, NULL);
     for (size_t i = 0; i < (size_t)T * half; i++) {
         c->cos[i] = rt.cos[i];
         c->sin[i] = rt.sin[i];

@@ -160,7 +160,7 @@ static void random_mask_vs_definition(int head_dim) {
         memcpy(s.q, Q, sizeof(float) * n * QD);
         memcpy(s.k, K + (size_t)len * KD, sizeof(float) * n * KD);
         memcpy(s.v, V + (size_t)len * KD, sizeof(float) * n * KD);
-        lk_attention(&m, &s, layer, n);
+        CHECK(lk_attention(&m, &s, layer, n, NULL) == 0);
         double *ref = malloc(sizeof(double) * n * QD);
         naive(&c, &mask, layer, sink, recent, len, n, Q, K, V, ref);
         double maxd = 0;
