@@ -407,7 +407,7 @@ int main(int argc, char **argv) {
     lk_train_backend b;
     if (lk_train_cpu_new(&b, &m, o.sink, o.recent, &err)) lk_fail(&err);
     lk_train_state st;
-    lk_train_state_init(&st, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, o.seed);
+    if (lk_train_state_init(&st, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, o.seed, &err)) lk_fail(&err);
     if (a.init && !a.resume &&
         lk_alpha_load(a.init, st.alpha, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, &err))
         lk_fail(&err);

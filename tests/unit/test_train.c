@@ -121,7 +121,7 @@ static void test_gradient(int bias) {
     lk_train_opts_default(&o, 1);
     o.lambda = 0.06;
     lk_train_state s;
-    lk_train_state_init(&s, 2, 2, 6, 0);
+    CHECK(lk_train_state_init(&s, 2, 2, 6, 0, NULL) == 0);
     for (size_t i = 0; i < n; i++) s.alpha[i] = (float)(0.1 + 0.8 * urand());
     lk_train_stats st;
     CHECK(lk_train_objective(&s, &b, &o, &st, &err) == 0);
@@ -243,7 +243,7 @@ static void test_schedule_adam(void) {
     o.steps = 10;
     o.lr = 0.01;
     lk_train_state s;
-    lk_train_state_init(&s, 2, 2, 6, 0);
+    CHECK(lk_train_state_init(&s, 2, 2, 6, 0, NULL) == 0);
     lk_train_stats st;
     CHECK(lk_train_step(&s, &b, &o, &st, &err) == 0);
     CHECK_NEAR(st.lr, 0.005, 1e-15);
@@ -305,7 +305,7 @@ static void test_non_finite(void) {
         lk_train_state s;
         lk_train_opts o;
         lk_train_opts_default(&o, 1);
-        lk_train_state_init(&s, 2, 1, 4, 0);
+        CHECK(lk_train_state_init(&s, 2, 1, 4, 0, NULL) == 0);
         lk_train_stats st;
         lk_err err = {0};
         CHECK(lk_train_step(&s, &b, &o, &st, &err) == LK_EINPUT);
