@@ -13,7 +13,7 @@
 #ifdef LEANK_CUDA
 #include "bench_kernels.h" /* kernel, attention: the CUDA kernels (kernels/bench_kernels.cu) */
 #endif
-#include "util.h"
+#include "cli.h"
 
 /* A benchmark's result: its error said on stderr (exit status rc), or, with
  * err empty, a failure its table already shows. */

@@ -14,7 +14,7 @@
 #include "mask.h"
 #include "plot.h"
 #include "safetensors.h"
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,

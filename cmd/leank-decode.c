@@ -15,7 +15,7 @@
 #include "generate.h" /* prefill + sampling loop, streamed text */
 #include "plan.h"     /* the cache geometry: dense, or a LeanK plan/mask */
 #include "tokenizer.h"/* encode the prompt, stream-decode the output */
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -16,7 +16,7 @@
 #include "prep.h"
 #include "samples.h"
 #include "tokenizer.h"
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,

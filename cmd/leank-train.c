@@ -18,7 +18,7 @@
 #include "samples.h"     /* the streamed samples file */
 #include "tokenizer.h"   /* tokenizer fingerprint */
 #include "train.h"       /* options, step, backend, alpha/checkpoint files */
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,

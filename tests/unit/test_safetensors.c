@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "cli.h" /* lk_asprintf, lk_malloc: a test is a program */
 #include "t.h"
 
 static char dir[] = "/tmp/leank-test-st-XXXXXX";

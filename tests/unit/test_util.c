@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "t.h"
-#include "util.h"
+#include "cli.h"
 
 /* AddressSanitizer (make test SAN=1) aborts on an allocation it cannot
  * serve; this test asks for impossible sizes on purpose */
