@@ -301,7 +301,7 @@ int main(int argc, char **argv) {
         size_t len;
         if (prompt) {
             text = lk_strdup(prompt);
-        } else if (lk_read_file(prompt_file ? prompt_file : "-", 1u << 30, "a prompt (UTF-8 text)", &text, &len, &err)) {
+        } else if (lk_read_file(prompt_file ? prompt_file : "-", 256u << 20, "a UTF-8 prompt", &text, &len, &err)) {
             lk_fail(&err);
         }
         lk_gen_request q = def;

@@ -58,7 +58,7 @@ static void usage(FILE *f) {
 static int do_encode(const lk_tokenizer *tok, int add_special, lk_err *err) {
     char *text;
     size_t len;
-    if (lk_read_file("-", 1u << 30, "UTF-8 text", &text, &len, err)) return err->code;
+    if (lk_read_file("-", 256u << 20, "UTF-8 text", &text, &len, err)) return err->code;
     int *ids = NULL;
     size_t n = 0, cap = 0;
     if (lk_tok_encode(tok, text, len, add_special, &ids, &n, &cap, err)) {
@@ -78,7 +78,7 @@ static int do_encode(const lk_tokenizer *tok, int add_special, lk_err *err) {
 static int do_decode(const lk_tokenizer *tok, int skip_special, lk_err *err) {
     char *text;
     size_t len;
-    if (lk_read_file("-", 1u << 30, "token ids", &text, &len, err)) return err->code;
+    if (lk_read_file("-", 256u << 20, "token ids", &text, &len, err)) return err->code;
     int *ids = NULL;
     size_t n = 0, cap = 0;
     int vocab = lk_tok_vocab_size(tok);

@@ -123,7 +123,7 @@ int lk_bench_tokenize(const lk_bench_tokenize_opts *o, lk_err *err) {
     if (progress) lk_warn("tokenize: %s with %s, best of %d", file, tok_path, repeat);
 
     size_t len;
-    if ((rc = lk_read_file(file, 1u << 30, "UTF-8 text", &text, &len, err))) goto out;
+    if ((rc = lk_read_file(file, 256u << 20, "UTF-8 text", &text, &len, err))) goto out;
     double t0 = lk_now();
     if ((rc = lk_tok_load(&t, tok_path, err))) goto out;
     double load = lk_now() - t0;

@@ -346,7 +346,7 @@ int lk_config_load(lk_config *c, const char *path, lk_err *err) {
     if (!p) return LK_ENOMEM;
     char *text;
     size_t len;
-    int rc = lk_read_file(p, 64u << 20, "a model config (config.json)", &text, &len, err);
+    int rc = lk_read_file(p, 64u << 20, "a model's config.json", &text, &len, err);
     if (!rc) {
         rc = lk_config_parse(c, text, len, p, err);
         free(text);

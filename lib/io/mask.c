@@ -649,7 +649,7 @@ int lk_mask_load_as(lk_mask *m, const char *path, const char *name, int head_dim
     if (looks_safetensors(head, n)) return check_head_dim(m, name, head_dim, load_st(m, path, name, err), err);
     char *text;
     size_t len;
-    if (lk_read_file(path, MASK_MAX, "a mask (TSV)", &text, &len, err)) return err ? err->code : LK_EIO;
+    if (lk_read_file(path, MASK_MAX, "a TSV mask", &text, &len, err)) return err ? err->code : LK_EIO;
     int rc = lk_mask_parse_tsv(m, text, len, name, head_dim, err);
     free(text);
     return rc;

@@ -309,7 +309,7 @@ static int build_index(lk_st *st, lk_err *err) {
 static int load_index(lk_st *st, const char *path, lk_err *err) {
     char *text;
     size_t len;
-    int rc = lk_read_file(path, 64u << 20, "a safetensors index (JSON)", &text, &len, err);
+    int rc = lk_read_file(path, 64u << 20, "a model.safetensors.index.json", &text, &len, err);
     if (rc) return rc;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);

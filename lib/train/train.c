@@ -132,7 +132,7 @@ static int y_key(const char *path, yaml_document_t *doc, const char *section, in
 int lk_train_config_load(lk_train_opts *o, const char *path, lk_err *err) {
     char *text;
     size_t len;
-    int rc = lk_read_file(path, 16u << 20, "a training config (YAML)", &text, &len, err);
+    int rc = lk_read_file(path, 16u << 20, "a YAML training config", &text, &len, err);
     if (rc) return rc;
     yaml_parser_t parser;
     yaml_document_t doc;
