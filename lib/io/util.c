@@ -1,4 +1,4 @@
-/* util.c - errors, checked allocation and I/O, atomic output files. */
+/* util.c - errors, allocation that reports, I/O, atomic output files. */
 #include "util.h"
 
 #include <dirent.h>
@@ -35,8 +35,6 @@ void lk_warn(const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stderr);
 }
-
-
 
 /* ---- memory ---- */
 
@@ -119,16 +117,24 @@ int lk_read_file(const char *path, size_t max, const char *what, char **data, si
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
     if (max > SIZE_MAX / 4) max = SIZE_MAX / 4;
-    /* a regular file says its size: one block for all of it; anything else
-     * (a pipe, a device) grows as it comes, to at most max + 1 bytes: one
+    /* a regular file says its size: one block for all of it and the NUL,
+     * with a byte to spare so that its end is seen without growing; anything
+     * else (a pipe, a device) grows as it comes, to at most max + 1 bytes: one
      * byte more than allowed tells an endless file from a full one */
     size_t cap = 1 << 16, n = 0;
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
-    if (cap > max + 2) cap = max + 2;
-    char *buf = lk_alloc(cap, 1, what, err);
-    int rc = buf ? 0 : LK_ENOMEM;
+    int rc = 0;
     char hb[32];
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        off_t at = ftello(f);
+        uint64_t left = (uint64_t)st.st_size - (at > 0 && at <= st.st_size ? (uint64_t)at : 0);
+        if (left > max) rc = lk_seterr(err, LK_EINPUT, "%s: longer than %s (expected %s)", name,
+                                       lk_human_bytes(hb, sizeof hb, (double)max), what);
+        cap = (size_t)left + 2;
+    }
+    if (cap > max + 2) cap = max + 2;
+    char *buf = rc ? NULL : lk_alloc(cap, 1, what, err);
+    if (!rc && !buf) rc = LK_ENOMEM;
     while (!rc) {
         if (n + 1 == cap) {
             size_t want = cap <= (max + 2) / 2 ? cap * 2 : max + 2;
