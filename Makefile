@@ -32,8 +32,10 @@ LIB_ROOMS   := io tokenizer model train prep bench
 LIB_INC     := $(addprefix -Ilib/,$(LIB_ROOMS))
 BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
+# lib/ cannot see cmd/cli.h (the helpers that exit): calling one there is
+# an undeclared function, an error
 ALL_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
-               $(LIB_INC) -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
+               -Werror=implicit-function-declaration $(LIB_INC) -Ikernels $(BLAS_CFLAGS) -MMD -MP $(CFLAGS)
 SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ifeq ($(SAN),1)
   ALL_CFLAGS += $(SAN_FLAGS)
@@ -81,6 +83,9 @@ else
 endif
 PROGS    := leank-prep leank-train leank-binarize leank-pack leank-decode leank-bench
 PROG_BIN := $(addprefix $(BIN)/,$(PROGS))
+# cmd/cli.c: what every program (the test programs too) shares and lib/ must
+# not do: exit (lk_fail, lk_die, the exiting allocators, option values)
+CLI_OBJ  := $(B)/cmd/cli.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(UNIT_SRC))
 MANS     := $(wildcard man/*.1 man/*.5 man/*.7)
@@ -116,25 +121,26 @@ $(B)/cmd/%.o: cmd/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# -Icmd: bench_kernels.cu is leank-bench kernel's body (cli.h's lk_die)
 $(B)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) $(LIB_INC) -Ikernels -MMD -MP -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) $(LIB_INC) -Ikernels -Icmd -MMD -MP -c $< -o $@
 
-$(BIN)/%: $(B)/cmd/%.o $(LIBA)
+$(BIN)/%: $(B)/cmd/%.o $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $< $(LIBA) $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $< $(CLI_OBJ) $(LIBA) $(LDLIBS) -o $@
 
-$(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(LIBA)
+$(BIN)/tests/%: tests/unit/%.c tests/unit/t.h $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
-	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/$*.d -Itests/unit -Icmd $< $(CLI_OBJ) $(LIBA) $(LDLIBS) -o $@
 
 $(BIN)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
 	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/fuzz_$*.d -Itests/fuzz $< tests/fuzz/replay.c $(LIBA) $(LDLIBS) -o $@
 
-$(BIN)/tests/gpu_%: tests/gpu/gpu_%.c tests/unit/t.h $(LIBA)
+$(BIN)/tests/gpu_%: tests/gpu/gpu_%.c tests/unit/t.h $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(@D) $(B)/tests
-	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/gpu_$*.d -Itests/unit $< $(LIBA) $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) -MF $(B)/tests/gpu_$*.d -Itests/unit -Icmd $< $(CLI_OBJ) $(LIBA) $(LDLIBS) -o $@
 
 
 # The whole pipeline on the model the project ships (dev/demo.sh says how).

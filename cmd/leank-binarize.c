@@ -14,7 +14,7 @@
 #include "mask.h"
 #include "plot.h"
 #include "safetensors.h"
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -325,7 +325,7 @@ int main(int argc, char **argv) {
     if (!strcmp(in.path, "-")) {
         char *data;
         size_t len;
-        if (lk_read_file("-", &data, &len, &err)) lk_fail(&err);
+        if (lk_read_file("-", 256u << 20, "an alpha file or a mask", &data, &len, &err)) lk_fail(&err);
         if (!len) lk_die(LK_EINPUT, "<stdin>: empty (expected an alpha file or a mask)");
         const char *dir = getenv("TMPDIR");
         char *base = lk_asprintf("%s/leank-binarize-stdin", dir && *dir ? dir : "/tmp");
@@ -371,7 +371,7 @@ int main(int argc, char **argv) {
         if (from_tsv) {
             char *text;
             size_t len;
-            if (!(rc = lk_read_file(in.path, &text, &len, &err))) {
+            if (!(rc = lk_read_file(in.path, 64u << 20, "a TSV mask", &text, &len, &err))) {
                 rc = lk_mask_parse_tsv(&m, text, len, in.name, head_dim, &err);
                 free(text);
             }
@@ -392,7 +392,7 @@ int main(int argc, char **argv) {
         lk_mask_pick_windows(&m, in.name, sink_opt, recent_opt, -1, -1, 1, &m.sink, &m.recent);
     }
     lk_mask_stats s;
-    lk_mask_stats_compute(&m, &s);
+    if (lk_mask_stats_compute(&m, &s, &err)) lk_fail(&err);
     if (plot) {
         size_t n = s.total;
         float *v = in.alpha;

@@ -15,7 +15,7 @@
 #include "generate.h" /* prefill + sampling loop, streamed text */
 #include "plan.h"     /* the cache geometry: dense, or a LeanK plan/mask */
 #include "tokenizer.h"/* encode the prompt, stream-decode the output */
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -301,7 +301,7 @@ int main(int argc, char **argv) {
         size_t len;
         if (prompt) {
             text = lk_strdup(prompt);
-        } else if (lk_read_file(prompt_file ? prompt_file : "-", &text, &len, &err)) {
+        } else if (lk_read_file(prompt_file ? prompt_file : "-", 256u << 20, "a UTF-8 prompt", &text, &len, &err)) {
             lk_fail(&err);
         }
         lk_gen_request q = def;

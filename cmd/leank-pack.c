@@ -11,7 +11,7 @@
 #include "config.h"
 #include "mask.h"
 #include "plan.h"
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -16,7 +16,7 @@
 #include "prep.h"
 #include "samples.h"
 #include "tokenizer.h"
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -58,7 +58,7 @@ static void usage(FILE *f) {
 static int do_encode(const lk_tokenizer *tok, int add_special, lk_err *err) {
     char *text;
     size_t len;
-    if (lk_read_file("-", &text, &len, err)) return err->code;
+    if (lk_read_file("-", 256u << 20, "UTF-8 text", &text, &len, err)) return err->code;
     int *ids = NULL;
     size_t n = 0, cap = 0;
     if (lk_tok_encode(tok, text, len, add_special, &ids, &n, &cap, err)) {
@@ -78,7 +78,7 @@ static int do_encode(const lk_tokenizer *tok, int add_special, lk_err *err) {
 static int do_decode(const lk_tokenizer *tok, int skip_special, lk_err *err) {
     char *text;
     size_t len;
-    if (lk_read_file("-", &text, &len, err)) return err->code;
+    if (lk_read_file("-", 256u << 20, "token ids", &text, &len, err)) return err->code;
     int *ids = NULL;
     size_t n = 0, cap = 0;
     int vocab = lk_tok_vocab_size(tok);
@@ -154,10 +154,17 @@ static void free_sample(lk_sample *s) {
 
 static void *worker(void *arg) {
     worker_arg *a = arg;
-    lk_prep_gen *g = lk_prep_gen_new(a->prep);
+    lk_prep_gen *g;
+    lk_err gerr = {0};
+    int grc = lk_prep_gen_new(&g, a->prep, &gerr);
     for (int i = a->first; i < a->n; i += a->stride) {
         lk_sample s;
         result *r = &a->res[i];
+        if (grc) { /* every sample of this worker fails as it did */
+            r->rc = grc;
+            r->err = gerr;
+            continue;
+        }
         r->rc = lk_prep_sample(g, a->jobs[i].task, a->jobs[i].len, a->jobs[i].index, &s, &r->err);
         if (!r->rc) copy_sample(&r->s, &s);
     }

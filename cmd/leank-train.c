@@ -17,7 +17,7 @@
 #include "engine.h"      /* lk_device_parse */
 #include "tokenizer.h"   /* tokenizer fingerprint */
 #include "train.h"       /* options, the backend, the run, alpha files */
-#include "util.h"
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -239,7 +239,7 @@ int main(int argc, char **argv) {
         }
     }
     lk_train_state st;
-    lk_train_state_init(&st, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    if (lk_train_state_init(&st, b.n_layers, b.n_kv_heads, b.head_dim, o.seed, &err)) lk_fail(&err);
     if (a.init && !a.resume &&
         lk_alpha_load(a.init, st.alpha, b.n_layers, b.n_kv_heads, b.head_dim, &err))
         lk_fail(&err);

@@ -15,7 +15,7 @@ extern "C" {
 #include "config.h"
 #include "mask.h"
 #include "plan.h"
-#include "util.h"
+#include "cli.h"
 }
 
 #define COPY_BW 4.26e12   /* H200 device copy, bytes/s (read + write), measured */

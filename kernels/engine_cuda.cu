@@ -1196,7 +1196,7 @@ static const lk_engine_ops cuda_ops = {
 static int ensure_rope(cu_engine *e, int n, lk_err *err) {
     if (n <= e->rope_n) return 0;
     lk_rope_table t;
-    lk_rope_table_build(&t, &e->base.cfg, n);
+    if (lk_rope_table_build(&t, &e->base.cfg, n, err)) return LK_ENOMEM;
     size_t bytes = (size_t)n * t.half * sizeof(float);
     CU(cudaStreamSynchronize(e->st));
     dfree(e, e->rope_cos, (size_t)e->rope_n * t.half * sizeof(float));

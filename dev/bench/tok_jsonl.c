@@ -3,13 +3,14 @@
  * of ids: decode only); stdout: one JSON object a line, {"ids": [...],
  * "dec": decode(skip_special), "dec_all": decode(keep special),
  * "stream": streaming decode(skip_special)} or {"err": "..."}.
- * Build: make && cc -std=c11 -D_GNU_SOURCE -Ilib dev/bench/tok_jsonl.c \
- *   lib/libleank.a -Wl,-Bstatic -lyaml -lutf8proc -Wl,-Bdynamic -ljansson \
- *   -lpcre2-8 -lzstd -lopenblas -lm -lpthread -o tok_jsonl */
+ * Build: make && cc -std=c11 -D_GNU_SOURCE -Ilib/io -Ilib/tokenizer -Icmd \
+ *   dev/bench/tok_jsonl.c cmd/cli.c lib/libleank.a -Wl,-Bstatic -lyaml -lutf8proc \
+ *   -Wl,-Bdynamic -ljansson -lpcre2-8 -lzstd -lopenblas -lm -lpthread -o tok_jsonl */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli.h"
 #include "tokenizer.h"
 
 static json_t *decode(const lk_tokenizer *t, const int *ids, size_t n) {

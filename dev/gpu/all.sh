@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 what=${1:-all}
 O=${OUT:-/tmp/leank-gpu}
 mkdir -p "$O"
-export LEANK_BIN=$PWD/bin LEANK_SHARED=${LEANK_SHARED:-$PWD/.carry/shared} PYTHONUNBUFFERED=1
+export LEANK_BIN=${LEANK_BIN:-$PWD/bin} LEANK_SHARED=${LEANK_SHARED:-$PWD/.carry/shared} PYTHONUNBUFFERED=1
 B=$LEANK_BIN/leank-bench
 MASK=$LEANK_SHARED/data/masks/llama3.1-8b-instruct.tsv
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$O/gpu.txt"

@@ -9,7 +9,6 @@
  * together; on the CPU, samples are shared out over -j threads. */
 #include <cblas.h>
 #include <ctype.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,7 +21,7 @@
 #include "plan.h"
 #include "samples.h"
 
-#define MAX_MASKS 4
+#define MAX_MASKS LK_BENCH_MAX_MASKS
 
 typedef struct {
     char task[LK_SAMPLES_TASK_MAX + 1];
@@ -75,8 +74,8 @@ static double match_all(const char *text, char *const *refs, int n_refs) {
 static void *worker(void *arg) {
     job *J = arg;
     int kinds = 1 + J->n_plans;
-    lk_gen_task *t = lk_calloc((size_t)J->per_run * kinds, sizeof *t);
     lk_err err = {0};
+    lk_gen_task *t = lk_zalloc((size_t)J->per_run * kinds, sizeof *t, "the generation tasks", &err);
     for (;;) {
         pthread_mutex_lock(&J->lock);
         long i0 = J->failed ? J->n_items : J->next;
@@ -84,6 +83,12 @@ static void *worker(void *arg) {
         J->next = i0 + (n > 0 ? n : 0);
         pthread_mutex_unlock(&J->lock);
         if (n <= 0) break;
+        if (!t) { /* failed below, as a run would */
+            pthread_mutex_lock(&J->lock);
+            if (!J->failed) J->failed = 1, J->err = err;
+            pthread_mutex_unlock(&J->lock);
+            break;
+        }
         for (long s = 0; s < n; s++) {
             item *it = &J->items[i0 + s];
             lk_gen_request q = {.prompt = it->ctx, .n_prompt = it->n_ctx, .top_p = 1.0f,
@@ -99,9 +104,9 @@ static void *worker(void *arg) {
         int rc = lk_gen_run(&J->gen, t, (int)(n * kinds), &err);
         for (long s = 0; s < n && rc == 0; s++) {
             item *it = &J->items[i0 + s];
-            for (int k = 0; k < kinds; k++) {
+            for (int k = 0; k < kinds && rc == 0; k++) {
                 const lk_gen_result *r = &t[s * kinds + k].r;
-                it->text[k] = lk_strdup(r->text);
+                if (!(it->text[k] = lk_dup(r->text, &err))) rc = LK_ENOMEM;
                 it->score[k] = match_all(r->text, it->refs, it->n_refs);
                 it->kv[k] = (size_t)r->kv.bytes;
                 it->pruned[k] = r->kv.pruned;
@@ -118,7 +123,7 @@ static void *worker(void *arg) {
         if (J->progress) fprintf(stderr, "\rleank-bench accuracy: %ld/%ld samples", J->done, J->n_items);
         pthread_mutex_unlock(&J->lock);
     }
-    for (long k = 0; k < (long)J->per_run * kinds; k++) lk_gen_result_free(&t[k].r);
+    for (long k = 0; t && k < (long)J->per_run * kinds; k++) lk_gen_result_free(&t[k].r);
     free(t);
     return NULL;
 }
@@ -145,22 +150,32 @@ static long load_items(const char *path, const lk_tokenizer *tok, long limit, it
         return -1;
     }
     item *items = NULL;
-    long n = 0, cap = 0;
+    long n = 0;
+    size_t cap = 0;
     lk_sample s;
     int rc;
     while ((limit <= 0 || n < limit) && (rc = lk_samples_next(rd, &s, err)) == 1) {
-        if (n == cap) items = lk_realloc(items, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *items);
+        if (lk_grow(&items, &cap, (size_t)n + 1, sizeof *items, "the samples", err)) {
+            rc = -LK_ENOMEM;
+            break;
+        }
         item *it = &items[n++];
         memset(it, 0, sizeof *it);
         memcpy(it->task, s.task, sizeof it->task);
         it->target_len = s.target_len;
         it->n_ctx = s.n_ctx;
         it->n_ans = s.n_ans;
-        it->ctx = lk_malloc(sizeof(int) * (size_t)(s.n_ctx ? s.n_ctx : 1));
+        it->ctx = lk_alloc((size_t)s.n_ctx, sizeof(int), "a sample's prompt", err);
+        it->refs = lk_zalloc((size_t)s.n_refs, sizeof(char *), "a sample's references", err);
+        if (!it->ctx || !it->refs) {
+            rc = -LK_ENOMEM;
+            break;
+        }
         if (s.n_ctx) memcpy(it->ctx, s.ctx, sizeof(int) * (size_t)s.n_ctx); /* s.ctx may be NULL */
-        it->n_refs = s.n_refs;
-        it->refs = lk_malloc(sizeof(char *) * (size_t)(s.n_refs ? s.n_refs : 1));
-        for (int k = 0; k < s.n_refs; k++) it->refs[k] = lk_strdup(s.refs[k]);
+        for (int k = 0; k < s.n_refs && rc == 1; k++)
+            if ((it->refs[k] = lk_dup(s.refs[k], err))) it->n_refs++;
+            else rc = -LK_ENOMEM;
+        if (rc < 0) break;
     }
     lk_samples_close(rd);
     if (rc < 0) {
@@ -177,29 +192,6 @@ typedef struct {
     int len, n;
     double score[1 + MAX_MASKS], kv[1 + MAX_MASKS];
 } row;
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: leank-bench accuracy -m MODEL_DIR SAMPLES [--mask MASK [--sink N] [--recent N]] [OPTION]...\n"
-            "Greedy generation on every sample of SAMPLES (a leank-prep file made with the model's\n"
-            "tokenizer), scored as RULER does (string_match_all: the share of reference strings found,\n"
-            "case-insensitive), dense and, with --mask, with the LeanK pruned cache, side by side.\n\n"
-            "  -m, --model DIR      model directory\n"
-            "      --device D       cuda, cpu or auto (default auto: cuda when built with it and a GPU is present)\n"
-            "  -k, --mask FILE      LeanK plan (leank-pack) or mask (leank-binarize): also answer with that\n"
-            "                       pruned cache (up to 4 --mask, one column each); --plan is the same\n"
-            "      --sink N         first N tokens keep every channel (default: the plan's, or the mask's\n"
-            "                       training window; else 128)\n"
-            "      --recent N       N most recent tokens keep every channel (default: likewise; else 1024)\n"
-            "  -b, --batch N        samples answered together (default 16 on the GPU, 1 on the CPU)\n"
-            "      --max-tokens N   tokens to generate (default: the sample's answer length + 16)\n"
-            "      --limit N        only the first N samples\n"
-            "  -j, --threads N      CPU: samples answered in parallel (default 1; OpenBLAS runs single-threaded)\n"
-            "  -o, --outputs FILE   every sample's generated text and scores, as JSON lines\n"
-            "      --json           the table as JSON\n"
-            "      --progress       progress on stderr even when it is not a terminal\n"
-            "  -h, --help           show this help\n");
-}
 
 /* Column names: "dense", then each mask file's name without directory and
  * .safetensors (made unique by a suffix). */
@@ -220,96 +212,73 @@ static void mask_labels(char labels[][32], const char *const *paths, int n) {
     }
 }
 
-int lk_bench_accuracy(int argc, char **argv) {
-    enum { O_MAXTOK = 256, O_SINK, O_RECENT, O_LIMIT, O_JSON, O_PROGRESS, O_DEVICE };
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"mask", required_argument, 0, 'k'},
-                                         {"plan", required_argument, 0, 'k'},       {"device", required_argument, 0, O_DEVICE},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"sink", required_argument, 0, O_SINK},    {"recent", required_argument, 0, O_RECENT},
-                                         {"max-tokens", required_argument, 0, O_MAXTOK}, {"limit", required_argument, 0, O_LIMIT},
-                                         {"threads", required_argument, 0, 'j'},    {"outputs", required_argument, 0, 'o'},
-                                         {"json", no_argument, 0, O_JSON},          {"progress", no_argument, 0, O_PROGRESS},
-                                         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
-    const char *model_dir = NULL, *mask_paths[MAX_MASKS], *outputs = NULL;
-    int n_masks = 0, sink = -1, recent = -1, max_tokens = 0, threads = 1, json = 0, progress = 0, c, batch = 0;
-    lk_engine_opts eo = {.device = LK_DEVICE_AUTO};
-    long limit = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:n:k:j:o:b:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model_dir = optarg; break;
-        case 'k':
-            if (n_masks == MAX_MASKS) lk_die(LK_EUSAGE, "accuracy: at most %d --mask", MAX_MASKS);
-            mask_paths[n_masks++] = optarg;
-            break;
-        case O_SINK: sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); break;
-        case O_RECENT: recent = (int)lk_parse_long("--recent", optarg, 1, 1 << 30); break;
-        case 'b': batch = (int)lk_parse_long("--batch", optarg, 1, 4096); break;
-        case O_DEVICE: {
-            int d = lk_device_parse(optarg);
-            if (d < 0) lk_die(LK_EUSAGE, "accuracy: --device '%s' (expected cuda, cpu or auto)", optarg);
-            eo.device = (lk_device)d;
-            break;
-        }
-        case 'n':
-            lk_die(LK_EUSAGE, "accuracy: -n counts samples across leank (see leank(7)): the tokens to generate are "
-                   "--max-tokens %s, the samples taken --limit %s", optarg, optarg);
-        case O_MAXTOK: max_tokens = (int)lk_parse_long("--max-tokens", optarg, 1, 1 << 20); break;
-        case O_LIMIT: limit = lk_parse_long("--limit", optarg, 1, 1L << 40); break;
-        case 'j': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
-        case 'o': outputs = optarg; break;
-        case O_JSON: json = 1; break;
-        case O_PROGRESS: progress = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LK_EUSAGE;
-        }
-    }
-    if (!model_dir) lk_die(LK_EUSAGE, "accuracy: no model: give -m MODEL_DIR (see --help)");
-    if (optind + 1 != argc) lk_die(LK_EUSAGE, "accuracy: expected one SAMPLES file (see --help)");
-    if ((sink >= 0 || recent >= 0) && !n_masks) lk_die(LK_EUSAGE, "accuracy: --sink/--recent need --mask");
-    const char *samples = argv[optind];
+int lk_bench_accuracy(const lk_bench_accuracy_opts *o, lk_err *err) {
+    const char *const *mask_paths = o->masks, *outputs = o->outputs, *samples = o->samples;
+    int n_masks = o->n_masks, threads = o->threads, batch = o->batch, rc = 0, n_plans = 0;
     openblas_set_num_threads(1);
 
-    lk_err err = {0};
-    lk_engine *eng;
-    lk_tokenizer *tok;
+    lk_engine *eng = NULL;
+    lk_tokenizer *tok = NULL;
     lk_plan plans[MAX_MASKS];
-    if (lk_tok_load(&tok, model_dir, &err) || lk_engine_open(&eng, model_dir, &eo, &err)) lk_fail(&err);
+    item *items = NULL;
+    long n = 0;
+    row *rows = NULL;
+    lk_out out = {0};
+    if ((rc = lk_tok_load(&tok, o->model, err)) || (rc = lk_engine_open(&eng, o->model, &(lk_engine_opts){.device = o->device}, err)))
+        goto out;
     int gpu = !strcmp(lk_engine_name(eng), "cuda");
-    if (gpu && threads > 1) lk_die(LK_EUSAGE, "accuracy: -j applies to --device cpu (the GPU batches with --batch)");
+    if (gpu && threads > 1) {
+        rc = lk_seterr(err, LK_EUSAGE, "accuracy: -j applies to --device cpu (the GPU batches with --batch)");
+        goto out;
+    }
     if (!batch) batch = gpu ? 16 : 1;
-    for (int k = 0; k < n_masks; k++) {
+    for (int k = 0; k < n_masks; k++, n_plans++) {
         int overridden;
-        if (lk_plan_open(&plans[k], mask_paths[k], lk_engine_config(eng), model_dir, sink, recent,
-                         lk_engine_cache_dtype(eng), &overridden, &err))
-            lk_fail(&err);
+        if ((rc = lk_plan_open(&plans[k], mask_paths[k], lk_engine_config(eng), o->model, o->sink, o->recent,
+                               lk_engine_cache_dtype(eng), &overridden, err)))
+            goto out;
         if (overridden)
             lk_warn("accuracy: --sink/--recent override %s's windows: sink %d, recent %d", mask_paths[k],
                     plans[k].sink, plans[k].recent);
     }
     char labels[1 + MAX_MASKS][32];
     mask_labels(labels, mask_paths, n_masks);
-    item *items;
-    long n = load_items(samples, tok, limit, &items, &err);
-    if (n < 0) lk_fail(&err);
-    if (n == 0) lk_die(LK_EINPUT, "%s: no samples", samples);
+    if ((n = load_items(samples, tok, o->limit, &items, err)) < 0) {
+        rc = err->code ? err->code : LK_EFAIL;
+        n = 0;
+        goto out;
+    }
+    if (n == 0) {
+        rc = lk_seterr(err, LK_EINPUT, "%s: no samples", samples);
+        goto out;
+    }
 
-    lk_out out = {0};
-    if (outputs && lk_out_open(&out, outputs, &err)) lk_fail(&err);
-    job J = {.plans = plans, .n_plans = n_masks, .max_tokens = max_tokens, .per_run = batch, .items = items,
-             .n_items = n, .progress = lk_progress_enabled(progress)};
+    if (outputs && (rc = lk_out_open(&out, outputs, err))) goto out;
+    job J = {.plans = plans, .n_plans = n_masks, .max_tokens = o->max_tokens, .per_run = batch, .items = items,
+             .n_items = n, .progress = lk_progress_enabled(o->progress)};
     lk_generator_init(&J.gen, eng, tok);
     pthread_mutex_init(&J.lock, NULL);
     double t0 = lk_now();
     if (threads > n) threads = (int)n;
-    pthread_t *th = lk_malloc(sizeof *th * (size_t)threads);
-    for (int t = 0; t < threads; t++)
-        if (pthread_create(&th[t], NULL, worker, &J)) lk_die(LK_EFAIL, "accuracy: cannot start thread %d", t);
-    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-    free(th);
+    pthread_t th[1024]; /* leank-bench allows -j 1024 */
+    int started = 0;
+    if (threads > (int)(sizeof th / sizeof *th)) threads = (int)(sizeof th / sizeof *th);
+    for (; started < threads; started++)
+        if (pthread_create(&th[started], NULL, worker, &J)) {
+            pthread_mutex_lock(&J.lock); /* the running ones stop at their next batch */
+            if (!J.failed) J.failed = 1, lk_seterr(&J.err, LK_EFAIL, "accuracy: cannot start thread %d", started);
+            pthread_mutex_unlock(&J.lock);
+            break;
+        }
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&J.lock);
     double wall = lk_now() - t0;
     if (J.progress) fputc('\n', stderr);
-    if (J.failed) lk_fail(&J.err);
+    if (J.failed) {
+        if (err) *err = J.err;
+        rc = J.err.code ? J.err.code : LK_EFAIL;
+        goto out;
+    }
     int kinds = 1 + n_masks;
 
     /* per-sample outputs: {"task", "len", "refs", "answers": {label: text}, "scores": {label: score}} */
@@ -322,18 +291,24 @@ int lk_bench_accuracy(int argc, char **argv) {
                 json_object_set_new(ans, labels[k], json_string(it->text[k]));
                 json_object_set_new(sc, labels[k], json_real(it->score[k]));
             }
-            json_t *o = json_pack("{s:s, s:i, s:o, s:o, s:o}", "task", it->task, "len", it->target_len, "refs",
+            json_t *j = json_pack("{s:s, s:i, s:o, s:o, s:o}", "task", it->task, "len", it->target_len, "refs",
                                   refs, "answers", ans, "scores", sc);
-            if (!o || json_dumpf(o, out.f, JSON_COMPACT | JSON_PRESERVE_ORDER))
-                lk_die(LK_EINPUT, "%s: sample %ld: cannot write it as JSON (text not UTF-8?)", samples, i + 1);
+            int bad = !j || json_dumpf(j, out.f, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            json_decref(j);
+            if (bad) {
+                rc = lk_seterr(err, LK_EINPUT, "%s: sample %ld: cannot write it as JSON (text not UTF-8?)", samples, i + 1);
+                goto out;
+            }
             fputc('\n', out.f);
-            json_decref(o);
         }
-        if (lk_out_commit(&out, &err)) lk_fail(&err);
+        if ((rc = lk_out_commit(&out, err))) goto out;
     }
 
     /* one row per (task, length), in order of first appearance */
-    row *rows = lk_calloc((size_t)n, sizeof *rows);
+    if (!(rows = lk_zalloc((size_t)n, sizeof *rows, "the table", err))) {
+        rc = LK_ENOMEM;
+        goto out;
+    }
     int nr = 0;
     double tot[1 + MAX_MASKS] = {0};
     long dense_like[1 + MAX_MASKS] = {0}; /* samples whose pruned run was exactly dense */
@@ -357,7 +332,7 @@ int lk_bench_accuracy(int argc, char **argv) {
         if (dense_like[k])
             lk_warn("accuracy: %ld of %ld samples fit in %s's sink %d + recent %d: their pruned runs were exactly dense",
                     dense_like[k], n, labels[k], plans[k - 1].sink, plans[k - 1].recent);
-    if (json) {
+    if (o->json) {
         json_t *arr = json_array();
         for (int r = 0; r < nr; r++) {
             json_t *sc = json_object(), *kv = json_object();
@@ -375,12 +350,12 @@ int lk_bench_accuracy(int argc, char **argv) {
                                 json_pack("{s:s, s:i, s:i, s:I}", "file", mask_paths[k], "sink", plans[k].sink,
                                           "recent", plans[k].recent, "dense_like_samples",
                                           (json_int_t)dense_like[k + 1]));
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:o, s:f, s:o}", "bench", "accuracy", "device",
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:o, s:f, s:o}", "bench", "accuracy", "device",
                               lk_engine_device_name(eng), "kv_dtype", lk_engine_cache_dtype(eng), "samples",
                               samples, "n", (json_int_t)n, "masks", mk, "scores", sc, "wall_s", wall, "rows", arr);
-        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
-        json_decref(o);
+        json_decref(j);
     } else {
         printf("leank-bench accuracy: %ld samples, RULER string_match_all (%%), greedy, %s, %.1f s\n", n,
                lk_engine_device_name(eng), wall);
@@ -418,11 +393,13 @@ int lk_bench_accuracy(int argc, char **argv) {
         for (int k = 0; k < kinds; k++) printf(" %*.1f", sw[k], 100 * tot[k] / n);
         putchar('\n');
     }
+    if (fflush(stdout) || ferror(stdout)) rc = lk_seterr(err, LK_EIO, "<stdout>: write error");
+out:
+    lk_out_abort(&out);
     free(rows);
     free_items(items, n);
-    for (int k = 0; k < n_masks; k++) lk_plan_free(&plans[k]);
+    for (int k = 0; k < n_plans; k++) lk_plan_free(&plans[k]);
     lk_tok_free(tok);
     lk_engine_free(eng);
-    if (fflush(stdout) || ferror(stdout)) lk_die(LK_EIO, "<stdout>: write error");
-    return 0;
+    return rc;
 }

@@ -11,8 +11,10 @@ static int is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-char *lk_bench_data_dir(const char *opt, const char *bench, const char *needs, const char *alt) {
+int lk_bench_data_dir(const char *opt, const char *bench, const char *needs, const char *alt, char **dir,
+                      lk_err *err) {
     const char *from = "--data", *d = opt;
+    *dir = NULL;
     if (!d && (d = getenv("LEANK_DATA")) && *d) from = "LEANK_DATA";
     else if (!opt && (d = getenv("LEANK_SHARED")) && *d) from = "LEANK_SHARED";
     else if (!opt) {
@@ -20,8 +22,8 @@ char *lk_bench_data_dir(const char *opt, const char *bench, const char *needs, c
         from = "the default";
     }
     if (!is_dir(d))
-        lk_die(LK_EIO, "%s: %s (%s) is not a directory; it would hold %s: give --data DIR or set "
-               "LEANK_DATA to the reference data (the project's ../shared, with data/ and models/), or %s",
-               bench, d, from, needs, alt);
-    return lk_strdup(d);
+        return lk_seterr(err, LK_EIO, "%s: %s (%s) is not a directory; it would hold %s: give --data DIR or set "
+                         "LEANK_DATA to the reference data (the project's ../shared, with data/ and models/), or %s",
+                         bench, d, from, needs, alt);
+    return (*dir = lk_dup(d, err)) ? 0 : LK_ENOMEM;
 }

@@ -5,7 +5,6 @@
  *      vocab 32000, MLP 3584, tied head), built in memory; then a few decode
  *      steps after that prompt. */
 #include <cblas.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,25 +30,6 @@ static double cpu_now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: leank-bench decode [OPTION]...\n"
-            "CPU engine speed: greedy decode of stories260K, prefill of a long prompt on a\n"
-            "random Llama-3-head-shaped model (head_dim 128, GQA 4:1, 4 layers of dim 1024).\n\n"
-            "  -m, --model DIR     stories260K directory (default DATA/models/stories260K)\n"
-            "      --data DIR      reference data directory (default $LEANK_DATA, else ../shared)\n"
-            "      --tokens N      decode steps on stories260K (default 511; context 512)\n"
-            "      --prompt-ids FILE  instead: prefill FILE's token ids (whitespace separated)\n"
-            "                      on the -m model in one call, then -n greedy steps\n"
-            "      --prompt-len N  prefill length on the random model (default 2048; 0 = skip)\n"
-            "      --decode-steps N  decode steps after that prompt (default 32)\n"
-            "      --repeat N      runs of each measurement, best kept (default 3)\n"
-            "  -j, --threads N     threads of the CPU engine (default 1)\n"
-            "      --json          JSON instead of the table\n"
-            "      --progress      a line per measurement on stderr even when it is not a terminal\n"
-            "  -h, --help          show this help and exit\n");
-}
-
 static uint64_t brng = 0x853c49e6748fea9bULL;
 /* n floats base + scale * uniform[-1, 1) into p, a weight of a model built in
  * memory (lk_model_alloc: its own memory, so writable) */
@@ -64,14 +44,15 @@ static void rand_floats(const float *p, size_t n, float scale, float base) {
     }
 }
 
-static void random_llama3_head_model(lk_model *m) {
+/* 0, or an error (nothing left to free) */
+static int random_llama3_head_model(lk_model *m, lk_err *err) {
     lk_config c;
     lk_config_llama(&c, 32000, 1024, 3584, 4, 8, 2, 128);
     c.max_position_embeddings = 8192;
     c.tie_word_embeddings = 1;
     c.rope.theta = 500000.0;
-    lk_err err;
-    if (lk_model_alloc(m, &c, &err)) lk_fail(&err);
+    int rc = lk_model_alloc(m, &c, err);
+    if (rc) return rc;
     size_t L = 4, D = 1024, H = 3584, QD = 1024, KD = 256, V = 32000;
     float s = 0.03f;
     lk_weights *w = &m->w;
@@ -88,80 +69,63 @@ static void random_llama3_head_model(lk_model *m) {
     for (size_t l = 0; l < L; l++) rand_floats(y[l].w_up, H * D, s, 0.0f);
     for (size_t l = 0; l < L; l++) rand_floats(y[l].w_down, D * H, s, 0.0f);
     rand_floats(w->final_norm, D, 0.1f, 1.0f);
+    return 0;
 }
 
-int lk_bench_decode(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},  {"tokens", required_argument, 0, 'n'},
-        {"prompt-len", required_argument, 0, 'P'}, {"decode-steps", required_argument, 0, 'D'},
-        {"repeat", required_argument, 0, 'r'}, {"threads", required_argument, 0, 'j'},
-        {"json", no_argument, 0, 'J'},         {"help", no_argument, 0, 'h'},
-        {"data", required_argument, 0, 'd'},   {"progress", no_argument, 0, 'G'},
-        {"prompt-ids", required_argument, 0, 'I'},
-        {0, 0, 0, 0}};
-    const char *model_dir = NULL, *ids_path = NULL, *data = NULL;
-    int n_tokens = 511, prompt_len = 2048, decode_steps = 32, repeat = 3, threads = 1, json = 0, progress = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:j:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model_dir = optarg; break;
-        case 'n': n_tokens = (int)lk_parse_long("--tokens", optarg, 1, 1 << 20); break;
-        case 'P': prompt_len = (int)lk_parse_long("--prompt-len", optarg, 0, 1 << 20); break;
-        case 'D': decode_steps = (int)lk_parse_long("--decode-steps", optarg, 0, 1 << 20); break;
-        case 'r': repeat = (int)lk_parse_long("--repeat", optarg, 1, 1000); break;
-        case 'j': threads = (int)lk_parse_long("--threads", optarg, 1, 1024); break;
-        case 'J': json = 1; break;
-        case 'd': data = optarg; break;
-        case 'G': progress = 1; break;
-        case 'I': ids_path = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LK_EUSAGE;
-        }
-    }
-    if (optind < argc) lk_die(LK_EUSAGE, "decode: unexpected argument '%s'", argv[optind]);
+int lk_bench_decode(const lk_bench_decode_opts *o, lk_err *err) {
+    const char *model_dir = o->model, *ids_path = o->prompt_ids;
+    int n_tokens = o->n_tokens, prompt_len = o->prompt_len, decode_steps = o->decode_steps, repeat = o->repeat;
+    int threads = o->threads, json = o->json;
     lk_set_threads(threads);
-    progress = lk_progress_enabled(progress);
+    int progress = lk_progress_enabled(o->progress);
     char *model_owned = NULL;
     if (!model_dir) {
-        char *share = lk_share_dir();
-        char *alt = share ? lk_asprintf("give -m DIR (e.g. -m %s/models/leank-mini)", share) : lk_strdup("give -m DIR");
-        char *d = lk_bench_data_dir(data, "decode", "the default model (stories260K)", alt);
+        char *share = lk_share_dir(), *d = NULL;
+        char *alt = share ? lk_fmt(err, "give -m DIR (e.g. -m %s/models/leank-mini)", share) : lk_dup("give -m DIR", err);
+        int rc = alt ? lk_bench_data_dir(o->data, "decode", "the default model (stories260K)", alt, &d, err) : LK_ENOMEM;
         free(alt);
         free(share);
-        model_dir = model_owned = lk_asprintf("%s/models/stories260K", d);
+        if (rc) return rc;
+        model_dir = model_owned = lk_fmt(err, "%s/models/stories260K", d);
         free(d);
-    } else if (data)
-        lk_die(LK_EUSAGE, "decode: --data is where the default model lives; -m %s was given", model_dir);
+        if (!model_dir) return LK_ENOMEM;
+    }
     bench_row rows[3];
-    int nrows = 0;
-    lk_err err;
+    int nrows = 0, rc = 0;
+    lk_model m = {0};
+    lk_state st = {0};
+    int *ids = NULL, *tok = NULL;
 
     /* 1. stories260K greedy decode, or a given prompt's prefill then decode */
-    lk_model m;
     if (ids_path) {
         FILE *f = fopen(ids_path, "r");
-        if (!f) lk_die(LK_EIO, "decode: %s: cannot open", ids_path);
-        int n = 0, cap = 1024, id;
-        int *ids = lk_malloc(cap * sizeof(int));
+        if (!f) {
+            rc = lk_seterr(err, LK_EIO, "decode: %s: cannot open", ids_path);
+            goto out;
+        }
+        int n = 0, id;
+        size_t cap = 0;
         while (fscanf(f, "%d", &id) == 1) {
-            if (n == cap) ids = lk_realloc(ids, (cap *= 2) * sizeof(int));
+            if ((rc = lk_grow(&ids, &cap, (size_t)n + 1, sizeof(int), "the prompt's ids", err))) break;
             ids[n++] = id;
         }
         fclose(f);
-        if (!n) lk_die(LK_EINPUT, "decode: %s: no token ids", ids_path);
-        if (lk_model_load(&m, model_dir, &err)) lk_fail(&err);
-        lk_state s;
-        if (lk_state_build(&s, &m, n, n + n_tokens, NULL, 0, 0, &err)) lk_fail(&err);
+        if (rc) goto out;
+        if (!n) {
+            rc = lk_seterr(err, LK_EINPUT, "decode: %s: no token ids", ids_path);
+            goto out;
+        }
+        if ((rc = lk_model_load(&m, model_dir, err)) || (rc = lk_state_build(&st, &m, n, n + n_tokens, NULL, 0, 0, err)))
+            goto out;
         bench_row pre = {.seconds = 1e30, .cpu = 1e30}, dec = {.seconds = 1e30, .cpu = 1e30};
         for (int r = 0; r < repeat; r++) {
-            lk_kv_reset(&s.kv);
+            lk_kv_reset(&st.kv);
             double t0 = lk_now(), c0 = cpu_now();
-            if (lk_forward(&m, &s, ids, n, NULL, &err)) lk_fail(&err);
+            if ((rc = lk_forward(&m, &st, ids, n, NULL, err))) goto out;
             double t1 = lk_now(), c1 = cpu_now();
             for (int t = 0; t < n_tokens; t++) {
-                int next = lk_argmax(s.logits, m.cfg.vocab_size);
-                if (lk_forward(&m, &s, &next, 1, NULL, &err)) lk_fail(&err);
+                int next = lk_argmax(st.logits, m.cfg.vocab_size);
+                if ((rc = lk_forward(&m, &st, &next, 1, NULL, err))) goto out;
             }
             double t2 = lk_now(), c2 = cpu_now();
             if (t1 - t0 < pre.seconds) pre.seconds = t1 - t0;
@@ -175,23 +139,19 @@ int lk_bench_decode(int argc, char **argv) {
         dec.tokens = n_tokens;
         rows[nrows++] = pre;
         rows[nrows++] = dec;
-        lk_state_free(&s);
-        lk_model_free(&m);
-        free(ids);
     } else {
-        if (lk_model_load(&m, model_dir, &err)) lk_fail(&err);
+        if ((rc = lk_model_load(&m, model_dir, err))) goto out;
         if (progress) lk_warn("decode: %d greedy steps on %s, best of %d", n_tokens, model_dir, repeat);
         int bos = m.cfg.bos_token_id >= 0 ? m.cfg.bos_token_id : 1;
-        lk_state s;
-        if (lk_state_build(&s, &m, 1, n_tokens + 1, NULL, 0, 0, &err)) lk_fail(&err);
+        if ((rc = lk_state_build(&st, &m, 1, n_tokens + 1, NULL, 0, 0, err))) goto out;
         double best = 1e30, best_cpu = 1e30;
         for (int r = 0; r < repeat; r++) {
-            lk_kv_reset(&s.kv);
-            if (lk_forward(&m, &s, &bos, 1, NULL, &err)) lk_fail(&err);
+            lk_kv_reset(&st.kv);
+            if ((rc = lk_forward(&m, &st, &bos, 1, NULL, err))) goto out;
             double t0 = lk_now(), c0 = cpu_now();
             for (int t = 0; t < n_tokens; t++) {
-                int next = lk_argmax(s.logits, m.cfg.vocab_size);
-                if (lk_forward(&m, &s, &next, 1, NULL, &err)) lk_fail(&err);
+                int next = lk_argmax(st.logits, m.cfg.vocab_size);
+                if ((rc = lk_forward(&m, &st, &next, 1, NULL, err))) goto out;
             }
             double dt = lk_now() - t0, dc = cpu_now() - c0;
             if (dt < best) best = dt;
@@ -202,33 +162,36 @@ int lk_bench_decode(int argc, char **argv) {
         b->tokens = n_tokens;
         b->seconds = best;
         b->cpu = best_cpu;
-        lk_state_free(&s);
-        lk_model_free(&m);
     }
-    free(model_owned);
+    lk_state_free(&st);
+    lk_model_free(&m);
+    st = (lk_state){0};
+    m = (lk_model){0};
 
     /* 2. prefill (and decode after it) on a random Llama-3-head-shaped model */
     if (prompt_len > 0) {
         if (progress) lk_warn("decode: prefill of %d tokens on a random model", prompt_len);
-        random_llama3_head_model(&m);
-        lk_state s;
-        if (lk_state_build(&s, &m, prompt_len, prompt_len + decode_steps, NULL, 0, 0, &err))
-            lk_fail(&err);
-        int *tok = lk_malloc(sizeof(int) * prompt_len);
+        if ((rc = random_llama3_head_model(&m, err)) ||
+            (rc = lk_state_build(&st, &m, prompt_len, prompt_len + decode_steps, NULL, 0, 0, err)))
+            goto out;
+        if (!(tok = lk_alloc((size_t)prompt_len, sizeof(int), "the prompt", err))) {
+            rc = LK_ENOMEM;
+            goto out;
+        }
         for (int i = 0; i < prompt_len; i++) tok[i] = (int)((i * 7919L + 13) % m.cfg.vocab_size);
         double best = 1e30, best_dec = 1e30, cpu = 1e30, cpu_dec = 1e30;
         int prefill_repeat = repeat < 2 ? repeat : 2; /* seconds each on one core */
         for (int r = 0; r < prefill_repeat; r++) {
-            lk_kv_reset(&s.kv);
+            lk_kv_reset(&st.kv);
             double t0 = lk_now(), c0 = cpu_now();
-            if (lk_forward(&m, &s, tok, prompt_len, NULL, &err)) lk_fail(&err);
+            if ((rc = lk_forward(&m, &st, tok, prompt_len, NULL, err))) goto out;
             double dt = lk_now() - t0, dc = cpu_now() - c0;
             if (dt < best) best = dt;
             if (dc < cpu) cpu = dc;
             t0 = lk_now(), c0 = cpu_now();
             for (int t = 0; t < decode_steps; t++) {
-                int next = lk_argmax(s.logits, m.cfg.vocab_size);
-                if (lk_forward(&m, &s, &next, 1, NULL, &err)) lk_fail(&err);
+                int next = lk_argmax(st.logits, m.cfg.vocab_size);
+                if ((rc = lk_forward(&m, &st, &next, 1, NULL, err))) goto out;
             }
             dt = lk_now() - t0, dc = cpu_now() - c0;
             if (dt < best_dec) best_dec = dt;
@@ -246,9 +209,6 @@ int lk_bench_decode(int argc, char **argv) {
             b->seconds = best_dec;
             b->cpu = cpu_dec;
         }
-        free(tok);
-        lk_state_free(&s);
-        lk_model_free(&m);
     }
 
     if (json) {
@@ -277,5 +237,12 @@ int lk_bench_decode(int argc, char **argv) {
                    rows[i].tokens / rows[i].seconds, rows[i].cpu, rows[i].tokens / rows[i].cpu);
         printf("(threads %d, best of %d)\n", threads, repeat);
     }
-    return fflush(stdout) ? LK_EIO : 0;
+    rc = fflush(stdout) ? LK_EIO : 0; /* a write error: lk_close_stdout says so at exit */
+out:
+    lk_state_free(&st);
+    lk_model_free(&m);
+    free(tok);
+    free(ids);
+    free(model_owned);
+    return rc;
 }

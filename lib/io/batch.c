@@ -42,7 +42,7 @@ static int get_ids(lk_batch_req *r, const json_t *ids, int vocab_size, const cha
     size_t n = json_array_size(ids), i;
     json_t *x;
     if (n > (size_t)1 << 30) return lk_seterr(err, LK_EINPUT, "%s: %zu ids (expected at most 2^30)", where, n);
-    r->ids = lk_malloc(sizeof(int) * (n + 1));
+    if (!(r->ids = lk_alloc(n + 1, sizeof(int), "a request's ids", err))) return LK_ENOMEM;
     r->n_ids = (int)n;
     json_array_foreach(ids, i, x) {
         if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= vocab_size)

@@ -21,7 +21,8 @@ typedef struct {
     void *json;           /* owns the strings above */
 } lk_batch_req;
 
-/* Parse line[len]; where ("FILE:LINE") prefixes messages. 0 or LK_EINPUT. */
+/* Parse line[len]; where ("FILE:LINE") prefixes messages. 0, LK_EINPUT or
+ * LK_ENOMEM. */
 int lk_batch_parse(lk_batch_req *r, const char *line, size_t len, const char *where, int vocab_size,
                    const lk_gen_request *defaults, const char *template, const char *system, lk_err *err);
 void lk_batch_req_free(lk_batch_req *r);

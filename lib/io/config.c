@@ -341,11 +341,12 @@ int lk_config_parse(lk_config *c, const char *json, size_t len, const char *name
 
 int lk_config_load(lk_config *c, const char *path, lk_err *err) {
     struct stat st;
-    char *p = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? lk_asprintf("%s/config.json", path)
-                                                          : lk_strdup(path);
+    char *p = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? lk_fmt(err, "%s/config.json", path)
+                                                          : lk_dup(path, err);
+    if (!p) return LK_ENOMEM;
     char *text;
     size_t len;
-    int rc = lk_read_file(p, &text, &len, err);
+    int rc = lk_read_file(p, 64u << 20, "a model's config.json", &text, &len, err);
     if (!rc) {
         rc = lk_config_parse(c, text, len, p, err);
         free(text);

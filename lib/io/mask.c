@@ -12,14 +12,20 @@
 
 #include "safetensors.h"
 
-void lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value) {
+/* a mask or plan read whole (a TSV, or stdin): 80 layers x 8 heads x 128
+ * channels are 0.3 MB; far more is the wrong file, or an endless one */
+#define MASK_MAX ((size_t)64 << 20)
+
+int lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value, lk_err *err) {
+    memset(m, 0, sizeof *m);
+    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
+    if (!(m->keep = lk_alloc(n, 1, "a mask", err))) return LK_ENOMEM;
+    memset(m->keep, value ? 1 : 0, n);
     m->n_layers = n_layers;
     m->n_kv_heads = n_kv_heads;
     m->head_dim = head_dim;
-    size_t n = (size_t)n_layers * n_kv_heads * head_dim;
-    m->keep = lk_malloc(n);
-    memset(m->keep, value ? 1 : 0, n);
     m->sink = m->recent = -1;
+    return 0;
 }
 
 void lk_mask_free(lk_mask *m) {
@@ -86,21 +92,25 @@ int lk_mask_from_alpha(lk_mask *m, const float *alpha, int n_layers, int n_kv_he
                              i / ((size_t)n_kv_heads * head_dim), i / head_dim % n_kv_heads,
                              i % head_dim);
 
-    uint64_t *order = lk_malloc(n * sizeof *order);
+    size_t n_heads = (size_t)n_layers * n_kv_heads;
+    uint64_t *order = lk_alloc(n, sizeof *order, "the channel order", err);
+    int *cnt = lk_zalloc(n_heads, sizeof *cnt, "the head widths", err);
+    if (!order || !cnt || lk_mask_init(m, n_layers, n_kv_heads, head_dim, 0, err)) {
+        free(order);
+        free(cnt);
+        return LK_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) order[i] = rank_key(alpha[i], (uint32_t)i);
     qsort(order, n, sizeof *order, cmp_u64);
 
     size_t k = (size_t)floor((1.0 - ratio) * (double)n + 0.5);
     if (k > n) k = n;
-    size_t n_heads = (size_t)n_layers * n_kv_heads;
-    int *cnt = lk_calloc(n_heads, sizeof *cnt);
     for (size_t r = 0; r < k; r++) cnt[(uint32_t)order[r] / head_dim]++;
     for (size_t h = 0; h < n_heads; h++) cnt[h] = (cnt[h] + align / 2) / align * align;
 
     /* Walking the whole order, each head takes its first w channels: that is
      * the head's own top-w by (alpha desc, channel asc), since the flat index
      * order within one head is the channel order. */
-    lk_mask_init(m, n_layers, n_kv_heads, head_dim, 0);
     for (size_t r = 0; r < n; r++) {
         uint32_t i = (uint32_t)order[r];
         if (cnt[i / head_dim] > 0) {
@@ -257,7 +267,7 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
                            name, line, what, (int)(fl[k] > 40 ? 40 : fl[k]), f[k], lim[k]);
             goto out;
         }
-        if (n_rows == cap_rows) rows = lk_realloc(rows, (cap_rows = cap_rows ? 2 * cap_rows : 256) * sizeof *rows);
+        if ((rc = lk_grow(&rows, &cap_rows, n_rows + 1, sizeof *rows, "the mask lines", err))) goto out;
         tsv_row *r = &rows[n_rows++];
         r->layer = (int)layer;
         r->head = (int)head;
@@ -278,7 +288,7 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
                                    "separated by commas)", name, line, w > 40 ? 40 : w, q, LK_MAX_HEAD_DIM);
                 goto out;
             }
-            if (n_chan == cap_chan) chan = lk_realloc(chan, (cap_chan = cap_chan ? 2 * cap_chan : 4096) * sizeof *chan);
+            if ((rc = lk_grow(&chan, &cap_chan, n_chan + 1, sizeof *chan, "the mask channels", err))) goto out;
             chan[n_chan++] = (int)c;
             r->n++;
             if (c > max_chan) max_chan = (int)c;
@@ -330,7 +340,11 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
     if (n_rows < (size_t)nl * nh) {
         /* a head has no line: found from the sorted (layer, head) keys, before
          * allocating nl x nh x head_dim for what may be a few stray lines */
-        uint64_t *key = lk_malloc(n_rows * sizeof *key), want = 0;
+        uint64_t *key = lk_alloc(n_rows, sizeof *key, "the mask lines", err), want = 0;
+        if (!key) {
+            rc = LK_ENOMEM;
+            goto out;
+        }
         for (size_t i = 0; i < n_rows; i++) key[i] = (uint64_t)rows[i].layer * nh + rows[i].head;
         qsort(key, n_rows, sizeof *key, cmp_u64);
         for (size_t i = 0; i < n_rows && key[i] <= want; i++) want += key[i] == want;
@@ -339,8 +353,12 @@ int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name
                        name, (int)(want / nh), (int)(want % nh), nl, nh);
         goto out;
     }
-    int *seen = lk_calloc((size_t)nl * nh, sizeof *seen); /* line of each (layer, head) */
-    lk_mask_init(m, nl, nh, head_dim, 0);
+    int *seen = lk_zalloc((size_t)nl * nh, sizeof *seen, "the mask lines", err); /* line of each (layer, head) */
+    if (!seen || lk_mask_init(m, nl, nh, head_dim, 0, err)) {
+        free(seen);
+        rc = LK_ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < n_rows && !rc; i++) {
         tsv_row *r = &rows[i];
         int *sl = &seen[(size_t)r->layer * nh + r->head];
@@ -376,7 +394,7 @@ int lk_mask_load_tsv_dim(lk_mask *m, const char *path, int head_dim, lk_err *err
     char *text;
     size_t len;
     memset(m, 0, sizeof *m);
-    if (lk_read_file(path, &text, &len, err)) return err ? err->code : LK_EIO;
+    if (lk_read_file(path, MASK_MAX, "a mask", &text, &len, err)) return err ? err->code : LK_EIO;
     int rc = lk_mask_parse_tsv(m, text, len, strcmp(path, "-") ? path : "<stdin>", head_dim, err);
     free(text);
     return rc;
@@ -394,7 +412,11 @@ int lk_mask_save_tsv(const lk_mask *m, const char *path, lk_err *err) {
             m->head_dim);
     if (m->sink >= 0 && m->recent >= 0) fprintf(o.f, " sink=%d recent=%d", m->sink, m->recent);
     fputc('\n', o.f);
-    int *idx = lk_malloc((size_t)m->head_dim * sizeof *idx);
+    int *idx = lk_alloc((size_t)m->head_dim, sizeof *idx, "a head's channels", err);
+    if (!idx) {
+        lk_out_abort(&o);
+        return LK_ENOMEM;
+    }
     for (int l = 0; l < m->n_layers; l++)
         for (int h = 0; h < m->n_kv_heads; h++) {
             int w = lk_mask_channels(m, l, h, idx);
@@ -452,7 +474,7 @@ static int from_plan(lk_mask *m, const lk_st *st, const char *name, lk_err *err)
         return lk_seterr(err, LK_EINPUT, "%s: a plan without consistent I32 tables width [L, H] and channels [L, H, "
                          "head_dim] (expected leank-pack output)", name);
     int L = (int)w->shape[0], H = (int)w->shape[1], D = (int)c->shape[2];
-    lk_mask_init(m, L, H, D, 0);
+    if (lk_mask_init(m, L, H, D, 0, err)) return LK_ENOMEM;
     for (size_t lh = 0; lh < (size_t)L * H; lh++) {
         int32_t wd;
         memcpy(&wd, (const char *)w->data + 4 * lh, 4);
@@ -536,7 +558,7 @@ static int load_st(lk_mask *m, const char *path, const char *name, lk_err *err) 
                        win[0] < 0 ? "recent" : "sink", win[0] < 0 ? "sink" : "recent");
         goto out;
     }
-    lk_mask_init(m, nl, (int)t0->shape[0], (int)t0->shape[1], 0);
+    if ((rc = lk_mask_init(m, nl, (int)t0->shape[0], (int)t0->shape[1], 0, err))) goto out;
     m->sink = win[0];
     m->recent = win[1];
     size_t per = (size_t)m->n_kv_heads * m->head_dim;
@@ -589,15 +611,17 @@ int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
          * temporary file because the reader maps files. */
         char *data;
         size_t len;
-        if (lk_read_file("-", &data, &len, err)) return err ? err->code : LK_EIO;
+        if (lk_read_file("-", MASK_MAX, "a mask", &data, &len, err)) return err ? err->code : LK_EIO;
         int rc;
         if (!looks_safetensors((const uint8_t *)data, len)) {
             rc = lk_mask_parse_tsv(m, data, len, "<stdin>", head_dim, err);
         } else {
             const char *dir = getenv("TMPDIR");
-            char *tmp = lk_asprintf("%s/leank-mask.XXXXXX", dir && *dir ? dir : "/tmp");
-            int fd = mkstemp(tmp);
-            if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+            char *tmp = lk_fmt(err, "%s/leank-mask.XXXXXX", dir && *dir ? dir : "/tmp");
+            int fd = tmp ? mkstemp(tmp) : -1;
+            if (!tmp) {
+                rc = LK_ENOMEM;
+            } else if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
                 rc = lk_seterr(err, LK_EIO, "%s: cannot write a temporary copy of <stdin>: %s", tmp, strerror(errno));
             } else {
                 rc = load_st(m, tmp, "<stdin>", err);
@@ -625,7 +649,7 @@ int lk_mask_load_as(lk_mask *m, const char *path, const char *name, int head_dim
     if (looks_safetensors(head, n)) return check_head_dim(m, name, head_dim, load_st(m, path, name, err), err);
     char *text;
     size_t len;
-    if (lk_read_file(path, &text, &len, err)) return err ? err->code : LK_EIO;
+    if (lk_read_file(path, MASK_MAX, "a TSV mask", &text, &len, err)) return err ? err->code : LK_EIO;
     int rc = lk_mask_parse_tsv(m, text, len, name, head_dim, err);
     free(text);
     return rc;
@@ -665,14 +689,18 @@ void lk_mask_pick_windows(const lk_mask *m, const char *mask_name, int sink_opt,
 
 /* ---- summary ---- */
 
-void lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s) {
+int lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s, lk_err *err) {
     memset(s, 0, sizeof *s);
     int D = m->head_dim, half = D / 2;
+    s->width_hist = lk_zalloc((size_t)D + 1, sizeof *s->width_hist, "the mask summary", err);
+    s->layer_kept = lk_zalloc((size_t)m->n_layers + 1, sizeof *s->layer_kept, "the mask summary", err);
+    s->layer_zero = lk_zalloc((size_t)m->n_layers + 1, sizeof *s->layer_zero, "the mask summary", err);
+    if (!s->width_hist || !s->layer_kept || !s->layer_zero) {
+        lk_mask_stats_free(s);
+        return LK_ENOMEM;
+    }
     s->total = (size_t)m->n_layers * m->n_kv_heads * D;
     s->heads = m->n_layers * m->n_kv_heads;
-    s->width_hist = lk_calloc((size_t)D + 1, sizeof *s->width_hist);
-    s->layer_kept = lk_calloc((size_t)m->n_layers + 1, sizeof *s->layer_kept);
-    s->layer_zero = lk_calloc((size_t)m->n_layers + 1, sizeof *s->layer_zero);
     s->n_bands = half < LK_MASK_MAX_BANDS ? half : LK_MASK_MAX_BANDS;
     s->band_pairs = s->n_bands ? half / s->n_bands : 0;
     size_t band_kept[LK_MASK_MAX_BANDS] = {0};
@@ -705,6 +733,7 @@ void lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s) {
         int pairs = b == s->n_bands - 1 ? half - b * s->band_pairs : s->band_pairs;
         s->band_kept[b] = (double)band_kept[b] / (2.0 * pairs * s->heads);
     }
+    return 0;
 }
 
 void lk_mask_stats_free(lk_mask_stats *s) {

@@ -12,8 +12,9 @@ typedef struct {
                        * (a plan: packed for); -1 = not recorded */
 } lk_mask;
 
-/* Allocates keep (every channel = value); windows not recorded (-1). */
-void lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value);
+/* Allocates keep (every channel = value); windows not recorded (-1). 0, or
+ * LK_ENOMEM with m left empty (keep NULL). */
+int lk_mask_init(lk_mask *m, int n_layers, int n_kv_heads, int head_dim, int value, lk_err *err);
 void lk_mask_free(lk_mask *m);
 static inline uint8_t *lk_mask_head(const lk_mask *m, int layer, int kv_head) {
     return m->keep + ((size_t)layer * m->n_kv_heads + kv_head) * m->head_dim;
@@ -115,7 +116,7 @@ typedef struct {
     double *layer_kept;         /* (n_layers) kept fraction of the layer's channels */
     int *layer_zero;            /* (n_layers) width-0 heads of the layer */
 } lk_mask_stats;
-void lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s);
+int lk_mask_stats_compute(const lk_mask *m, lk_mask_stats *s, lk_err *err); /* 0 or LK_ENOMEM */
 void lk_mask_stats_free(lk_mask_stats *s);
 
 #endif

@@ -12,17 +12,21 @@ int lk_plan_dtype_bytes(const char *dtype) {
     return 0;
 }
 
-/* Fill every table from the mask (p's sizes already set). */
-static void layout(lk_plan *p, const lk_mask *m) {
+/* Fill every table from the mask (p's sizes already set). 0 or LK_ENOMEM
+ * (the tables allocated so far are lk_plan_free's). */
+static int layout(lk_plan *p, const lk_mask *m, lk_err *err) {
     int L = p->n_layers, H = p->n_kv_heads, D = p->head_dim;
-    p->width = lk_calloc((size_t)L * H, sizeof *p->width);
-    p->chan = lk_malloc((size_t)L * H * D * sizeof *p->chan);
-    p->k_col = lk_calloc((size_t)L * H, sizeof *p->k_col);
-    p->v_col = lk_calloc((size_t)L * H, sizeof *p->v_col);
-    p->k_row = lk_calloc((size_t)L, sizeof *p->k_row);
-    p->v_row = lk_calloc((size_t)L, sizeof *p->v_row);
-    p->k_off = lk_calloc((size_t)L + 1, sizeof *p->k_off);
-    p->v_off = lk_calloc((size_t)L + 1, sizeof *p->v_off);
+    const char *what = "the plan's tables";
+    p->width = lk_zalloc((size_t)L * H, sizeof *p->width, what, err);
+    p->chan = lk_alloc((size_t)L * H * D, sizeof *p->chan, what, err);
+    p->k_col = lk_zalloc((size_t)L * H, sizeof *p->k_col, what, err);
+    p->v_col = lk_zalloc((size_t)L * H, sizeof *p->v_col, what, err);
+    p->k_row = lk_zalloc((size_t)L, sizeof *p->k_row, what, err);
+    p->v_row = lk_zalloc((size_t)L, sizeof *p->v_row, what, err);
+    p->k_off = lk_zalloc((size_t)L + 1, sizeof *p->k_off, what, err);
+    p->v_off = lk_zalloc((size_t)L + 1, sizeof *p->v_off, what, err);
+    if (!p->width || !p->chan || !p->k_col || !p->v_col || !p->k_row || !p->v_row || !p->k_off || !p->v_off)
+        return LK_ENOMEM;
     int align = 1; /* the largest power of two <= head_dim dividing every width */
     while (align * 2 <= D) align *= 2;
     for (int l = 0; l < L; l++) {
@@ -45,6 +49,7 @@ static void layout(lk_plan *p, const lk_mask *m) {
         p->v_off[l + 1] = p->v_off[l] + vc;
     }
     p->align = align;
+    return 0;
 }
 
 int lk_plan_build(lk_plan *p, const lk_mask *m, const char *mask_name, const lk_config *c,
@@ -66,8 +71,9 @@ int lk_plan_build(lk_plan *p, const lk_mask *m, const char *mask_name, const lk_
     p->context = context;
     snprintf(p->dtype, sizeof p->dtype, "%s", dtype);
     p->elem_bytes = eb;
-    layout(p, m);
-    return 0;
+    int rc = layout(p, m, err);
+    if (rc) lk_plan_free(p);
+    return rc;
 }
 
 void lk_plan_free(lk_plan *p) {
@@ -83,11 +89,12 @@ void lk_plan_free(lk_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-void lk_plan_mask(const lk_plan *p, lk_mask *m) {
+int lk_plan_mask(const lk_plan *p, lk_mask *m, lk_err *err) {
     int D = p->head_dim;
-    lk_mask_init(m, p->n_layers, p->n_kv_heads, D, 0);
+    if (lk_mask_init(m, p->n_layers, p->n_kv_heads, D, 0, err)) return LK_ENOMEM;
     for (size_t lh = 0; lh < (size_t)p->n_layers * p->n_kv_heads; lh++)
         for (int j = 0; j < p->width[lh]; j++) m->keep[lh * D + p->chan[lh * D + j]] = 1;
+    return 0;
 }
 
 void lk_plan_bytes_at(const lk_plan *p, long context, lk_plan_bytes *b) {
@@ -199,16 +206,17 @@ int lk_plan_load(lk_plan *p, const char *path, lk_err *err) {
     /* shapes first: the tables are allocated from the metadata */
     if ((rc = lk_st_expect(st, "width", 2, s_lh, NULL, err)) || (rc = lk_st_expect(st, "channels", 3, s_lhd, NULL, err)))
         goto out;
-    int *width = lk_malloc((size_t)L * H * sizeof *width);
-    int *chan = lk_malloc((size_t)L * H * D * sizeof *chan);
-    if ((rc = get_table(st, path, "width", 2, s_lh, 0, width, err)) ||
-        (rc = get_table(st, path, "channels", 3, s_lhd, 0, chan, err))) {
+    int *width = lk_alloc((size_t)L * H, sizeof *width, "the plan's widths", err);
+    int *chan = lk_alloc((size_t)L * H * D, sizeof *chan, "the plan's channels", err);
+    lk_mask m = {0};
+    if (!width || !chan) rc = LK_ENOMEM;
+    if (rc || (rc = get_table(st, path, "width", 2, s_lh, 0, width, err)) ||
+        (rc = get_table(st, path, "channels", 3, s_lhd, 0, chan, err)) ||
+        (rc = lk_mask_init(&m, (int)L, (int)H, (int)D, 0, err))) {
         free(width);
         free(chan);
         goto out;
     }
-    lk_mask m;
-    lk_mask_init(&m, (int)L, (int)H, (int)D, 0);
     for (size_t lh = 0; lh < (size_t)L * H && !rc; lh++) {
         const int *ch = chan + lh * D;
         if (width[lh] < 0 || width[lh] > D) {
@@ -238,13 +246,15 @@ int lk_plan_load(lk_plan *p, const char *path, lk_err *err) {
         p->context = ctx;
         snprintf(p->dtype, sizeof p->dtype, "%s", dt);
         p->elem_bytes = lk_plan_dtype_bytes(dt);
-        layout(p, &m);
-        q.k_col = lk_malloc((size_t)L * H * sizeof(int));
-        q.v_col = lk_malloc((size_t)L * H * sizeof(int));
-        q.k_row = lk_malloc((size_t)L * sizeof(int));
-        q.v_row = lk_malloc((size_t)L * sizeof(int));
-        q.k_off = lk_malloc((size_t)(L + 1) * sizeof(int64_t));
-        q.v_off = lk_malloc((size_t)(L + 1) * sizeof(int64_t));
+        const char *what = "the plan's tables";
+        q.k_col = lk_alloc((size_t)L * H, sizeof(int), what, err);
+        q.v_col = lk_alloc((size_t)L * H, sizeof(int), what, err);
+        q.k_row = lk_alloc((size_t)L, sizeof(int), what, err);
+        q.v_row = lk_alloc((size_t)L, sizeof(int), what, err);
+        q.k_off = lk_alloc((size_t)(L + 1), sizeof(int64_t), what, err);
+        q.v_off = lk_alloc((size_t)(L + 1), sizeof(int64_t), what, err);
+        if (!q.k_col || !q.v_col || !q.k_row || !q.v_row || !q.k_off || !q.v_off) rc = LK_ENOMEM;
+        else rc = layout(p, &m, err);
         int64_t s_l[1] = {L}, s_l1[1] = {L + 1};
         struct { const char *name; int ndim; const int64_t *shape; int is64; void *got, *want; size_t n; } tabs[] = {
             {"k_col", 2, s_lh, 0, q.k_col, p->k_col, (size_t)L * H * 4},

@@ -55,8 +55,8 @@ int lk_plan_build(lk_plan *p, const lk_mask *m, const char *mask_name, const lk_
                   lk_err *err);
 void lk_plan_free(lk_plan *p);
 
-/* The mask the plan encodes (allocated; lk_mask_free it). */
-void lk_plan_mask(const lk_plan *p, lk_mask *m);
+/* The mask the plan encodes (allocated; lk_mask_free it). 0 or LK_ENOMEM. */
+int lk_plan_mask(const lk_plan *p, lk_mask *m, lk_err *err);
 
 /* Bytes of one token's K (and V) over all layers: dense, and as a middle
  * token of the plan. */

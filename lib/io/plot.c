@@ -100,7 +100,11 @@ int lk_plot_heatmap_svg(const char *path, const float *v, int n_layers, int n_kv
             fprintf(f, "<rect x=\"%g\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n",
                     h * (D + gu), D, L, PRUNED);
     char col[8];
-    double *mean = lk_calloc((size_t)L, sizeof *mean);
+    double *mean = lk_zalloc((size_t)L, sizeof *mean, "the layer means", err);
+    if (!mean) {
+        lk_out_abort(&out);
+        return LK_ENOMEM;
+    }
     for (int l = 0; l < L; l++) {
         double sum = 0;
         for (size_t i = 0; i < (size_t)H * D; i++) {

@@ -89,10 +89,11 @@ static int json_u64(const json_t *j, uint64_t *v) {
 
 /* Map one file and append its tensors to st. */
 static int load_file(lk_st *st, const char *path, lk_err *err) {
-    st->files = lk_realloc(st->files, (st->nfiles + 1) * sizeof *st->files);
+    if (lk_resize(&st->files, st->nfiles + 1, sizeof *st->files, "the list of checkpoint files", err))
+        return LK_ENOMEM;
     st_file *f = &st->files[st->nfiles++];
     memset(f, 0, sizeof *f);
-    f->path = lk_strdup(path);
+    if (!(f->path = lk_dup(path, err))) return LK_ENOMEM;
     int rc = lk_map_file(path, &f->map, err);
     if (rc) return rc;
     const uint8_t *d = f->map.data;
@@ -124,14 +125,13 @@ static int load_file(lk_st *st, const char *path, lk_err *err) {
     uint64_t data_len = size - 8 - hlen;
     const uint8_t *data = d + 8 + hlen;
     size_t nent = json_object_size(root);
-    span *spans = lk_malloc((nent ? nent : 1) * sizeof *spans);
+    span *spans = lk_alloc(nent, sizeof *spans, "the tensor table", err);
     int ns = 0;
-    st->t = lk_realloc(st->t, (st->n + nent + 1) * sizeof *st->t);
+    rc = !spans || lk_resize(&st->t, st->n + nent + 1, sizeof *st->t, "the tensor table", err) ? LK_ENOMEM : 0;
     const char *key;
     json_t *v;
     char sb[256];
-    rc = 0;
-    json_object_foreach(root, key, v) {
+    if (!rc) json_object_foreach(root, key, v) {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(v)) {
                 rc = lk_seterr(err, LK_EINPUT, "%s: __metadata__ is not an object "
@@ -220,7 +220,10 @@ static int load_file(lk_st *st, const char *path, lk_err *err) {
                            (unsigned long long)need);
             break;
         }
-        t->name = lk_strdup(key);
+        if (!(t->name = lk_dup(key, err))) {
+            rc = LK_ENOMEM;
+            break;
+        }
         t->numel = (int64_t)numel;
         t->data = data + b;
         t->nbytes = (size_t)need;
@@ -262,12 +265,13 @@ static int ends_with(const char *s, const char *suf) {
 
 /* A directory: the index, else model.safetensors, else the one *.safetensors. */
 static int resolve_dir(const char *dir, char **out, lk_err *err) {
-    char *p = lk_asprintf("%s/model.safetensors.index.json", dir);
-    if (is_file(p)) { *out = p; return 0; }
-    free(p);
-    p = lk_asprintf("%s/model.safetensors", dir);
-    if (is_file(p)) { *out = p; return 0; }
-    free(p);
+    const char *first[2] = {"model.safetensors.index.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *p = lk_fmt(err, "%s/%s", dir, first[i]);
+        if (!p) return LK_ENOMEM;
+        if (is_file(p)) { *out = p; return 0; }
+        free(p);
+    }
     DIR *d = opendir(dir);
     if (!d) return lk_seterr(err, LK_EIO, "%s: cannot open directory", dir);
     char *found = NULL;
@@ -275,23 +279,24 @@ static int resolve_dir(const char *dir, char **out, lk_err *err) {
     struct dirent *e;
     while ((e = readdir(d)))
         if (ends_with(e->d_name, ".safetensors")) {
-            if (n++ == 0) found = lk_strdup(e->d_name);
+            if (n++ == 0 && !(found = lk_dup(e->d_name, err))) break;
         }
     closedir(d);
+    if (n && !found) return LK_ENOMEM;
     if (n != 1) {
         free(found);
         return lk_seterr(err, LK_EINPUT, "%s: %s (expected model.safetensors.index.json, "
                          "model.safetensors, or exactly one *.safetensors file)", dir,
                          n ? "several *.safetensors files and no index" : "no safetensors file");
     }
-    *out = lk_asprintf("%s/%s", dir, found);
+    *out = lk_fmt(err, "%s/%s", dir, found);
     free(found);
-    return 0;
+    return *out ? 0 : LK_ENOMEM;
 }
 
 /* Sort the name index and refuse a name present twice (across shards). */
 static int build_index(lk_st *st, lk_err *err) {
-    st->by_name = lk_malloc((st->n ? st->n : 1) * sizeof *st->by_name);
+    if (!(st->by_name = lk_alloc(st->n, sizeof *st->by_name, "the tensor name index", err))) return LK_ENOMEM;
     for (int i = 0; i < st->n; i++) st->by_name[i] = i;
     qsort_r(st->by_name, st->n, sizeof *st->by_name, cmp_by_name, st);
     for (int i = 1; i < st->n; i++) {
@@ -306,7 +311,7 @@ static int build_index(lk_st *st, lk_err *err) {
 static int load_index(lk_st *st, const char *path, lk_err *err) {
     char *text;
     size_t len;
-    int rc = lk_read_file(path, &text, &len, err);
+    int rc = lk_read_file(path, 64u << 20, "a model.safetensors.index.json", &text, &len, err);
     if (rc) return rc;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
@@ -320,7 +325,12 @@ static int load_index(lk_st *st, const char *path, lk_err *err) {
         return lk_seterr(err, LK_EINPUT, "%s: missing \"weight_map\" object "
                          "(expected {\"weight_map\": {tensor: shard file}})", path);
     }
-    char *dir = lk_strdup(path);
+    char *dir = lk_alloc(strlen(path) + 2, 1, "a directory name", err);
+    if (!dir) {
+        json_decref(root);
+        return LK_ENOMEM;
+    }
+    strcpy(dir, path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0; else strcpy(dir, ".");
     /* shards in order of first appearance, each opened once */
@@ -332,7 +342,11 @@ static int load_index(lk_st *st, const char *path, lk_err *err) {
                            name);
             break;
         }
-        char *sp = lk_asprintf("%s/%s", dir, json_string_value(v));
+        char *sp = lk_fmt(err, "%s/%s", dir, json_string_value(v));
+        if (!sp) {
+            rc = LK_ENOMEM;
+            break;
+        }
         int seen = 0;
         for (int i = 0; i < st->nfiles && !seen; i++) seen = strcmp(st->files[i].path, sp) == 0;
         if (!seen) rc = load_file(st, sp, err);
@@ -343,7 +357,11 @@ static int load_index(lk_st *st, const char *path, lk_err *err) {
     /* every listed tensor lives in its shard */
     if (!rc) {
         json_object_foreach(wm, name, v) {
-            char *sp = lk_asprintf("%s/%s", dir, json_string_value(v));
+            char *sp = lk_fmt(err, "%s/%s", dir, json_string_value(v));
+            if (!sp) {
+                rc = LK_ENOMEM;
+                break;
+            }
             const lk_tensor *t = lk_st_find(st, name);
             int ok = t && strcmp(t->file, sp) == 0;
             free(sp);
@@ -364,13 +382,13 @@ int lk_st_open(lk_st **out, const char *path, lk_err *err) {
     if (strcmp(path, "-") == 0)
         return lk_seterr(err, LK_EUSAGE, "-: a checkpoint cannot be read from stdin (it is mapped; "
                          "expected a .safetensors file, an index.json or a model directory)");
-    lk_st *st = lk_calloc(1, sizeof *st);
+    lk_st *st = lk_zalloc(1, sizeof *st, "a checkpoint", err);
+    if (!st) return LK_ENOMEM;
     atomic_init(&st->refs, 1);
-    st->path = lk_strdup(path);
     char *file = NULL;
-    int rc = 0;
-    if (is_dir(path)) rc = resolve_dir(path, &file, err);
-    else file = lk_strdup(path);
+    int rc = (st->path = lk_dup(path, err)) ? 0 : LK_ENOMEM;
+    if (!rc && is_dir(path)) rc = resolve_dir(path, &file, err);
+    else if (!rc && !(file = lk_dup(path, err))) rc = LK_ENOMEM;
     if (!rc) {
         if (ends_with(file, ".json")) rc = load_index(st, file, err); /* builds the index itself */
         else if (!(rc = load_file(st, file, err))) rc = build_index(st, err);
@@ -510,11 +528,15 @@ struct lk_stw {
     stw_tensor *t;
     int n, cap;
     json_t *meta; /* object, insertion order */
+    lk_err fail;  /* the first failed lk_stw_add, reported by lk_stw_write */
 };
 
 lk_stw *lk_stw_new(void) {
-    lk_stw *w = lk_calloc(1, sizeof *w);
-    w->meta = json_object();
+    lk_stw *w = calloc(1, sizeof *w);
+    if (w && !(w->meta = json_object())) {
+        free(w);
+        w = NULL;
+    }
     return w;
 }
 
@@ -531,22 +553,33 @@ void lk_stw_free(lk_stw *w) {
 
 void lk_stw_add(lk_stw *w, const char *name, lk_dtype dtype, int ndim, const int64_t *shape,
                 const void *data) {
-    if (ndim < 0 || ndim > LK_MAX_DIMS) lk_die(LK_EFAIL, "lk_stw_add: %s: %d dims", name, ndim);
-    if (w->n == w->cap) w->t = lk_realloc(w->t, (w->cap = w->cap ? 2 * w->cap : 16) * sizeof *w->t);
-    stw_tensor *t = &w->t[w->n++];
+    if (!w || w->fail.code) return; /* reported by lk_stw_write */
+    if (ndim < 0 || ndim > LK_MAX_DIMS) {
+        lk_seterr(&w->fail, LK_EFAIL, "lk_stw_add: %s: %d dims (expected 0 to %d)", name, ndim, LK_MAX_DIMS);
+        return;
+    }
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 16;
+        if (lk_resize(&w->t, (size_t)cap, sizeof *w->t, "the tensors to write", &w->fail)) return;
+        w->cap = cap;
+    }
+    stw_tensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
-    t->name = lk_strdup(name);
     t->dtype = dtype;
     t->ndim = ndim;
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= (size_t)(t->shape[i] = shape[i]);
     t->nbytes = numel * lk_dtype_size(dtype);
-    t->data = lk_malloc(t->nbytes);
+    if (!(t->name = lk_dup(name, &w->fail)) || !(t->data = lk_alloc(t->nbytes, 1, name, &w->fail))) {
+        free(t->name);
+        return;
+    }
     if (t->nbytes) memcpy(t->data, data, t->nbytes);
+    w->n++;
 }
 
 void lk_stw_meta(lk_stw *w, const char *key, const char *value) {
-    json_object_set_new(w->meta, key, json_string(value));
+    if (w) json_object_set_new(w->meta, key, json_string(value));
 }
 
 void lk_stw_metaf(lk_stw *w, const char *key, const char *fmt, ...) {
@@ -576,7 +609,18 @@ static int cmp_stw_name(const void *a, const void *b, void *ctx) {
 }
 
 int lk_stw_write(const lk_stw *w, const char *path, lk_err *err) {
-    int *order = lk_malloc((w->n ? w->n : 1) * sizeof *order);
+    if (!w) return lk_nomem(err, sizeof(lk_stw), "a safetensors writer");
+    if (w->fail.code) {
+        if (err) *err = w->fail;
+        return w->fail.code;
+    }
+    int *order = lk_alloc((size_t)w->n, sizeof *order, "the tensor order", err);
+    uint64_t *begin = lk_alloc((size_t)w->n, sizeof *begin, "the tensor offsets", err);
+    if (!order || !begin) {
+        free(order);
+        free(begin);
+        return LK_ENOMEM;
+    }
     /* names: sorted once to find duplicates */
     for (int i = 0; i < w->n; i++) order[i] = i;
     qsort_r(order, w->n, sizeof *order, cmp_stw_name, (void *)w);
@@ -589,10 +633,10 @@ int lk_stw_write(const lk_stw *w, const char *path, lk_err *err) {
             rc = lk_seterr(err, LK_EFAIL, "%s: tensor \"%s\" added twice", path, name);
         if (rc) {
             free(order);
+            free(begin);
             return rc;
         }
     }
-    uint64_t *begin = lk_malloc((w->n ? w->n : 1) * sizeof *begin);
     data_order(w, order);
     uint64_t off = 0;
     for (int k = 0; k < w->n; k++) {
@@ -613,6 +657,11 @@ int lk_stw_write(const lk_stw *w, const char *path, lk_err *err) {
     }
     char *js = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(h);
+    if (!js) {
+        free(order);
+        free(begin);
+        return lk_nomem(err, 0, "the safetensors header");
+    }
     size_t jl = strlen(js), hl = (jl + 7) / 8 * 8;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));

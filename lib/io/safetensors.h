@@ -75,7 +75,12 @@ int lk_st_expect(const lk_st *st, const char *name, int ndim, const int64_t *sha
 /* Convert a F32/F16/BF16 tensor's elements to float32 (dst has numel floats). */
 int lk_tensor_to_f32(const lk_tensor *t, float *dst, lk_err *err);
 
-/* Writer: collect tensors (data copied), then write atomically. */
+/* Writer: collect tensors (data copied), then write atomically. Failures are
+ * kept for the end, as stdio keeps a stream's error: lk_stw_new returns NULL
+ * when out of memory and every lk_stw_* call accepts that NULL; an
+ * lk_stw_add that fails (out of memory, too many dims) is remembered and the
+ * later ones ignored. lk_stw_write reports the first failure (LK_ENOMEM,
+ * LK_EFAIL), so a caller adds everything and checks once, there. */
 typedef struct lk_stw lk_stw;
 lk_stw *lk_stw_new(void);
 void lk_stw_free(lk_stw *w);

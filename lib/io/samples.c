@@ -10,17 +10,24 @@
 enum { REC_SAMPLE = 1, REC_END = 2 };
 #define MAX_BODY (1u << 30) /* sanity bound on one record: 256 M tokens */
 #define MIN_BODY 29u        /* task length byte, target, question pos, five counts */
+#define BODY_STEP (1u << 20) /* a body is read in steps of this, its buffer growing with the data */
 
 /* ---- little-endian byte buffer ---- */
 typedef struct {
     uint8_t *p;
     size_t n, cap;
+    int oom; /* a growth failed: later puts are dropped, the writer reports LK_ENOMEM */
 } buf;
 
 static void b_put(buf *b, const void *d, size_t n) {
+    if (b->oom) return;
     if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 256;
-        b->p = lk_realloc(b->p, b->cap);
+        size_t cap = (b->n + n) * 2 + 256;
+        if (lk_resize(&b->p, cap, 1, NULL, NULL)) {
+            b->oom = 1;
+            return;
+        }
+        b->cap = cap;
     }
     memcpy(b->p + b->n, d, n);
     b->n += n;
@@ -68,28 +75,30 @@ static int w_flush(lk_samples_writer *w, const void *d, size_t n, ZSTD_EndDirect
 
 int lk_samples_write_open(lk_samples_writer **wp, FILE *f, const char *name, uint64_t fp,
                           const char *params, lk_err *err) {
-    lk_samples_writer *w = lk_calloc(1, sizeof *w);
+    lk_samples_writer *w = lk_zalloc(1, sizeof *w, "a samples writer", err);
+    if (!w) return LK_ENOMEM;
     w->f = f;
-    w->name = lk_strdup(name);
     w->cc = ZSTD_createCCtx();
-    if (!w->cc) lk_die(LK_ENOMEM, "out of memory (zstd context)");
-    ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 3);
-    ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
     w->zout.cap = ZSTD_CStreamOutSize();
-    w->zout.p = lk_malloc(w->zout.cap);
+    w->zout.p = lk_alloc(w->zout.cap, 1, "the compressor's output", err);
     buf h = {0};
     b_put(&h, LK_SAMPLES_MAGIC, 8);
     b_u32(&h, LK_SAMPLES_VERSION);
     b_u32(&h, 0);
     b_u64(&h, fp);
     b_str(&h, params ? params : "{}");
-    int bad = fwrite(h.p, 1, h.n, f) != h.n;
+    int rc = 0;
+    if (!(w->name = lk_dup(name, err)) || !w->zout.p) rc = LK_ENOMEM;
+    else if (!w->cc) rc = lk_nomem(err, 0, "a zstd compression context");
+    else if (h.oom) rc = lk_nomem(err, h.n, "the samples header");
+    else if (fwrite(h.p, 1, h.n, f) != h.n) rc = lk_seterr(err, LK_EIO, "%s: write error: %s", name, strerror(errno));
     free(h.p);
-    if (bad) {
-        lk_seterr(err, LK_EIO, "%s: write error: %s", name, strerror(errno));
+    if (rc) {
         lk_samples_write_abort(w);
-        return LK_EIO;
+        return rc;
     }
+    ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 3);
+    ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
     *wp = w;
     return 0;
 }
@@ -121,6 +130,10 @@ int lk_samples_write(lk_samples_writer *w, const lk_sample *s, lk_err *err) {
     for (int i = 0; i < s->n_needles; i++) b_str(r, s->needles[i]);
     uint32_t body = (uint32_t)(r->n - 8);
     uint8_t x[4] = {body, body >> 8, body >> 16, body >> 24};
+    if (r->oom) {
+        r->oom = 0; /* the buffer stays usable for a smaller sample */
+        return lk_nomem(err, r->n, "a sample's record");
+    }
     memcpy(r->p + 4, x, 4);
     w->n++;
     return w_flush(w, r->p, r->n, ZSTD_e_continue, err);
@@ -131,7 +144,7 @@ int lk_samples_write_close(lk_samples_writer *w, lk_err *err) {
     r->n = 0;
     b_u32(r, REC_END);
     b_u64(r, w->n);
-    int rc = w_flush(w, r->p, r->n, ZSTD_e_end, err);
+    int rc = r->oom ? lk_nomem(err, 12, "the end record") : w_flush(w, r->p, r->n, ZSTD_e_end, err);
     lk_samples_write_abort(w);
     return rc;
 }
@@ -221,9 +234,13 @@ static int r_read(lk_samples_reader *r, void *dst, size_t n, const char *what, l
 }
 
 int lk_samples_open(lk_samples_reader **rp, const char *path, lk_err *err) {
-    lk_samples_reader *r = lk_calloc(1, sizeof *r);
+    lk_samples_reader *r = lk_zalloc(1, sizeof *r, "a samples reader", err);
+    if (!r) return LK_ENOMEM;
     r->is_stdin = !strcmp(path, "-");
-    r->name = lk_strdup(r->is_stdin ? "<stdin>" : path);
+    if (!(r->name = lk_dup(r->is_stdin ? "<stdin>" : path, err))) {
+        free(r);
+        return LK_ENOMEM;
+    }
     r->f = r->is_stdin ? stdin : fopen(path, "rb");
     if (!r->f) {
         lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -251,8 +268,9 @@ int lk_samples_open(lk_samples_reader **rp, const char *path, lk_err *err) {
         if (plen > (1u << 24))
             rc = lk_seterr(err, LK_EINPUT, "%s: corrupt header (parameters of %u bytes; expected < 16 MiB)",
                            r->name, plen);
+        else if (!(r->params = lk_alloc((size_t)plen + 1, 1, "the samples parameters", err)))
+            rc = LK_ENOMEM;
         else {
-            r->params = lk_malloc(plen + 1);
             if (fread(r->params, 1, plen, r->f) != plen)
                 rc = lk_seterr(err, LK_EINPUT, "%s: truncated header (expected %u bytes of parameters)", r->name, plen);
             r->params[plen] = 0;
@@ -268,15 +286,20 @@ int lk_samples_open(lk_samples_reader **rp, const char *path, lk_err *err) {
         return rc;
     }
     r->dc = ZSTD_createDCtx();
-    if (!r->dc) lk_die(LK_ENOMEM, "out of memory (zstd context)");
     r->in_cap = ZSTD_DStreamInSize();
-    r->in = lk_malloc(r->in_cap);
+    r->in = lk_alloc(r->in_cap, 1, "the decompressor's input", err);
+    if (!r->dc || !r->in) {
+        rc = r->in ? lk_nomem(err, 0, "a zstd decompression context") : LK_ENOMEM;
+        lk_samples_close(r);
+        return rc;
+    }
     r->frame_left = 1; /* a frame must follow */
     *rp = r;
     return 0;
 }
 
-/* string table: refs then needles, each NUL-terminated in strbuf */
+/* string table: refs then needles, each NUL-terminated in strbuf. 0, -1
+ * for fields that do not add up, or -LK_ENOMEM with err set. */
 static int r_strings(lk_samples_reader *r, const uint8_t **pp, const uint8_t *end, int *count, int base,
                      size_t *sb_used, lk_err *err) {
     const uint8_t *p = *pp;
@@ -284,19 +307,15 @@ static int r_strings(lk_samples_reader *r, const uint8_t **pp, const uint8_t *en
     uint32_t n = rd_u32(p);
     p += 4;
     if (n > (uint32_t)(end - p) / 4) return -1;
-    if (base + n > r->strs_cap) {
-        r->strs_cap = (base + n) * 2 + 8;
-        r->strs = lk_realloc(r->strs, r->strs_cap * sizeof *r->strs);
-    }
+    if (lk_grow(&r->strs, &r->strs_cap, (size_t)base + n, sizeof *r->strs, "a sample's strings", err))
+        return -LK_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         if (end - p < 4) return -1;
         uint32_t len = rd_u32(p);
         p += 4;
         if (len > (uint32_t)(end - p)) return -1;
-        if (*sb_used + len + 1 > r->strbuf_cap) {
-            r->strbuf_cap = (*sb_used + len + 1) * 2;
-            r->strbuf = lk_realloc(r->strbuf, r->strbuf_cap);
-        }
+        if (lk_grow(&r->strbuf, &r->strbuf_cap, *sb_used + len + 1, 1, "a sample's strings", err))
+            return -LK_ENOMEM;
         memcpy(r->strbuf + *sb_used, p, len);
         r->strbuf[*sb_used + len] = 0;
         r->strs[base + i] = (char *)(uintptr_t)*sb_used; /* offset now, pointer later */
@@ -308,15 +327,16 @@ static int r_strings(lk_samples_reader *r, const uint8_t **pp, const uint8_t *en
     return 0;
 }
 
-static int r_ids(const uint8_t **pp, const uint8_t *end, int **arr, size_t *cap, int *count) {
+/* 0, -1 for fields that do not add up, or -LK_ENOMEM with err set */
+static int r_ids(const uint8_t **pp, const uint8_t *end, int **arr, size_t *cap, int *count, lk_err *err) {
     const uint8_t *p = *pp;
     if (end - p < 4) return -1;
     uint32_t n = rd_u32(p);
     p += 4;
     if (n > (uint32_t)(end - p) / 4) return -1;
     if (n > *cap) {
+        if (lk_resize(arr, n, sizeof **arr, "a sample's token ids", err)) return -LK_ENOMEM;
         *cap = n;
-        *arr = lk_realloc(*arr, n * sizeof **arr);
     }
     for (uint32_t i = 0; i < n; i++) (*arr)[i] = (int)rd_u32(p + 4 * i);
     *pp = p + 4 * (size_t)n;
@@ -370,11 +390,19 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
     if (len < MIN_BODY || len > MAX_BODY)
         return -lk_seterr(err, LK_EINPUT, "%s: corrupt record length %u at sample %ld (expected %u to %u)", r->name,
                           len, r->index + 1, MIN_BODY, MAX_BODY);
-    if (len > r->body.cap) {
-        r->body.cap = len;
-        r->body.p = lk_realloc(r->body.p, len);
+    /* the buffer grows with the data actually decompressed, not with the
+     * declared length: a corrupt length costs at most twice what the file
+     * holds, and ends as "truncated" */
+    for (size_t got = 0; got < len;) {
+        size_t step = len - got < BODY_STEP ? len - got : BODY_STEP;
+        if (got + step > r->body.cap) {
+            size_t cap = 2 * (got + step) < len ? 2 * (got + step) : len;
+            if (lk_resize(&r->body.p, cap, 1, "a sample's record", err)) return -LK_ENOMEM;
+            r->body.cap = cap;
+        }
+        if ((rc = r_read(r, r->body.p + got, step, "body", err)) < 0) return rc;
+        got += step;
     }
-    if ((rc = r_read(r, r->body.p, len, "body", err)) < 0) return rc;
     const uint8_t *p = r->body.p, *end = p + len;
     memset(s, 0, sizeof *s);
     size_t sb = 0;
@@ -387,7 +415,8 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
         s->target_len = (int)rd_u32(p);
         s->question_pos = (int)rd_u32(p + 4);
         p += 8;
-        bad = r_ids(&p, end, &r->ctx, &r->ctx_cap, &s->n_ctx) || r_ids(&p, end, &r->ans, &r->ans_cap, &s->n_ans);
+        if ((bad = r_ids(&p, end, &r->ctx, &r->ctx_cap, &s->n_ctx, err)) == 0)
+            bad = r_ids(&p, end, &r->ans, &r->ans_cap, &s->n_ans, err);
         if (!bad && (s->target_len < 0 || s->question_pos < -1 || s->question_pos >= s->n_ctx))
             return -lk_seterr(err, LK_EINPUT, "%s: sample %ld: question_pos %d, target_len %d (expected "
                               "question_pos -1 or in [0, %d), target_len >= 0)", r->name, r->index + 1,
@@ -398,7 +427,10 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
         else {
             uint32_t n = rd_u32(p);
             p += 4;
-            if (n > r->depths_cap) r->depths = lk_realloc(r->depths, (r->depths_cap = n) * sizeof(double));
+            if (n > r->depths_cap) {
+                if (lk_resize(&r->depths, n, sizeof(double), "a sample's depths", err)) return -LK_ENOMEM;
+                r->depths_cap = n;
+            }
             for (uint32_t i = 0; i < n; i++) {
                 uint64_t u = rd_u64(p + 8 * i);
                 memcpy(&r->depths[i], &u, 8);
@@ -407,8 +439,10 @@ int lk_samples_next(lk_samples_reader *r, lk_sample *s, lk_err *err) {
             s->n_depths = (int)n;
         }
     }
-    if (!bad) bad = r_strings(r, &p, end, &s->n_refs, 0, &sb, err) ||
-                    r_strings(r, &p, end, &s->n_needles, s->n_refs, &sb, err) || p != end;
+    if (!bad && (bad = r_strings(r, &p, end, &s->n_refs, 0, &sb, err)) == 0 &&
+        (bad = r_strings(r, &p, end, &s->n_needles, s->n_refs, &sb, err)) == 0)
+        bad = p != end;
+    if (bad == -LK_ENOMEM) return bad;
     if (bad)
         return -lk_seterr(err, LK_EINPUT, "%s: corrupt sample %ld (fields do not add up to its %u bytes)", r->name,
                           r->index + 1, len);

@@ -1,4 +1,4 @@
-/* util.c - errors, checked allocation and I/O, atomic output files. */
+/* util.c - errors, allocation that reports, I/O, atomic output files. */
 #include "util.h"
 
 #include <dirent.h>
@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 const char *lk_progname = "leank";
-static int failing; /* lk_fail/lk_die ran: the exit status already says so */
 
 int lk_seterr(lk_err *err, int code, const char *fmt, ...) {
     if (err) {
@@ -37,75 +36,123 @@ void lk_warn(const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
-void lk_fail(const lk_err *err) {
-    failing = 1;
-    lk_out_cleanup_all();
-    fprintf(stderr, "%s: %s\n", lk_progname, err->msg[0] ? err->msg : "failed");
-    exit(err->code ? err->code : LK_EFAIL);
+/* ---- memory ---- */
+
+int lk_nomem(lk_err *err, size_t n, const char *what) {
+    if (!n) return lk_seterr(err, LK_ENOMEM, "out of memory (allocating %s)", what ? what : "memory");
+    return what ? lk_seterr(err, LK_ENOMEM, "out of memory (allocating %zu bytes for %s)", n, what)
+                : lk_seterr(err, LK_ENOMEM, "out of memory (allocating %zu bytes)", n);
 }
 
-void lk_die(int code, const char *fmt, ...) {
-    va_list ap;
-    failing = 1;
-    lk_out_cleanup_all();
-    fprintf(stderr, "%s: ", lk_progname);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(code ? code : LK_EFAIL);
+/* count * size too large for a size_t: reported as such, never allocated */
+static int overflows(size_t count, size_t size) { return size && count > SIZE_MAX / size; }
+static int nomem_n(lk_err *err, size_t count, size_t size, const char *what) {
+    if (!overflows(count, size)) return lk_nomem(err, count * size, what);
+    return lk_seterr(err, LK_ENOMEM, "out of memory (allocating %zu x %zu bytes for %s)", count, size,
+                     what ? what : "memory");
 }
 
-static void oom(size_t n) { lk_die(LK_ENOMEM, "out of memory (allocating %zu bytes)", n); }
-
-void *lk_malloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) oom(n);
+static void *alloc(size_t count, size_t size, int zero, const char *what, lk_err *err) {
+    void *p = NULL;
+    if (!overflows(count, size)) {
+        size_t n = count * size;
+        p = zero ? calloc(n ? n : 1, 1) : malloc(n ? n : 1);
+    }
+    if (!p) nomem_n(err, count, size, what);
     return p;
 }
-void *lk_calloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) oom(n * size);
-    return p;
+void *lk_alloc(size_t count, size_t size, const char *what, lk_err *err) {
+    return alloc(count, size, 0, what, err);
 }
-void *lk_realloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) oom(n);
-    return q;
+void *lk_zalloc(size_t count, size_t size, const char *what, lk_err *err) {
+    return alloc(count, size, 1, what, err);
 }
-char *lk_strdup(const char *s) {
+
+int lk_resize(void *pp, size_t count, size_t size, const char *what, lk_err *err) {
+    if (overflows(count, size)) return nomem_n(err, count, size, what);
+    void *old, *p;
+    memcpy(&old, pp, sizeof old); /* pp is a T **: object pointers share one representation here */
+    size_t n = count * size;
+    if (!(p = realloc(old, n ? n : 1)))
+        return nomem_n(err, count, size, what); /* old is untouched, still the caller's */
+    memcpy(pp, &p, sizeof p);
+    return 0;
+}
+
+int lk_grow(void *pp, size_t *cap, size_t need, size_t size, const char *what, lk_err *err) {
+    if (need <= *cap) return 0;
+    size_t c = *cap <= SIZE_MAX / 2 ? 2 * *cap : need;
+    if (c < need) c = need;
+    if (c < 16) c = 16;
+    if (lk_resize(pp, c, size, what, err)) return LK_ENOMEM;
+    *cap = c;
+    return 0;
+}
+
+char *lk_dup(const char *s, lk_err *err) {
     size_t n = strlen(s) + 1;
-    return memcpy(lk_malloc(n), s, n);
+    char *d = lk_alloc(n, 1, "a string", err);
+    return d ? memcpy(d, s, n) : NULL;
 }
-char *lk_asprintf(const char *fmt, ...) {
+
+char *lk_fmt(lk_err *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    char *s = lk_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    char *s = n < 0 ? NULL : lk_alloc((size_t)n + 1, 1, "a string", err);
+    if (s) {
+        va_start(ap, fmt);
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     return s;
 }
 
-int lk_read_file(const char *path, char **data, size_t *len, lk_err *err) {
+int lk_read_file(const char *path, size_t max, const char *what, char **data, size_t *len, lk_err *err) {
     int is_stdin = strcmp(path, "-") == 0;
+    const char *name = is_stdin ? "<stdin>" : path;
+    *data = NULL;
+    *len = 0;
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (max > SIZE_MAX / 4) max = SIZE_MAX / 4;
+    /* a regular file says its size: one block for all of it and the NUL,
+     * with a byte to spare so that its end is seen without growing; anything
+     * else (a pipe, a device) grows as it comes, to at most max + 1 bytes: one
+     * byte more than allowed tells an endless file from a full one */
     size_t cap = 1 << 16, n = 0;
-    char *buf = lk_malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) buf = lk_realloc(buf, cap *= 2);
+    struct stat st;
+    int rc = 0;
+    char hb[32];
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        off_t at = ftello(f);
+        uint64_t left = (uint64_t)st.st_size - (at > 0 && at <= st.st_size ? (uint64_t)at : 0);
+        if (left > max) rc = lk_seterr(err, LK_EINPUT, "%s: longer than %s (expected %s)", name,
+                                       lk_human_bytes(hb, sizeof hb, (double)max), what);
+        cap = (size_t)left + 2;
+    }
+    if (cap > max + 2) cap = max + 2;
+    char *buf = rc ? NULL : lk_alloc(cap, 1, what, err);
+    if (!rc && !buf) rc = LK_ENOMEM;
+    while (!rc) {
+        if (n + 1 == cap) {
+            size_t want = cap <= (max + 2) / 2 ? cap * 2 : max + 2;
+            if ((rc = lk_resize(&buf, want, 1, what, err))) break;
+            cap = want;
+        }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
         n += got;
-        if (got == 0) break;
+        if (n > max)
+            rc = lk_seterr(err, LK_EINPUT, "%s: longer than %s (expected %s)", name,
+                           lk_human_bytes(hb, sizeof hb, (double)max), what);
+        else if (got == 0) break;
     }
-    int bad = ferror(f);
+    if (!rc && ferror(f)) rc = lk_seterr(err, LK_EIO, "%s: read error", name);
     if (!is_stdin) fclose(f);
-    if (bad) {
+    if (rc) {
         free(buf);
-        return lk_seterr(err, LK_EIO, "%s: read error", is_stdin ? "<stdin>" : path);
+        return rc;
     }
     buf[n] = 0;
     *data = buf;
@@ -159,7 +206,10 @@ static void out_unlink(lk_out *o) {
 
 static void remove_stale(const char *path) {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? lk_asprintf("%.*s", (int)(slash - path + (slash == path)), path) : lk_strdup(".");
+    /* best effort: out of memory, nothing is removed (and lk_out_open's own
+     * allocations will say so) */
+    char *dir = slash ? lk_fmt(NULL, "%.*s", (int)(slash - path + (slash == path)), path) : lk_dup(".", NULL);
+    if (!dir) return;
     const char *base = slash ? slash + 1 : path;
     size_t blen = strlen(base), tlen = strlen(TMP_TAG);
     DIR *d = opendir(dir);
@@ -170,8 +220,8 @@ static void remove_stale(const char *path) {
         long pid = strtol(e->d_name + blen + tlen, &end, 10);
         if (pid <= 0 || *end != '.' || strlen(end) != 7) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer still runs */
-        char *stale = lk_asprintf("%s/%s", dir, e->d_name);
-        unlink(stale);
+        char *stale = lk_fmt(NULL, "%s/%s", dir, e->d_name);
+        if (stale) unlink(stale);
         free(stale);
     }
     if (d) closedir(d);
@@ -190,15 +240,25 @@ int lk_out_open(lk_out *o, const char *path, lk_err *err) {
     if (strcmp(path, "-") == 0 || is_special(path)) {
         o->f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
         if (!o->f) return lk_seterr(err, LK_EIO, "%s: cannot open for writing: %s", path, strerror(errno));
-        o->path = lk_strdup(path);
+        if (!(o->path = lk_dup(path, err))) {
+            if (o->f != stdout) fclose(o->f);
+            o->f = NULL;
+            return LK_ENOMEM;
+        }
         return 0;
     }
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return lk_seterr(err, LK_EIO, "%s: is a directory (expected a file name)", path);
     remove_stale(path);
-    o->path = lk_strdup(path);
-    o->tmp = lk_asprintf("%s" TMP_TAG "%ld.XXXXXX", path, (long)getpid());
+    o->path = lk_dup(path, err);
+    o->tmp = lk_fmt(err, "%s" TMP_TAG "%ld.XXXXXX", path, (long)getpid());
+    if (!o->path || !o->tmp) {
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        return LK_ENOMEM;
+    }
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
         int e = errno;
@@ -208,7 +268,14 @@ int lk_out_open(lk_out *o, const char *path, lk_err *err) {
         return lk_seterr(err, LK_EIO, "%s: cannot create: %s", path, strerror(e));
     }
     fchmod(fd, 0644);
-    o->f = fdopen(fd, "wb");
+    if (!(o->f = fdopen(fd, "wb"))) {
+        close(fd);
+        unlink(o->tmp);
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
+        return lk_nomem(err, 0, "a FILE for the output");
+    }
     o->next_open = open_outs;
     open_outs = o;
     return 0;
@@ -278,40 +345,8 @@ void lk_out_cleanup_all(void) {
     open_outs = NULL;
 }
 
-static void cleanup_signal(int sig) {
-    lk_out_cleanup_all();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
 
-void lk_install_cleanup(void) {
-    /* every signal whose default action ends the process: quietly, or with a
-     * core dump (SIGQUIT, and the crashes: their handler unlinks and re-raises
-     * so the core is still dumped) */
-    static const int sigs[] = {SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGALRM, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ,
-                               SIGQUIT, SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
-        struct sigaction old;
-        /* a handler already there (a sanitizer's crash report) stays */
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_DFL) continue;
-        signal(sigs[i], cleanup_signal);
-    }
-}
 
-void lk_close_stdout(void) {
-    if (failing) return;
-    int bad = fflush(stdout) != 0 || ferror(stdout);
-    int e = errno;
-    if (bad) {
-        lk_out_cleanup_all();
-        fprintf(stderr, "%s: <stdout>: write error: %s\n", lk_progname, e ? strerror(e) : "I/O error");
-        _exit(LK_EIO);
-    }
-}
-
-void lk_refuse_tty_stdout(const char *what) {
-    if (isatty(STDOUT_FILENO)) lk_die(LK_EUSAGE, "refusing to write %s to a terminal (use -o FILE or a pipe)", what);
-}
 
 const char *lk_human_bytes(char *buf, size_t n, double bytes) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -339,8 +374,8 @@ static int is_dir(const char *p) {
 
 char *lk_share_dir(void) {
     const char *env = getenv("LEANK_SHARE");
-    if (env && *env) return is_dir(env) ? lk_strdup(env) : NULL;
-    char exe[4096];
+    if (env && *env) return is_dir(env) ? lk_dup(env, NULL) : NULL;
+    char exe[4096], d[4096 + 32];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return NULL;
     exe[n] = 0;
@@ -349,12 +384,8 @@ char *lk_share_dir(void) {
     *slash = 0;
     const char *tails[2] = {"../share/leank", "../data"};
     for (int i = 0; i < 2; i++) {
-        char *d = lk_asprintf("%s/%s", exe, tails[i]), *r;
-        if (is_dir(d) && (r = realpath(d, NULL))) {
-            free(d);
-            return r;
-        }
-        free(d);
+        snprintf(d, sizeof d, "%s/%s", exe, tails[i]);
+        if (is_dir(d)) return realpath(d, NULL);
     }
     return NULL;
 }
@@ -363,9 +394,9 @@ char *lk_share_find(const char *sub, const char *name) {
     if (strchr(name, '/') || access(name, F_OK) == 0) return NULL;
     char *d = lk_share_dir();
     if (!d) return NULL;
-    char *p = lk_asprintf("%s/%s/%s", d, sub, name);
+    char *p = lk_fmt(NULL, "%s/%s/%s", d, sub, name);
     free(d);
-    if (access(p, R_OK) == 0) return p;
+    if (p && access(p, R_OK) == 0) return p;
     free(p);
     return NULL;
 }
@@ -380,23 +411,6 @@ double lk_now(void) {
 
 void lk_print_version(FILE *f) { fprintf(f, "%s (leank) %s\n", lk_progname, LEANK_VERSION); }
 
-long lk_parse_long(const char *opt, const char *s, long min, long max) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        lk_die(LK_EUSAGE, "%s: '%s' is not an integer in [%ld, %ld]", opt, s, min, max);
-    return v;
-}
-
-double lk_parse_double(const char *opt, const char *s, double min, double max) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max))
-        lk_die(LK_EUSAGE, "%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
-    return v;
-}
 
 uint64_t lk_fnv1a64(const void *data, size_t len, uint64_t h) {
     const uint8_t *p = data;

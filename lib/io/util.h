@@ -1,10 +1,13 @@
-/* util.h - the one error convention, checked allocation and I/O, atomic output.
+/* util.h - the one error convention, allocation that reports, I/O, atomic
+ * output.
  *
  * Convention: a library function that can fail returns int (0 = success,
  * otherwise an LK_E* code) and fills an lk_err with one line of text of the
- * form "FILE: what went wrong (expected ...)". Programs print it as
- * "leank-X: <msg>" through lk_fail() and exit with the code (exit codes below
- * are the programs' exit statuses too). */
+ * form "FILE: what went wrong (expected ...)"; running out of memory is one
+ * such failure (LK_ENOMEM). The library never exits: programs print the
+ * message as "leank-X: <msg>" through lk_fail() (cmd/cli.h, with the other
+ * helpers that exit) and exit with the code (exit codes below are the
+ * programs' exit statuses too). tests/sh/exits.sh keeps lib/ free of exits. */
 #ifndef LEANK_UTIL_H
 #define LEANK_UTIL_H
 
@@ -39,22 +42,36 @@ extern const char *lk_progname;
 
 /* Print "leank-X: msg" to stderr. */
 void lk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Print err's message and exit with its code (LK_EFAIL if code is 0). */
-void lk_fail(const lk_err *err) __attribute__((noreturn));
-/* Print "leank-X: msg" and exit with code. */
-void lk_die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
-/* Checked allocation: on failure print a message and exit(LK_ENOMEM). */
-void *lk_malloc(size_t n);
-void *lk_calloc(size_t n, size_t size);
-void *lk_realloc(void *p, size_t n);
-char *lk_strdup(const char *s);
-/* printf into a new heap string */
-char *lk_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* ---- memory: allocation that reports, never exits ----
+ * Each allocates count * size bytes (the product checked for overflow; a zero
+ * size still gets a block of its own, so NULL only ever means failure). On
+ * failure: NULL (lk_resize: LK_ENOMEM), with err (may be NULL) set to
+ * LK_ENOMEM, "out of memory (allocating N bytes for WHAT)". Several
+ * allocations may be made and checked once: err keeps the last failure. */
+void *lk_alloc(size_t count, size_t size, const char *what, lk_err *err);
+void *lk_zalloc(size_t count, size_t size, const char *what, lk_err *err); /* zeroed */
+/* Resize the block at *pp (pp: the address of any object pointer, e.g. an
+ * int **; NULL *pp allocates) to count * size bytes. On failure *pp is left
+ * as it was, still the caller's to use and free. */
+int lk_resize(void *pp, size_t count, size_t size, const char *what, lk_err *err);
+/* Room for need elements of size bytes in the array at *pp of capacity *cap:
+ * when *cap < need, grown to the larger of need and twice *cap (at least 16),
+ * *cap updated on success only. */
+int lk_grow(void *pp, size_t *cap, size_t need, size_t size, const char *what, lk_err *err);
+char *lk_dup(const char *s, lk_err *err);
+/* printf into a new heap string; NULL on failure */
+char *lk_fmt(lk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Fill err for a failed allocation of n bytes of what (n 0: size unknown,
+ * e.g. another library's context); returns LK_ENOMEM. */
+int lk_nomem(lk_err *err, size_t n, const char *what);
 
 /* Whole file into memory (NUL-terminated for convenience; len excludes it).
- * path "-" reads stdin. */
-int lk_read_file(const char *path, char **data, size_t *len, lk_err *err);
+ * path "-" reads stdin. A file of more than max bytes -- the wrong file, or
+ * an endless one such as /dev/zero -- is refused once max bytes are read
+ * (LK_EINPUT, "PATH: longer than MAX (expected WHAT)"); what says what the
+ * caller reads, e.g. "a model's config.json". */
+int lk_read_file(const char *path, size_t max, const char *what, char **data, size_t *len, lk_err *err);
 
 /* Read-only mapping of a whole file (path "-" not allowed). */
 typedef struct {
@@ -68,8 +85,9 @@ void lk_unmap(lk_map *m);
  * commit; "-" is stdout and an existing PATH that is not a regular file
  * (/dev/null, a FIFO) is written in place (commit flushes). abort removes the
  * temporary file. An lk_out that is neither committed nor aborted when the
- * process exits through lk_fail/lk_die, a terminating signal or a crash is
- * removed too (no partial output file); a temporary left by a killed run is
+ * process exits through lk_fail/lk_die, or on a terminating signal or a
+ * crash (lk_install_cleanup, cmd/cli.h), is removed too (no partial output
+ * file); a temporary left by a killed run is
  * removed by the next lk_out_open of the same PATH once its PID is gone. */
 typedef struct lk_out {
     FILE *f;
@@ -84,17 +102,8 @@ int lk_out_commit(lk_out *o, lk_err *err);
 int lk_out_check(const char *path, lk_err *err);
 void lk_out_abort(lk_out *o);
 /* Remove every still-open temporary output (called by lk_fail/lk_die and the
- * signal handler installed by lk_install_cleanup). */
+ * signal handler installed by lk_install_cleanup). Async-signal-safe. */
 void lk_out_cleanup_all(void);
-void lk_install_cleanup(void);
-/* atexit handler: a write error on stdout (a full disk, /dev/full) makes a
- * program that would exit 0 print one line and exit LK_EIO instead. */
-void lk_close_stdout(void);
-
-/* Binary outputs never go to a terminal: when stdout is one, print
- * "refusing to write WHAT to a terminal (use -o FILE or a pipe)" and exit
- * LK_EUSAGE. Call it up front when the output path is "-". */
-void lk_refuse_tty_stdout(const char *what);
 
 /* Progress on stderr: on when stderr is a terminal or when forced. */
 int lk_progress_enabled(int forced);
@@ -109,11 +118,13 @@ const char *lk_human_bytes(char *buf, size_t n, double bytes);
 /* leank's own data (configs/, models/leank-mini, bench/): $LEANK_SHARE if
  * set, else PREFIX/share/leank beside an installed program (PREFIX/bin), else
  * the data/ of the source tree the program was built in (bin/../data). NULL
- * when none is a directory. Returns a heap string. */
+ * when none is a directory (or when memory runs out: a lookup that fails
+ * quietly, the caller then reports what it could not find). Returns a heap
+ * string. */
 char *lk_share_dir(void);
 /* A file named without a directory (e.g. "leank-mini.yaml") that is not in
  * the working directory: SHARE/sub/name if that exists (heap string), else
- * NULL. */
+ * NULL (out of memory too, as lk_share_dir). */
 char *lk_share_find(const char *sub, const char *name);
 
 /* Monotonic wall clock in seconds. */
@@ -121,10 +132,6 @@ double lk_now(void);
 
 /* Standard --version text: "leank-X (leank) 0.1.0". */
 void lk_print_version(FILE *f);
-
-/* Parse helpers for option values: print a usage error and exit on failure. */
-long lk_parse_long(const char *opt, const char *s, long min, long max);
-double lk_parse_double(const char *opt, const char *s, double min, double max);
 
 /* 64-bit FNV-1a, for fingerprints. */
 uint64_t lk_fnv1a64(const void *data, size_t len, uint64_t h);

@@ -37,10 +37,14 @@ int lk_kv_build(lk_kvcache *c, const lk_config *cfg, int max_seq, const lk_mask 
     c->recent = recent;
     c->max_middle = max_seq - sink - recent;
     size_t nh = (size_t)L * G;
-    c->width = lk_malloc(nh * sizeof(int));
-    c->chan = lk_malloc(nh * hd * sizeof(int));
-    c->k_mid = lk_calloc(nh, sizeof(float *));
-    c->v_mid = lk_calloc(nh, sizeof(float *));
+    c->width = lk_alloc(nh, sizeof(int), "the cache's widths", err);
+    c->chan = lk_alloc(nh * hd, sizeof(int), "the cache's channels", err);
+    c->k_mid = lk_zalloc(nh, sizeof(float *), "the cache's heads", err);
+    c->v_mid = lk_zalloc(nh, sizeof(float *), "the cache's heads", err);
+    if (!c->width || !c->chan || !c->k_mid || !c->v_mid) {
+        lk_kv_free(c);
+        return LK_ENOMEM;
+    }
     size_t full = nh * (size_t)(sink + recent) * hd, mid = 0;
     for (int l = 0; l < L; l++)
         for (int g = 0; g < G; g++) {
@@ -55,7 +59,10 @@ int lk_kv_build(lk_kvcache *c, const lk_config *cfg, int max_seq, const lk_mask 
             int w = c->width[i];
             mid += (size_t)c->max_middle * (w + (w ? hd : 0));
         }
-    c->block = lk_malloc((2 * full + mid) * sizeof(float) + 1);
+    if (!(c->block = lk_alloc(2 * full + mid + 1, sizeof(float), "the KV cache", err))) {
+        lk_kv_free(c);
+        return LK_ENOMEM;
+    }
     c->k_full = c->block;
     c->v_full = c->block + full;
     float *p = c->block + 2 * full;
@@ -143,7 +150,12 @@ int lk_kv_copy(lk_kvcache *dst, const lk_kvcache *src, lk_err *err) {
                          "cache of %d positions", n, L, G, hd, dst->n_layers, dst->n_kv_heads, dst->head_dim,
                          dst->max_seq);
     size_t row = (size_t)G * hd;
-    float *k = lk_malloc(sizeof(float) * row * (n ? n : 1)), *v = lk_malloc(sizeof(float) * row * (n ? n : 1));
+    float *k = lk_alloc(row * n, sizeof(float), "a cache copy", err), *v = lk_alloc(row * n, sizeof(float), "a cache copy", err);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return LK_ENOMEM;
+    }
     for (int l = 0; l < L; l++) {
         for (int j = 0; j < n; j++)
             for (int g = 0; g < G; g++) {
@@ -166,28 +178,41 @@ int lk_kv_copy(lk_kvcache *dst, const lk_kvcache *src, lk_err *err) {
  * gives bitwise the dense result; probabilities use lk_vmax / lk_exp_sum and
  * outputs lk_axpy, whose order is fixed on every CPU (cpu.h). */
 
-/* Per-thread work areas (model.h), grown to the pool's size. */
-void lk_state_threads(lk_state *s, const lk_model *m) {
+/* Per-thread work areas (model.h), grown to the pool's size. Out of memory,
+ * the state keeps the areas it had (for fewer threads). */
+int lk_state_threads(lk_state *s, const lk_model *m, lk_err *err) {
     int T = lk_threads();
-    if (T <= s->nthreads) return;
+    if (T <= s->nthreads) return 0;
     int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nch = s->max_seq / LK_ATT_CHUNK + 1;
-    free(s->tscores);
-    free(s->tscratch);
     if (!s->hsc) {
-        s->hsc = lk_malloc((size_t)nh * s->max_seq * sizeof(float));
-        s->cmax = lk_malloc((size_t)nh * nch * sizeof(float));
-        s->csum = lk_malloc((size_t)nh * nch * sizeof(float));
-        s->pout = lk_malloc((size_t)nh * nch * hd * sizeof(float));
+        s->hsc = lk_alloc((size_t)nh * s->max_seq, sizeof(float), "the attention scores", err);
+        s->cmax = lk_alloc((size_t)nh * nch, sizeof(float), "the attention's chunks", err);
+        s->csum = lk_alloc((size_t)nh * nch, sizeof(float), "the attention's chunks", err);
+        s->pout = lk_alloc((size_t)nh * nch * hd, sizeof(float), "the attention's chunks", err);
+        if (!s->hsc || !s->cmax || !s->csum || !s->pout) {
+            free(s->hsc), free(s->cmax), free(s->csum), free(s->pout);
+            s->hsc = s->cmax = s->csum = s->pout = NULL;
+            return LK_ENOMEM;
+        }
     }
     /* one (qblock, max_seq) score block a thread. qblock is fixed (not
      * derived from the thread count): the blocks decide the shapes of the
      * score products, and the result must not depend on the threads. */
     int qb = s->max_rows < 64 ? s->max_rows : 64;
+    float *sc = lk_alloc((size_t)T * qb * s->max_seq, sizeof(float), "the threads' attention scores", err);
+    float *scr = lk_alloc((size_t)T * (nh + 1) * hd, sizeof(float), "the threads' work areas", err);
+    if (!sc || !scr) {
+        free(sc);
+        free(scr);
+        return LK_ENOMEM;
+    }
+    free(s->tscores);
+    free(s->tscratch);
     s->qblock = qb;
-    s->tscores = lk_malloc((size_t)T * qb * s->max_seq * sizeof(float));
-    s->scores = s->tscores;
-    s->tscratch = lk_malloc((size_t)T * (nh + 1) * hd * sizeof(float));
+    s->tscores = s->scores = sc;
+    s->tscratch = scr;
     s->nthreads = T;
+    return 0;
 }
 
 /* Logits of query q (position p) against cached keys 0 .. len-1 of one head
@@ -426,13 +451,14 @@ static void step_attention(const lk_model *m, lk_state *s, int layer, float scal
     }
 }
 
-void lk_attention(const lk_model *m, lk_state *s, int layer, int n) {
-    lk_state_threads(s, m);
+int lk_attention(const lk_model *m, lk_state *s, int layer, int n, lk_err *err) {
+    if (lk_state_threads(s, m, err)) return LK_ENOMEM;
     float scale = 1.0f / sqrtf((float)m->cfg.head_dim);
     if (n == 1) {
         step_attention(m, s, layer, scale);
-        return;
+        return 0;
     }
     att_job J = {m, s, layer, n, 0, scale};
     lk_parallel_for(m->cfg.n_heads * ((n + s->qblock - 1) / s->qblock), rows_task, &J);
+    return 0;
 }

@@ -70,21 +70,24 @@ static void cpu_seq_free(lk_seq *sq) {
 }
 
 static int cpu_seq_new(lk_engine *e, lk_seq **out, const lk_seq_opts *o, lk_err *err) {
-    cpu_seq *s = lk_calloc(1, sizeof *s);
+    cpu_seq *s = lk_zalloc(1, sizeof *s, "a sequence", err);
+    if (!s) return LK_ENOMEM;
     s->base.e = e;
     s->base.plan = o->plan;
     s->base.max_len = o->max_len;
     s->base.sampling = o->sampling;
     if (o->plan) {
-        lk_plan_mask(o->plan, &s->mask);
+        if (lk_plan_mask(o->plan, &s->mask, err)) {
+            cpu_seq_free(&s->base);
+            return LK_ENOMEM;
+        }
         s->has_mask = 1;
     }
-    s->scratch = lk_malloc(sizeof(float) * (size_t)e->cfg.vocab_size);
-    lk_sampler_build(&s->smp, e->cfg.vocab_size, o->sampling.temperature, o->sampling.top_k, o->sampling.top_p,
-                     o->sampling.seed);
-    int rc = build_state(s, 1, err);
+    int rc = (s->scratch = lk_alloc((size_t)e->cfg.vocab_size, sizeof(float), "the logits", err)) ? 0 : LK_ENOMEM;
+    if (!rc) rc = lk_sampler_build(&s->smp, e->cfg.vocab_size, o->sampling.temperature, o->sampling.top_k,
+                                   o->sampling.top_p, o->sampling.seed, err);
+    if (!rc) rc = build_state(s, 1, err);
     if (rc) {
-        s->st = (lk_state){0};
         cpu_seq_free(&s->base);
         return rc;
     }
@@ -172,7 +175,8 @@ static lk_engine *cpu_finish(cpu_engine *c, const lk_st *st) {
 
 int lk_cpu_engine_from_st(lk_engine **e, const lk_config *cfg, const lk_st *st, const lk_engine_opts *o,
                           lk_err *err) {
-    cpu_engine *c = lk_calloc(1, sizeof *c);
+    cpu_engine *c = lk_zalloc(1, sizeof *c, "an engine", err);
+    if (!c) return LK_ENOMEM;
     int rc = lk_model_from_st(&c->own, cfg, st, err);
     if (rc) {
         free(c);
@@ -184,7 +188,8 @@ int lk_cpu_engine_from_st(lk_engine **e, const lk_config *cfg, const lk_st *st, 
 }
 
 int lk_cpu_engine_from_model(lk_engine **e, const struct lk_model *m, const lk_engine_opts *o, lk_err *err) {
-    cpu_engine *c = lk_calloc(1, sizeof *c);
+    cpu_engine *c = lk_zalloc(1, sizeof *c, "an engine", err);
+    if (!c) return LK_ENOMEM;
     c->m = m;
     *e = cpu_finish(c, NULL);
     return 0;

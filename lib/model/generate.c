@@ -51,23 +51,27 @@ static void on_layer(void *ctx, int done, int n_layers) {
 static int start_text(const lk_generator *g, lk_gen_task *t, lk_err *err) {
     lk_gen_result *r = &t->r;
     lk_tok_stream_init(&t->ts);
-    for (int i = 0; i < t->q.n_prompt; i++)
-        if (lk_tok_stream_push(g->tok, &t->ts, t->q.prompt[i], &r->text, &r->len, &r->cap) < 0)
-            return lk_seterr(err, LK_EINPUT, "prompt: token id %d out of range", t->q.prompt[i]);
+    for (int i = 0; i < t->q.n_prompt; i++) {
+        int got = lk_tok_stream_push(g->tok, &t->ts, t->q.prompt[i], &r->text, &r->len, &r->cap);
+        if (got == -LK_ENOMEM) return lk_nomem(err, 0, "the prompt's text");
+        if (got < 0) return lk_seterr(err, LK_EINPUT, "prompt: token id %d out of range", t->q.prompt[i]);
+    }
     if (t->out && t->out->prompt) t->out->prompt(t->out->ctx, t->q.prompt, t->q.n_prompt, r->text ? r->text : "", r->len);
     r->len = 0;
     if (r->text) r->text[0] = 0;
     return 0;
 }
 
-static void finish(const lk_generator *g, lk_gen_task *t) {
+/* The task's end: its text complete (0), or LK_ENOMEM. */
+static int finish(const lk_generator *g, lk_gen_task *t, lk_err *err) {
     lk_gen_result *r = &t->r;
     size_t before = r->len;
-    lk_tok_stream_flush(g->tok, &t->ts, &r->text, &r->len, &r->cap);
-    if (!r->text) r->text = lk_strdup("");
+    t->active = 0;
+    if (lk_tok_stream_flush(g->tok, &t->ts, &r->text, &r->len, &r->cap) < 0 || (!r->text && !(r->text = lk_dup("", err))))
+        return lk_nomem(err, 0, "the generated text");
     if (t->out && t->out->end) t->out->end(t->out->ctx, r->text + before, r->len - before);
     lk_seq_kv_info(t->seq, &r->kv);
-    t->active = 0;
+    return 0;
 }
 
 static void free_seqs(lk_gen_task *t, int n) {
@@ -103,7 +107,7 @@ int lk_gen_run(const lk_generator *g, lk_gen_task *t, int n, lk_err *err) {
         lk_seq_opts o = {.plan = t[i].plan, .max_len = lk_gen_positions(g, q),
                          .sampling = {q->temperature, q->top_k, q->top_p > 0 ? q->top_p : 1.0f, q->seed}};
         rc = lk_seq_new(g->e, &t[i].seq, &o, err);
-        if (rc == 0) t[i].r.ids = lk_realloc(t[i].r.ids, sizeof(int) * ((size_t)q->max_tokens + 1));
+        if (rc == 0) rc = lk_resize(&t[i].r.ids, (size_t)q->max_tokens + 1, sizeof(int), "the generated ids", err);
     }
     for (int i = 0; i < n && rc == 0; i++) {
         double t0 = lk_now();
@@ -119,10 +123,11 @@ int lk_gen_run(const lk_generator *g, lk_gen_task *t, int n, lk_err *err) {
         }
         if (rc == 0) rc = start_text(g, &t[i], err);
         t[i].active = t[i].q.max_tokens > 0;
-        if (!t[i].active && rc == 0) finish(g, &t[i]);
+        if (!t[i].active && rc == 0) rc = finish(g, &t[i], err);
     }
-    lk_seq **act = lk_malloc(sizeof *act * (size_t)(n ? n : 1));
-    int *ids = lk_malloc(sizeof *ids * (size_t)(n ? n : 1)), *who = lk_malloc(sizeof *who * (size_t)(n ? n : 1));
+    lk_seq **act = lk_alloc((size_t)n, sizeof *act, "the batch", err);
+    int *ids = lk_alloc((size_t)n, sizeof *ids, "the batch", err), *who = lk_alloc((size_t)n, sizeof *who, "the batch", err);
+    if (!rc && (!act || !ids || !who)) rc = LK_ENOMEM;
     while (rc == 0) {
         int na = 0;
         for (int i = 0; i < n; i++)
@@ -141,20 +146,24 @@ int lk_gen_run(const lk_generator *g, lk_gen_task *t, int n, lk_err *err) {
             r->ids[r->n++] = next;
             if (is_eos(g, next)) {
                 r->stopped_eos = 1;
-                finish(g, k);
+                if ((rc = finish(g, k, err))) break;
                 continue;
             }
             size_t before = r->len;
-            lk_tok_stream_push(g->tok, &k->ts, next, &r->text, &r->len, &r->cap);
+            if (lk_tok_stream_push(g->tok, &k->ts, next, &r->text, &r->len, &r->cap) == -LK_ENOMEM) {
+                rc = lk_nomem(err, 0, "the generated text");
+                break;
+            }
             if (k->out && k->out->token) k->out->token(k->out->ctx, next, r->text + before, r->len - before);
             if (r->n < k->q.max_tokens && lk_seq_len(k->seq) < lk_seq_max_len(k->seq)) {
                 who[nd] = who[a];
                 act[nd] = k->seq;
                 ids[nd++] = next;
-            } else {
-                finish(g, k);
+            } else if ((rc = finish(g, k, err))) {
+                break;
             }
         }
+        if (rc) break;
         if (nd) rc = lk_engine_decode(g->e, act, nd, ids, err);
         double dt = lk_now() - t0;
         for (int a = 0; a < nd; a++) {

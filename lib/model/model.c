@@ -101,8 +101,14 @@ static int list_weights(lk_model *m, const lk_config *c, int tied, wslot **out, 
     int64_t V = c->vocab_size, D = m->dim = c->hidden_size, H = m->hidden = c->intermediate_size;
     int64_t QD = m->q_dim = c->n_heads * c->head_dim, KD = m->kv_dim = c->n_kv_heads * c->head_dim;
     lk_weights *w = &m->w;
-    w->layer = lk_calloc(c->n_layers > 0 ? c->n_layers : 1, sizeof *w->layer);
-    wslot *s = lk_calloc(3 + 12 * (size_t)(c->n_layers > 0 ? c->n_layers : 0), sizeof *s);
+    w->layer = lk_zalloc(c->n_layers > 0 ? c->n_layers : 1, sizeof *w->layer, "the weights", err);
+    wslot *s = lk_zalloc(3 + 12 * (size_t)(c->n_layers > 0 ? c->n_layers : 0), sizeof *s, "the weights", err);
+    if (!w->layer || !s) {
+        free(s);
+        free(w->layer);
+        w->layer = NULL;
+        return LK_ENOMEM;
+    }
     int n = 0;
 #define WANT(ptr, nd, d0, d1, ...) \
     (snprintf(s[n].name, sizeof s[n].name, __VA_ARGS__), s[n].ndim = nd, s[n].shape[0] = d0, \
@@ -152,7 +158,10 @@ int lk_model_from_st(lk_model *m, const lk_config *c, const lk_st *st, lk_err *e
         if (!rc && !mappable(s[i].t)) own += padded(numel(&s[i]));
     }
     if (rc) goto fail;
-    if (own) m->own = lk_malloc(own * sizeof(float));
+    if (own && !(m->own = lk_alloc(own, sizeof(float), "the weights", err))) {
+        rc = LK_ENOMEM;
+        goto fail;
+    }
     float *p = m->own;
     for (int i = 0; i < n; i++) {
         size_t k = numel(&s[i]);
@@ -185,7 +194,11 @@ int lk_model_alloc(lk_model *m, const lk_config *c, lk_err *err) {
     if (rc) return rc;
     size_t own = 0;
     for (int i = 0; i < n; i++) own += padded(numel(&s[i]));
-    m->own = lk_calloc(own ? own : 1, sizeof(float));
+    if (!(m->own = lk_zalloc(own ? own : 1, sizeof(float), "the weights", err))) {
+        free(s);
+        lk_model_free(m);
+        return LK_ENOMEM;
+    }
     float *p = m->own;
     for (int i = 0; i < n; i++) {
         *s[i].dst = p;
@@ -221,13 +234,18 @@ uint64_t lk_model_fingerprint(const lk_model *m) {
 
 /* --------------------------------------------------------- building blocks */
 
-void lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos) {
+int lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos, lk_err *err) {
     int half = c->head_dim / 2;
     r->n_pos = n_pos;
     r->half = half;
-    r->cos = lk_malloc((size_t)n_pos * half * sizeof(float));
-    r->sin = lk_malloc((size_t)n_pos * half * sizeof(float));
-    float *inv_freq = lk_malloc((size_t)half * sizeof(float));
+    r->cos = lk_alloc((size_t)n_pos * half, sizeof(float), "the RoPE tables", err);
+    r->sin = lk_alloc((size_t)n_pos * half, sizeof(float), "the RoPE tables", err);
+    float *inv_freq = lk_alloc((size_t)half, sizeof(float), "the RoPE tables", err);
+    if (!r->cos || !r->sin || !inv_freq) {
+        free(inv_freq);
+        lk_rope_table_free(r);
+        return LK_ENOMEM;
+    }
     float scale = 1.0f;
     lk_rope_inv_freq(c, inv_freq, &scale);
     for (int p = 0; p < n_pos; p++)
@@ -237,6 +255,7 @@ void lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos) {
             r->sin[(size_t)p * half + i] = sinf(f) * scale;
         }
     free(inv_freq);
+    return 0;
 }
 
 void lk_rope_table_free(lk_rope_table *r) {
@@ -391,18 +410,22 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
     s->max_rows = max_rows;
     s->max_seq = max_seq;
 
-    s->x = lk_malloc(R * m->dim * sizeof(float));
-    s->xb = lk_malloc(R * m->dim * sizeof(float));
-    s->q = lk_malloc(R * m->q_dim * sizeof(float));
-    s->k = lk_malloc(R * m->kv_dim * sizeof(float));
-    s->v = lk_malloc(R * m->kv_dim * sizeof(float));
-    s->att = lk_malloc(R * m->q_dim * sizeof(float));
-    s->hb = lk_malloc(R * m->hidden * sizeof(float));
-    s->hb2 = lk_malloc(R * m->hidden * sizeof(float));
-    s->qk = lk_malloc((size_t)m->cfg.head_dim * sizeof(float));
-    lk_state_threads(s, m); /* scores and the threads' work areas */
-    s->logits = lk_malloc((size_t)m->cfg.vocab_size * sizeof(float));
-    lk_rope_table_build(&s->rope, &m->cfg, max_seq);
+    s->x = lk_alloc(R * m->dim, sizeof(float), "the activations", err);
+    s->xb = lk_alloc(R * m->dim, sizeof(float), "the activations", err);
+    s->q = lk_alloc(R * m->q_dim, sizeof(float), "the activations", err);
+    s->k = lk_alloc(R * m->kv_dim, sizeof(float), "the activations", err);
+    s->v = lk_alloc(R * m->kv_dim, sizeof(float), "the activations", err);
+    s->att = lk_alloc(R * m->q_dim, sizeof(float), "the activations", err);
+    s->hb = lk_alloc(R * m->hidden, sizeof(float), "the activations", err);
+    s->hb2 = lk_alloc(R * m->hidden, sizeof(float), "the activations", err);
+    s->qk = lk_alloc((size_t)m->cfg.head_dim, sizeof(float), "the activations", err);
+    s->logits = lk_alloc((size_t)m->cfg.vocab_size, sizeof(float), "the logits", err);
+    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->qk || !s->logits ||
+        lk_state_threads(s, m, err) /* scores and the threads' work areas */ ||
+        lk_rope_table_build(&s->rope, &m->cfg, max_seq, err)) {
+        lk_state_free(s);
+        return LK_ENOMEM;
+    }
     return 0;
 }
 
@@ -461,7 +484,10 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
             lk_rope_apply(s->q + (size_t)r * QD, c->n_heads, hd, cs, sn);
             lk_rope_apply(s->k + (size_t)r * KD, c->n_kv_heads, hd, cs, sn);
         }
-        lk_attention(m, s, l, n);
+        if (lk_attention(m, s, l, n, err)) {
+            lk_forward_leave();
+            return LK_ENOMEM;
+        }
         lk_kv_store(&s->kv, l, pos0, n, s->k, s->v);
         lk_matmul(s->xb, s->att, y->wo, NULL, n, QD, D);
         for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->xb[i];

@@ -108,7 +108,7 @@ typedef struct {
     int n_pos, half;  /* positions, head_dim / 2 */
     float *cos, *sin; // (n_pos, half)
 } lk_rope_table;
-void lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos);
+int lk_rope_table_build(lk_rope_table *r, const lk_config *c, int n_pos, lk_err *err); /* 0 or LK_ENOMEM */
 void lk_rope_table_free(lk_rope_table *r);
 /* Rotate x (n_heads, head_dim) in place at one position, HF rotate_half
  * layout: channel i pairs with i + head_dim/2. cos/sin: that position's row. */
@@ -215,8 +215,9 @@ int lk_state_build(lk_state *s, const lk_model *m, int max_rows, int max_seq, co
                    int sink, int recent, lk_err *err);
 void lk_state_free(lk_state *s);
 /* Grow s's per-thread work areas to lk_threads() (lk_forward and
- * lk_attention call it; after lk_set_threads it is done on the next call). */
-void lk_state_threads(lk_state *s, const lk_model *m);
+ * lk_attention call it; after lk_set_threads it is done on the next call).
+ * 0, or LK_ENOMEM with s as it was. */
+int lk_state_threads(lk_state *s, const lk_model *m, lk_err *err);
 
 /* Run tokens (n, 1 <= n <= max_rows) at positions kv.len .. kv.len+n-1,
  * append them to the cache. s->logits gets the last row's logits; if
@@ -227,7 +228,8 @@ int lk_forward(const lk_model *m, lk_state *s, const int *tokens, int n, float *
 
 /* Attention of one layer for the n rows of the current call (positions
  * kv.len .. kv.len+n-1): reads s->q, s->k, s->v and the cache, writes s->att.
- * Exposed for tests and for leank-train. */
-void lk_attention(const lk_model *m, lk_state *s, int layer, int n);
+ * Exposed for tests and for leank-train. 0, or LK_ENOMEM (the work areas
+ * for more threads, lk_state_threads). */
+int lk_attention(const lk_model *m, lk_state *s, int layer, int n, lk_err *err);
 
 #endif

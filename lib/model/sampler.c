@@ -8,8 +8,8 @@
 #include "model.h"
 #include "util.h"
 
-void lk_sampler_build(lk_sampler *s, int vocab, float temperature, int top_k, float top_p,
-                      uint64_t seed) {
+int lk_sampler_build(lk_sampler *s, int vocab, float temperature, int top_k, float top_p, uint64_t seed,
+                     lk_err *err) {
     s->vocab = vocab;
     s->temperature = temperature;
     s->top_k = top_k < 0 || top_k > vocab ? 0 : top_k;
@@ -20,7 +20,8 @@ void lk_sampler_build(lk_sampler *s, int vocab, float temperature, int top_k, fl
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     z ^= z >> 31;
     s->rng = z ? z : 0x2545f4914f6cdd1dULL;
-    s->cand = lk_malloc((size_t)vocab * sizeof(lk_prob_index));
+    s->cand = lk_alloc((size_t)vocab, sizeof(lk_prob_index), "the sampler's candidates", err);
+    return s->cand ? 0 : LK_ENOMEM;
 }
 
 void lk_sampler_free(lk_sampler *s) {

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "util.h"
+
 typedef struct {
     float prob;
     int index;
@@ -19,8 +21,9 @@ typedef struct {
     lk_prob_index *cand;   // (vocab) scratch
 } lk_sampler;
 
-void lk_sampler_build(lk_sampler *s, int vocab, float temperature, int top_k, float top_p,
-                      uint64_t seed);
+/* 0, or LK_ENOMEM (the candidates' scratch) */
+int lk_sampler_build(lk_sampler *s, int vocab, float temperature, int top_k, float top_p, uint64_t seed,
+                     lk_err *err);
 void lk_sampler_free(lk_sampler *s);
 /* Next token; logits (vocab) are overwritten (probabilities). Ties in greedy
  * go to the lowest id. */

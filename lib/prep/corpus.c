@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
+/* a corpus read whole (stdin, or one document of a directory): larger is
+ * not text for leank-prep but the wrong file, or an endless one */
+#define CORPUS_MAX ((size_t)1 << 30)
+
 enum { K_JSON, K_JSONL, K_DIR, K_TXT };
 
 struct lk_corpus {
@@ -47,14 +51,31 @@ static int ends_with(const char *s, const char *suf) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* JSON lines compressed with zstd: the decompressor */
+static int zstd_init(lk_corpus *c, lk_err *err) {
+    c->dc = ZSTD_createDCtx();
+    c->zin_cap = ZSTD_DStreamInSize();
+    if (!(c->zin = lk_alloc(c->zin_cap, 1, "the decompressor's input", err))) return LK_ENOMEM;
+    return c->dc ? 0 : lk_nomem(err, 0, "a zstd decompression context");
+}
+
+/* a corpus of one plain-text document */
+static int one_file(lk_corpus *c, const char *name, lk_err *err) {
+    c->kind = K_TXT;
+    if (!(c->files = lk_alloc(1, sizeof *c->files, "the corpus files", err)) || !(c->files[0] = lk_dup(name, err)))
+        return LK_ENOMEM;
+    c->n_files = 1;
+    return 0;
+}
+
 /* "-": standard input, read whole, of any kind by its content: zstd data
  * (JSON lines inside), a JSON document ({"text"} or an array of them), JSON
  * lines, else plain text. */
 static int open_stdin(lk_corpus *c, lk_err *err) {
-    int rc = lk_read_file("-", &c->mem, &c->mem_len, err);
+    int rc = lk_read_file("-", CORPUS_MAX, "a corpus", &c->mem, &c->mem_len, err);
     if (rc) return rc;
     free(c->path);
-    c->path = lk_strdup("<stdin>");
+    if (!(c->path = lk_dup("<stdin>", err))) return LK_ENOMEM;
     const unsigned char *d = (const unsigned char *)c->mem;
     size_t k = 0;
     while (k < c->mem_len && strchr(" \t\r\n", d[k])) k++;
@@ -73,26 +94,16 @@ static int open_stdin(lk_corpus *c, lk_err *err) {
         c->zst = zst;
         c->f = fmemopen(c->mem, c->mem_len ? c->mem_len : 1, "rb");
         if (!c->f) return lk_seterr(err, LK_ENOMEM, "<stdin>: cannot buffer: %s", strerror(errno));
-        if (zst) {
-            c->dc = ZSTD_createDCtx();
-            if (!c->dc) lk_die(LK_ENOMEM, "out of memory (zstd context)");
-            c->zin_cap = ZSTD_DStreamInSize();
-            c->zin = lk_malloc(c->zin_cap);
-        }
-        return 0;
+        return zst ? zstd_init(c, err) : 0;
     }
-    c->kind = K_TXT;
-    c->files = lk_malloc(sizeof *c->files);
-    c->files[0] = lk_strdup("-");
-    c->n_files = 1;
-    return 0;
+    return one_file(c, "-", err);
 }
 
 int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
     if (!strcmp(path, "-")) {
-        lk_corpus *c = lk_calloc(1, sizeof *c);
-        c->path = lk_strdup(path);
-        int rc = open_stdin(c, err);
+        lk_corpus *c = lk_zalloc(1, sizeof *c, "a corpus", err);
+        if (!c) return LK_ENOMEM;
+        int rc = (c->path = lk_dup(path, err)) ? open_stdin(c, err) : LK_ENOMEM;
         if (rc) {
             lk_corpus_close(c);
             return rc;
@@ -102,9 +113,11 @@ int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
     }
     struct stat st;
     if (stat(path, &st) != 0) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
-    lk_corpus *c = lk_calloc(1, sizeof *c);
-    c->path = lk_strdup(path);
-    if (S_ISDIR(st.st_mode)) {
+    lk_corpus *c = lk_zalloc(1, sizeof *c, "a corpus", err);
+    if (!c) return LK_ENOMEM;
+    int rc = 0;
+    if (!(c->path = lk_dup(path, err))) rc = LK_ENOMEM;
+    else if (S_ISDIR(st.st_mode)) {
         c->kind = K_DIR;
         DIR *d = opendir(path);
         if (!d) {
@@ -114,12 +127,17 @@ int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
         }
         struct dirent *e;
         size_t cap = 0;
-        while ((e = readdir(d))) {
+        while ((e = readdir(d)) && !rc) {
             if (!ends_with(e->d_name, ".txt")) continue;
-            if (c->n_files == cap) c->files = lk_realloc(c->files, (cap = cap * 2 + 16) * sizeof *c->files);
-            c->files[c->n_files++] = lk_asprintf("%s/%s", path, e->d_name);
+            if ((rc = lk_grow(&c->files, &cap, c->n_files + 1, sizeof *c->files, "the corpus files", err))) break;
+            if ((c->files[c->n_files] = lk_fmt(err, "%s/%s", path, e->d_name))) c->n_files++;
+            else rc = LK_ENOMEM;
         }
         closedir(d);
+        if (rc) {
+            lk_corpus_close(c);
+            return rc;
+        }
         if (!c->n_files) {
             lk_seterr(err, LK_EINPUT, "%s: no .txt files in the directory (expected a corpus of *.txt)", path);
             lk_corpus_close(c);
@@ -135,12 +153,7 @@ int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
             lk_corpus_close(c);
             return LK_EIO;
         }
-        if (c->zst) {
-            c->dc = ZSTD_createDCtx();
-            if (!c->dc) lk_die(LK_ENOMEM, "out of memory (zstd context)");
-            c->zin_cap = ZSTD_DStreamInSize();
-            c->zin = lk_malloc(c->zin_cap);
-        }
+        if (c->zst) rc = zstd_init(c, err);
     } else if (ends_with(path, ".json")) {
         c->kind = K_JSON;
         json_error_t je;
@@ -156,11 +169,11 @@ int lk_corpus_open(lk_corpus **cp, const char *path, lk_err *err) {
             lk_corpus_close(c);
             return LK_EINPUT;
         }
-    } else {
-        c->kind = K_TXT;
-        c->files = lk_malloc(sizeof *c->files);
-        c->files[0] = lk_strdup(path);
-        c->n_files = 1;
+    } else
+        rc = one_file(c, path, err);
+    if (rc) {
+        lk_corpus_close(c);
+        return rc;
     }
     *cp = c;
     return 0;
@@ -174,7 +187,11 @@ static int jl_fill(lk_corpus *c, lk_err *err) {
         c->n -= c->beg;
         c->beg = 0;
     }
-    if (c->cap - c->n < (1 << 16)) c->buf = lk_realloc(c->buf, c->cap = c->cap * 2 + (1 << 17));
+    if (c->cap - c->n < (1 << 16)) {
+        size_t cap = c->cap * 2 + (1 << 17);
+        if (lk_resize(&c->buf, cap, 1, "a corpus line", err)) return -LK_ENOMEM;
+        c->cap = cap;
+    }
     if (!c->zst) {
         size_t got = fread(c->buf + c->n, 1, c->cap - c->n - 1, c->f);
         if (!got && ferror(c->f)) return -lk_seterr(err, LK_EIO, "%s: read error: %s", c->path, strerror(errno));
@@ -207,6 +224,11 @@ static int jl_fill(lk_corpus *c, lk_err *err) {
 static int next_jsonl(lk_corpus *c, const char **text, size_t *len, lk_err *err) {
     for (;;) {
         char *nl = c->n > c->beg ? memchr(c->buf + c->beg, '\n', c->n - c->beg) : NULL;
+        if (!nl && c->n - c->beg > CORPUS_MAX) {
+            char hb[32];
+            return -lk_seterr(err, LK_EINPUT, "%s: line %ld: longer than %s (expected JSON lines)", c->path,
+                              c->line + 1, lk_human_bytes(hb, sizeof hb, (double)CORPUS_MAX));
+        }
         if (!nl) {
             int rc = jl_fill(c, err);
             if (rc < 0) return rc;
@@ -291,7 +313,7 @@ int lk_corpus_next(lk_corpus *c, const char **text, size_t *len, lk_err *err) {
             n = c->mem_len;
             c->mem = NULL;
             fn = "<stdin>";
-        } else if (lk_read_file(fn, &c->doc, &n, err)) {
+        } else if (lk_read_file(fn, CORPUS_MAX, "a corpus document", &c->doc, &n, err)) {
             return -err->code;
         }
         if (!lk_utf8_valid(c->doc, n, &bad) || memchr(c->doc, 0, n))

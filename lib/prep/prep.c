@@ -95,13 +95,31 @@ static uint64_t rng_below(rng *r, uint64_t n) {
 }
 static double rng_unit(rng *r) { return (double)(rng_u64(r) >> 11) * 0x1.0p-53; }
 
-/* ---- growable string ---- */
+/* ---- growable string ----
+ * A growth that fails sets oom and drops that append and every later one:
+ * the string stays as it was, NUL-terminated (s_p: "" before any byte), so
+ * the generator can go on reading it; lk_prep_sample checks gen_oom before
+ * it hands a sample out, and reports LK_ENOMEM. */
 typedef struct {
     char *p;
     size_t n, cap;
+    int oom;
 } str;
+static int s_room(str *s, size_t n) {
+    if (s->oom) return -1;
+    if (s->n + n + 1 > s->cap) {
+        size_t cap = (s->n + n + 1) * 2 + 64;
+        if (lk_resize(&s->p, cap, 1, NULL, NULL)) {
+            s->oom = 1;
+            return -1;
+        }
+        s->cap = cap;
+    }
+    return 0;
+}
+static const char *s_p(const str *s) { return s->p ? s->p : ""; }
 static void s_add(str *s, const char *d, size_t n) {
-    if (s->n + n + 1 > s->cap) s->p = lk_realloc(s->p, s->cap = (s->n + n + 1) * 2 + 64);
+    if (s_room(s, n)) return;
     memcpy(s->p + s->n, d, n);
     s->n += n;
     s->p[s->n] = 0;
@@ -112,7 +130,7 @@ __attribute__((format(printf, 2, 3))) static void s_printf(str *s, const char *f
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (s->n + n + 1 > s->cap) s->p = lk_realloc(s->p, s->cap = (s->n + n + 1) * 2 + 64);
+    if (n < 0 || s_room(s, (size_t)n)) return;
     va_start(ap, fmt);
     vsnprintf(s->p + s->n, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -187,8 +205,18 @@ struct lk_prep_gen {
     long cwe_min;          /* tokens of the 10 common words' items alone */
     int nnc;
     char fwe_vocab[FWE_VOCAB * 8];
+    int oom; /* an allocation of this sample failed (a local string, a table) */
     lk_err *err;
 };
+
+/* Did an allocation of this sample fail (g->oom, or a string's)? */
+static int gen_oom(const lk_prep_gen *g) {
+    const str *ss[] = {&g->user, &g->prompt, &g->hay, &g->tmp, &g->tmp2, &g->P, &g->Q, &g->AP, &g->ANS, &g->units};
+    int oom = g->oom;
+    for (size_t i = 0; i < sizeof ss / sizeof *ss; i++) oom |= ss[i]->oom;
+    for (int i = 0; i < MAX_NEEDLES; i++) oom |= g->needle[i].oom | g->ref[i].oom;
+    return oom;
+}
 
 enum { HK_CORPUS, HK_NOISE, HK_DISTRACT, HK_CWE, HK_FWE };
 
@@ -202,33 +230,44 @@ static int ntok(lk_prep_gen *g, const char *text, size_t len) {
 static int read_words(const char *path, char ***out, int *n, lk_err *err) {
     char *data;
     size_t len;
-    if (lk_read_file(path, &data, &len, err)) return err->code;
+    if (lk_read_file(path, 64u << 20, "a word list, one word a line", &data, &len, err)) return err->code;
     size_t bad;
     if (!lk_utf8_valid(data, len, &bad)) {
         free(data);
         return lk_seterr(err, LK_EINPUT, "%s: not UTF-8 at byte %zu (expected one word a line)", path, bad);
     }
-    int cap = 0;
+    size_t cap = 0;
     *out = NULL;
     *n = 0;
-    for (char *line = strtok(data, "\r\n"); line; line = strtok(NULL, "\r\n")) {
+    int rc = 0;
+    for (char *line = strtok(data, "\r\n"); line && !rc; line = strtok(NULL, "\r\n")) {
         while (*line == ' ' || *line == '\t') line++;
         size_t l = strlen(line);
         while (l && (line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = 0;
         if (!l) continue;
-        if (*n == cap) *out = lk_realloc(*out, (size_t)(cap = cap * 2 + 1024) * sizeof **out);
-        (*out)[(*n)++] = lk_strdup(line);
+        if ((rc = lk_grow(out, &cap, (size_t)*n + 1, sizeof **out, "a word list", err))) break;
+        if (((*out)[*n] = lk_dup(line, err))) ++*n;
+        else rc = LK_ENOMEM;
     }
     free(data);
+    if (rc) {
+        for (int i = 0; i < *n; i++) free((*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
     if (!*n) return lk_seterr(err, LK_EINPUT, "%s: no words (expected one word a line)", path);
     return 0;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* distinct strings among v[0..n) (v itself keeps its order: it sets the draws) */
-static long n_distinct(char **v, int n) {
-    char **c = lk_malloc((size_t)(n ? n : 1) * sizeof *c);
+/* distinct strings among v[0..n) (v itself keeps its order: it sets the draws);
+ * -1 out of memory, with err set */
+static long n_distinct(char **v, int n, lk_err *err) {
+    char **c = lk_alloc((size_t)n, sizeof *c, "a word list", err);
+    if (!c) return -1;
     memcpy(c, v, (size_t)n * sizeof *c);
     qsort(c, (size_t)n, sizeof *c, cmp_str);
     long d = 0;
@@ -244,14 +283,14 @@ static int load_words(lk_prep *p, lk_err *err) {
         if (access("/usr/share/dict/words", R_OK) != 0) return 0; /* tasks needing words will say so */
         w = "/usr/share/dict/words";
     }
-    p->words_from = lk_strdup(w);
+    if (!(p->words_from = lk_dup(w, err))) return LK_ENOMEM;
     struct stat st;
     int is_stdin = !strcmp(w, "-"); /* a word-per-line list on standard input */
     if (!is_stdin && stat(w, &st) != 0) return lk_seterr(err, LK_EIO, "%s: cannot open: %s", w, strerror(errno));
     if (!is_stdin && S_ISDIR(st.st_mode)) {
-        char *a = lk_asprintf("%s/adjectivelist.txt", w), *nn = lk_asprintf("%s/nounlist.txt", w),
-             *v = lk_asprintf("%s/verblist.txt", w);
-        rc = read_words(a, &p->adj, &p->n_adj, err);
+        char *a = lk_fmt(err, "%s/adjectivelist.txt", w), *nn = lk_fmt(err, "%s/nounlist.txt", w),
+             *v = lk_fmt(err, "%s/verblist.txt", w);
+        rc = a && nn && v ? read_words(a, &p->adj, &p->n_adj, err) : LK_ENOMEM;
         if (!rc) rc = read_words(nn, &p->noun, &p->n_noun, err);
         char **verbs = NULL;
         int n_verbs = 0;
@@ -259,13 +298,20 @@ static int load_words(lk_prep *p, lk_err *err) {
         free(a);
         free(nn);
         free(v);
-        if (rc) return rc;
         /* all words: adjectives, nouns, verbs (RULER's word pool) */
-        p->all = lk_malloc((size_t)(p->n_adj + p->n_noun + n_verbs) * sizeof *p->all);
-        for (int i = 0; i < p->n_adj; i++) p->all[p->n_all++] = lk_strdup(p->adj[i]);
-        for (int i = 0; i < p->n_noun; i++) p->all[p->n_all++] = lk_strdup(p->noun[i]);
-        for (int i = 0; i < n_verbs; i++) p->all[p->n_all++] = verbs[i];
+        if (!rc && !(p->all = lk_alloc((size_t)(p->n_adj + p->n_noun + n_verbs), sizeof *p->all, "a word list", err)))
+            rc = LK_ENOMEM;
+        for (int i = 0; i < p->n_adj + p->n_noun && !rc; i++) {
+            const char *x = i < p->n_adj ? p->adj[i] : p->noun[i - p->n_adj];
+            if ((p->all[p->n_all] = lk_dup(x, err))) p->n_all++;
+            else rc = LK_ENOMEM;
+        }
+        for (int i = 0; i < n_verbs; i++) {
+            if (rc) free(verbs[i]);
+            else p->all[p->n_all++] = verbs[i];
+        }
         free(verbs);
+        if (rc) return rc;
     } else {
         char **list;
         int n;
@@ -287,14 +333,24 @@ static int load_words(lk_prep *p, lk_err *err) {
         }
         p->all = list;
         p->n_all = k;
-        p->adj = lk_malloc((size_t)k * sizeof *p->adj);
-        p->noun = lk_malloc((size_t)k * sizeof *p->noun);
-        for (int i = 0; i < k; i++) p->adj[i] = lk_strdup(list[i]), p->noun[i] = lk_strdup(list[i]);
-        p->n_adj = p->n_noun = k;
+        p->adj = lk_alloc((size_t)k, sizeof *p->adj, "a word list", err);
+        p->noun = lk_alloc((size_t)k, sizeof *p->noun, "a word list", err);
+        if (!p->adj || !p->noun) return LK_ENOMEM;
+        for (int i = 0; i < k; i++) {
+            char *a = lk_dup(list[i], err), *b = lk_dup(list[i], err);
+            if (!a || !b) {
+                free(a);
+                free(b);
+                return LK_ENOMEM;
+            }
+            p->adj[p->n_adj++] = a;
+            p->noun[p->n_noun++] = b;
+        }
     }
     /* keys must differ from each other and from distractor keys (the loops
      * that redraw a clashing key rely on this) */
-    long da = n_distinct(p->adj, p->n_adj), dn = n_distinct(p->noun, p->n_noun);
+    long da = n_distinct(p->adj, p->n_adj, err), dn = da < 0 ? -1 : n_distinct(p->noun, p->n_noun, err);
+    if (da < 0 || dn < 0) return LK_ENOMEM;
     if (da * dn < 16)
         return lk_seterr(err, LK_EINPUT, "%s: %ld distinct adjectives x %ld nouns (expected at least 16 "
                          "adjective-noun keys)", w, da, dn);
@@ -316,7 +372,10 @@ static int load_pool(lk_prep *p, pool *pl, const char *path, lk_err *err) {
     lk_corpus *c;
     int rc = lk_corpus_open(&c, path, err);
     if (rc) return rc;
-    pl->path = lk_strdup(path);
+    if (!(pl->path = lk_dup(path, err))) {
+        lk_corpus_close(c);
+        return LK_ENOMEM;
+    }
     int *ids = NULL;
     size_t nids = 0, cap = 0;
     str one = {0};
@@ -328,15 +387,26 @@ static int load_pool(lk_prep *p, pool *pl, const char *path, lk_err *err) {
             s_clear(&one);
             s_add(&one, " ", 1);
             s_add(&one, text + a, b - a);
+            if (one.oom) {
+                rc = -lk_nomem(err, one.n + (b - a) + 1, "a sentence");
+                break;
+            }
             if (lk_tok_encode(p->tok, one.p, one.n, 0, &ids, &nids, &cap, err)) {
                 char m[sizeof err->msg];
                 snprintf(m, sizeof m, "%s", err->msg);
                 rc = -lk_seterr(err, err->code ? err->code : LK_EINPUT, "%s: %s", path, m);
                 break;
             }
-            if (pl->n == pl->cap) pl->s = lk_realloc(pl->s, (pl->cap = pl->cap * 2 + 4096) * sizeof *pl->s);
-            pl->s[pl->n++] = (sent){pl->text.n, (uint32_t)(b - a), (uint32_t)nids};
+            if (lk_grow(&pl->s, &pl->cap, pl->n + 1, sizeof *pl->s, "a corpus's sentences", err)) {
+                rc = -LK_ENOMEM;
+                break;
+            }
             s_add(&pl->text, text + a, b - a);
+            if (pl->text.oom) {
+                rc = -lk_nomem(err, pl->text.n, "a corpus's text");
+                break;
+            }
+            pl->s[pl->n++] = (sent){pl->text.n - (b - a), (uint32_t)(b - a), (uint32_t)nids};
             pl->ntok += (long)nids;
         }
         if (rc < 0) break;
@@ -350,10 +420,14 @@ static int load_pool(lk_prep *p, pool *pl, const char *path, lk_err *err) {
 }
 
 int lk_prep_new(lk_prep **pp, const lk_tokenizer *tok, const lk_prep_opts *o, lk_err *err) {
-    lk_prep *p = lk_calloc(1, sizeof *p);
+    lk_prep *p = lk_zalloc(1, sizeof *p, "the sample generator", err);
+    if (!p) return LK_ENOMEM;
     p->tok = tok;
     p->o = *o;
-    p->template_name = lk_strdup(o->template_name ? o->template_name : "none");
+    if (!(p->template_name = lk_dup(o->template_name ? o->template_name : "none", err))) {
+        free(p);
+        return LK_ENOMEM;
+    }
     p->o.template_name = p->template_name;
     p->add_special = !strcmp(p->template_name, "none");
     if (p->o.pool_tokens <= 0) p->o.pool_tokens = 262144;
@@ -366,24 +440,26 @@ int lk_prep_new(lk_prep **pp, const lk_tokenizer *tok, const lk_prep_opts *o, lk
     if (!rc) rc = lk_chat_check(p->template_name, tok, "tokenizer", err);
     if (!rc) {
         char *c = lk_chat_format(p->template_name, NULL, "\x01", err);
-        char *mark = strchr(c, 1);
-        *mark = 0;
-        p->chat_head = lk_strdup(c);
-        p->chat_tail = lk_strdup(mark + 1);
+        char *mark = c ? strchr(c, 1) : NULL;
+        if (mark) {
+            *mark = 0;
+            p->chat_head = lk_dup(c, err);
+            p->chat_tail = lk_dup(mark + 1, err);
+        }
         free(c);
-        rc = load_words(p, err);
+        rc = p->chat_head && p->chat_tail ? load_words(p, err) : LK_ENOMEM;
     }
-    if (!rc && o->n_corpora) {
-        p->pools = lk_calloc((size_t)o->n_corpora, sizeof *p->pools);
-        for (int i = 0; i < o->n_corpora && !rc; i++, p->n_pools++) rc = load_pool(p, &p->pools[i], o->corpora[i], err);
-    }
+    if (!rc && o->n_corpora && !(p->pools = lk_zalloc((size_t)o->n_corpora, sizeof *p->pools, "the corpora", err)))
+        rc = LK_ENOMEM;
+    for (int i = 0; i < o->n_corpora && !rc; i++, p->n_pools++) rc = load_pool(p, &p->pools[i], o->corpora[i], err);
     if (!rc) {
         int *ids = NULL;
         size_t n = 0, cap = 0;
-        char *t = lk_asprintf("%s\n", NOISE);
-        rc = lk_tok_encode(tok, t, strlen(t), 0, &ids, &n, &cap, err);
+        char line[sizeof NOISE]; /* NOISE "\n" */
+        memcpy(line, NOISE, sizeof NOISE - 1);
+        line[sizeof NOISE - 1] = '\n';
+        rc = lk_tok_encode(tok, line, sizeof line, 0, &ids, &n, &cap, err);
         p->noise_cost = (int)n;
-        free(t);
         free(ids);
     }
     if (rc) {
@@ -415,10 +491,11 @@ void lk_prep_free(lk_prep *p) {
     free(p);
 }
 
-lk_prep_gen *lk_prep_gen_new(lk_prep *p) {
-    lk_prep_gen *g = lk_calloc(1, sizeof *g);
+int lk_prep_gen_new(lk_prep_gen **gp, lk_prep *p, lk_err *err) {
+    lk_prep_gen *g = *gp = lk_zalloc(1, sizeof *g, "a sample generator", err);
+    if (!g) return LK_ENOMEM;
     g->p = p;
-    return g;
+    return 0;
 }
 
 void lk_prep_gen_free(lk_prep_gen *g) {
@@ -514,9 +591,9 @@ static void make_distractor(lk_prep_gen *g) {
         /* a distractor must not reuse a real key */
         int clash = 0;
         for (int i = 0; i < g->n_needles; i++) {
-            const char *n = strstr(g->needle[i].p, " for ");
+            const char *n = strstr(s_p(&g->needle[i]), " for ");
             size_t kl = u->n - k0;
-            if (n && !strncmp(n + 5, u->p + k0, kl) && !strncmp(n + 5 + kl, " is:", 4)) clash = 1;
+            if (n && !strncmp(n + 5, s_p(u) + k0, kl) && !strncmp(n + 5 + kl, " is:", 4)) clash = 1;
         }
         if (clash) {
             u->n = mark;
@@ -550,13 +627,19 @@ static int unit_get(lk_prep_gen *g, int k, const char **t, size_t *n) {
     /* HK_DISTRACT: made on demand, costed once */
     while (g->nu <= k) {
         if (g->nu + 1 >= g->ucap) {
-            g->ucap = g->ucap * 2 + 1024;
-            g->uoff = lk_realloc(g->uoff, (size_t)g->ucap * sizeof *g->uoff);
-            g->ucost = lk_realloc(g->ucost, (size_t)g->ucap * sizeof *g->ucost);
+            int cap = g->ucap * 2 + 1024;
+            if (lk_resize(&g->uoff, (size_t)cap, sizeof *g->uoff, "the haystack units", g->err) ||
+                lk_resize(&g->ucost, (size_t)cap, sizeof *g->ucost, "the haystack units", g->err))
+                return -1;
+            g->ucap = cap;
         }
         if (g->nu == 0) g->uoff[0] = 0;
         make_distractor(g);
         s_cat(&g->units, "\n");
+        if (g->units.oom) { /* the separator below is taken off again: it must be there */
+            lk_nomem(g->err, g->units.n, "the haystack units");
+            return -1;
+        }
         size_t a = g->uoff[g->nu], b = g->units.n;
         int c = ntok(g, g->units.p + a, b - a);
         if (c < 0) return -1;
@@ -588,7 +671,10 @@ static int partial_unit(lk_prep_gen *g, const char *t, size_t n, int r, str *out
     int nc = 0;
     for (size_t i = 1; i < n; i++)
         if ((t[i] == ' ' || t[i] == '-') && t[i - 1] != ' ') { /* words, and uuid groups */
-            if ((nc & 255) == 0) cut = lk_realloc(cut, (size_t)(nc + 256) * sizeof *cut);
+            if ((nc & 255) == 0 && lk_resize(&cut, (size_t)nc + 256, sizeof *cut, "a unit's word cuts", g->err)) {
+                free(cut);
+                return -1;
+            }
             cut[nc++] = i;
         }
     hi = nc - 1;
@@ -597,7 +683,7 @@ static int partial_unit(lk_prep_gen *g, const char *t, size_t n, int r, str *out
         int mid = (lo + hi) / 2;
         s_clear(&g->tmp);
         with_sep(g, &g->tmp, t, cut[mid]);
-        int c = ntok(g, g->tmp.p, g->tmp.n);
+        int c = ntok(g, s_p(&g->tmp), g->tmp.n);
         if (c < 0) {
             free(cut);
             return -1;
@@ -613,7 +699,7 @@ static int partial_unit(lk_prep_gen *g, const char *t, size_t n, int r, str *out
             if ((unsigned char)t[i] >= 0x80) continue; /* ASCII boundaries only */
             s_clear(&g->tmp);
             with_sep(g, &g->tmp, t, i);
-            int c = ntok(g, g->tmp.p, g->tmp.n);
+            int c = ntok(g, s_p(&g->tmp), g->tmp.n);
             if (c < 0) {
                 free(cut);
                 return -1;
@@ -652,7 +738,7 @@ static int build_units(lk_prep_gen *g, long budget) {
     for (int k = 0; k <= n; k++) {
         for (; j < g->n_needles && (k == n || (int)floor(g->want[j] * n) <= k); j++) {
             g->depth[j] = total > 0 ? (double)at / (double)total : 0;
-            with_sep(g, &g->hay, g->needle[j].p, g->needle[j].n);
+            with_sep(g, &g->hay, s_p(&g->needle[j]), g->needle[j].n);
             at += g->needle_cost[j];
         }
         if (k == n) break;
@@ -660,7 +746,7 @@ static int build_units(lk_prep_gen *g, long budget) {
         with_sep(g, &g->hay, t, tl);
         at += c;
     }
-    s_add(&g->hay, g->tmp2.p ? g->tmp2.p : "", g->tmp2.n);
+    s_add(&g->hay, s_p(&g->tmp2), g->tmp2.n);
     g->hay_tokens = (int)total;
     return 0;
 }
@@ -670,13 +756,14 @@ static int word_cost(lk_prep_gen *g, const char *w) {
     s_clear(&g->tmp);
     s_cat(&g->tmp, " ");
     s_cat(&g->tmp, w);
-    return ntok(g, g->tmp.p, g->tmp.n);
+    return ntok(g, s_p(&g->tmp), g->tmp.n);
 }
 
 /* tokens of list item number " {i}." (memo per generator) */
 static int num_cost(lk_prep_gen *g, int i) {
     while (i >= g->nnc) {
-        g->nc = lk_realloc(g->nc, (size_t)(g->nnc + 4096) * sizeof *g->nc);
+        if (lk_resize(&g->nc, (size_t)g->nnc + 4096, sizeof *g->nc, "the list numbers' costs", g->err))
+            return -1000000;
         for (int k = g->nnc; k < g->nnc + 4096; k++) {
             char b[32];
             int l = snprintf(b, sizeof b, " %d.", k);
@@ -726,7 +813,10 @@ static int build_cwe(lk_prep_gen *g, long budget, const int *wc, int n_words) {
         e++;
     }
     if (cost < 0) return -1; /* a num_cost failed */
-    if ((size_t)items > g->list_cap) g->list = lk_realloc(g->list, (g->list_cap = (size_t)items) * sizeof *g->list);
+    if ((size_t)items > g->list_cap) {
+        if (lk_resize(&g->list, (size_t)items, sizeof *g->list, "the word list", g->err)) return -1;
+        g->list_cap = (size_t)items;
+    }
     int k = 0;
     for (int i = 0; i < ncw; i++)
         for (int r = 0; r < fcw; r++) g->list[k++] = g->order[i];
@@ -764,7 +854,10 @@ static int build_fwe(lk_prep_gen *g, long budget, const int *wc) {
     for (int k = 20; k < FWE_VOCAB; k++) /* rare words once more: the top 3 stay the top 3 */
         if (cost + wc[k] <= budget) cost += wc[k], cnt[k]++;
     for (int k = 0; k < FWE_VOCAB; k++) n += cnt[k];
-    if ((size_t)n > g->list_cap) g->list = lk_realloc(g->list, (g->list_cap = (size_t)n) * sizeof *g->list);
+    if ((size_t)n > g->list_cap) {
+        if (lk_resize(&g->list, (size_t)n, sizeof *g->list, "the word list", g->err)) return -1;
+        g->list_cap = (size_t)n;
+    }
     int m = 0;
     for (int k = 0; k < FWE_VOCAB; k++)
         for (int r = 0; r < cnt[k]; r++) g->list[m++] = k;
@@ -805,8 +898,7 @@ static void niah_text(lk_prep_gen *g, const char *tv, const char *query, int plu
  * adjective-noun words, 'n' 7-digit numbers, 'u' uuids. */
 static void setup_niah(lk_prep_gen *g, int nk, int nv, int nq, char kk, char vk, int supervise_first) {
     const char *tv = vk == 'u' ? "uuids" : "numbers";
-    str key[4] = {{0}}, val = {0}, needle = {0}, query = {0};
-    char *vals[4][4];
+    str key[4] = {{0}}, vals[4][4] = {{{0}}}, needle = {0}, query = {0};
     double dep[16];
     depth_levels(g, nk * nv, dep);
     for (int i = 0; i < nk; i++) {
@@ -816,13 +908,11 @@ static void setup_niah(lk_prep_gen *g, int nk, int nv, int nq, char kk, char vk,
             if (kk == 'u') uuid4(g, &key[i]);
             else word_key(g, &key[i]);
             dup = 0;
-            for (int j = 0; j < i; j++) dup |= !strcmp(key[j].p, key[i].p);
-        } while (dup);
+            for (int j = 0; j < i; j++) dup |= !strcmp(s_p(&key[j]), s_p(&key[i]));
+        } while (dup && !key[i].oom);
         for (int j = 0; j < nv; j++) {
-            s_clear(&val);
-            if (vk == 'u') uuid4(g, &val);
-            else number7(g, &val);
-            vals[i][j] = lk_strdup(val.p);
+            if (vk == 'u') uuid4(g, &vals[i][j]);
+            else number7(g, &vals[i][j]);
         }
     }
     /* needles in key order, values in order, at the sorted depths */
@@ -830,8 +920,8 @@ static void setup_niah(lk_prep_gen *g, int nk, int nv, int nq, char kk, char vk,
     for (int i = 0; i < nk; i++)
         for (int j = 0; j < nv; j++) {
             s_clear(&needle);
-            s_printf(&needle, "One of the special magic %s for %s is: %s.", tv, key[i].p, vals[i][j]);
-            add_needle(g, needle.p, dep[d++]);
+            s_printf(&needle, "One of the special magic %s for %s is: %s.", tv, s_p(&key[i]), s_p(&vals[i][j]));
+            add_needle(g, s_p(&needle), dep[d++]);
         }
     /* which keys are asked: nq distinct of nk */
     int ask[4] = {0, 1, 2, 3};
@@ -842,22 +932,26 @@ static void setup_niah(lk_prep_gen *g, int nk, int nv, int nq, char kk, char vk,
     }
     for (int i = 0; i < nq; i++) {
         if (i) s_cat(&query, nq > 2 && i == nq - 1 ? ", and " : nq == 2 ? " and " : ", ");
-        s_cat(&query, key[ask[i]].p);
+        s_cat(&query, s_p(&key[ask[i]]));
     }
     s_clear(&g->ANS);
     for (int i = 0; i < nq; i++)
         for (int j = 0; j < nv; j++) {
-            add_ref(g, vals[ask[i]][j]);
+            add_ref(g, s_p(&vals[ask[i]][j]));
             if (supervise_first && g->n_refs > 1) continue;
             s_cat(&g->ANS, g->n_refs > 1 ? ", " : " ");
-            s_cat(&g->ANS, vals[ask[i]][j]);
+            s_cat(&g->ANS, s_p(&vals[ask[i]][j]));
         }
-    niah_text(g, tv, query.p, nq * nv > 1, g->lead);
+    niah_text(g, tv, s_p(&query), nq * nv > 1, g->lead);
+    g->oom |= needle.oom | query.oom;
     for (int i = 0; i < nk; i++) {
+        g->oom |= key[i].oom;
         free(key[i].p);
-        for (int j = 0; j < nv; j++) free(vals[i][j]);
+        for (int j = 0; j < nv; j++) {
+            g->oom |= vals[i][j].oom;
+            free(vals[i][j].p);
+        }
     }
-    free(val.p);
     free(needle.p);
     free(query.p);
 }
@@ -875,12 +969,13 @@ static void setup_passkey(lk_prep_gen *g) {
             s_cat(&pk, NATO[rng_below(&g->r, 26)]);
         }
         s_clear(&needle);
-        s_printf(&needle, "The %s passkey is: %s.", ORDINAL[i], pk.p);
-        add_needle(g, needle.p, dep[i]);
-        add_ref(g, pk.p);
+        s_printf(&needle, "The %s passkey is: %s.", ORDINAL[i], s_p(&pk));
+        add_needle(g, s_p(&needle), dep[i]);
+        add_ref(g, s_p(&pk));
         s_printf(&g->Q, "%sWhat is the %s passkey?", i ? " " : "\n", ORDINAL[i]);
-        s_printf(&g->ANS, "%sThe %s passkey is: %s.", i ? "\n" : "", ORDINAL[i], pk.p);
+        s_printf(&g->ANS, "%sThe %s passkey is: %s.", i ? "\n" : "", ORDINAL[i], s_p(&pk));
     }
+    g->oom |= pk.oom | needle.oom;
     s_clear(&g->P);
     s_cat(&g->P, "There are ten passkeys hidden within the following text. Make sure to memorize them, "
                  "in order. I will quiz you about the passkeys afterwards.\n");
@@ -938,8 +1033,9 @@ static int setup_cwe(lk_prep_gen *g, int target, int *n_words) {
         return lk_seterr(g->err, LK_EUSAGE, "task cwe: %d words in %s are too few (expected at least %d)", n,
                          p->words_from, 10 + ex_words + 10);
     if ((size_t)n > g->order_cap) {
-        g->order = lk_realloc(g->order, (size_t)n * sizeof *g->order);
-        g->wc = lk_realloc(g->wc, (size_t)n * sizeof *g->wc);
+        if (lk_resize(&g->order, (size_t)n, sizeof *g->order, "the word order", g->err) ||
+            lk_resize(&g->wc, (size_t)n, sizeof *g->wc, "the word order", g->err))
+            return -1;
         g->order_cap = (size_t)n;
     }
     for (int i = 0; i < n; i++) g->order[i] = i;
@@ -952,7 +1048,10 @@ static int setup_cwe(lk_prep_gen *g, int target, int *n_words) {
     /* the example: its words, repeated and shuffled, numbered */
     const int *ex = g->order + *n_words;
     int ex_items = 10 * ex_fcw + (ex_words - 10) * ex_fucw, k = 0;
-    if ((size_t)ex_items > g->list_cap) g->list = lk_realloc(g->list, (g->list_cap = (size_t)ex_items) * sizeof *g->list);
+    if ((size_t)ex_items > g->list_cap) {
+        if (lk_resize(&g->list, (size_t)ex_items, sizeof *g->list, "the word list", g->err)) return -1;
+        g->list_cap = (size_t)ex_items;
+    }
     for (int i = 0; i < ex_words; i++)
         for (int r = 0; r < (i < 10 ? ex_fcw : ex_fucw); r++) g->list[k++] = ex[i];
     shuffle(&g->r, g->list, k);
@@ -978,8 +1077,9 @@ static int setup_cwe(lk_prep_gen *g, int target, int *n_words) {
 
 static int setup_fwe(lk_prep_gen *g) {
     if (g->order_cap < FWE_VOCAB) {
-        g->order = lk_realloc(g->order, FWE_VOCAB * sizeof *g->order);
-        g->wc = lk_realloc(g->wc, FWE_VOCAB * sizeof *g->wc);
+        if (lk_resize(&g->order, FWE_VOCAB, sizeof *g->order, "the word order", g->err) ||
+            lk_resize(&g->wc, FWE_VOCAB, sizeof *g->wc, "the word order", g->err))
+            return -1;
         g->order_cap = FWE_VOCAB;
     }
     /* distinct 6-letter codes; the most frequent is "..." (noise, as in RULER) */
@@ -1021,14 +1121,18 @@ static int encode_prompt(lk_prep_gen *g, int strip_lead) {
     str *u = &g->prompt;
     s_clear(u);
     s_cat(u, p->chat_head);
-    s_add(u, g->P.p, g->P.n);
-    const char *h = g->hay.p ? g->hay.p : "";
+    s_add(u, s_p(&g->P), g->P.n);
+    const char *h = s_p(&g->hay);
     size_t hn = g->hay.n;
     if (strip_lead && hn && h[0] == ' ') h++, hn--;
     s_add(u, h, hn);
-    s_add(u, g->Q.p ? g->Q.p : "", g->Q.n);
+    s_add(u, s_p(&g->Q), g->Q.n);
     s_cat(u, p->chat_tail);
-    s_add(u, g->AP.p ? g->AP.p : "", g->AP.n);
+    s_add(u, s_p(&g->AP), g->AP.n);
+    if (gen_oom(g)) { /* the prompt would lack what was not appended */
+        lk_nomem(g->err, u->n, "a sample's prompt");
+        return -1;
+    }
     /* without a chat template, the tokenizer's post-processor adds what it adds
      * to any text (BOS for Llama-family tokenizers), as leank-decode and HF's
      * tokenizer(prompt) do; a template's text carries its own */
@@ -1053,6 +1157,10 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
     rng_seed(&g->ru, mix(h, 1));
     g->n_needles = g->n_refs = 0;
     g->nu = 0;
+    g->oom = 0;
+    str *ss[] = {&g->user, &g->prompt, &g->hay, &g->tmp, &g->tmp2, &g->P, &g->Q, &g->AP, &g->ANS, &g->units};
+    for (size_t i = 0; i < sizeof ss / sizeof *ss; i++) ss[i]->oom = 0; /* a new sample, a new try */
+    for (int i = 0; i < MAX_NEEDLES; i++) g->needle[i].oom = g->ref[i].oom = 0;
     s_clear(&g->units);
     s_clear(&g->tmp2);
     s_clear(&g->hay);
@@ -1096,11 +1204,12 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
     if (rc) return err->code ? err->code : LK_EFAIL;
     for (int j = 0; j < g->n_needles; j++) {
         s_clear(&g->tmp);
-        with_sep(g, &g->tmp, g->needle[j].p, g->needle[j].n);
-        if ((g->needle_cost[j] = ntok(g, g->tmp.p, g->tmp.n)) < 0) return err->code;
+        with_sep(g, &g->tmp, s_p(&g->needle[j]), g->needle[j].n);
+        if ((g->needle_cost[j] = ntok(g, s_p(&g->tmp), g->tmp.n)) < 0) return err->code;
     }
+    if (gen_oom(g)) return lk_nomem(err, 0, "a sample's question and needles");
     /* answer ids, and the prompt's tokens without a haystack */
-    if (lk_tok_encode(p->tok, g->ANS.p ? g->ANS.p : "", g->ANS.n, 0, &g->ans, &g->nans, &g->anscap, err))
+    if (lk_tok_encode(p->tok, s_p(&g->ANS), g->ANS.n, 0, &g->ans, &g->nans, &g->anscap, err))
         return err->code;
     s_clear(&g->hay);
     int strip = g->kind == HK_CORPUS;
@@ -1143,11 +1252,12 @@ int lk_prep_sample(lk_prep_gen *g, const char *task, int target, long index, lk_
     }
     /* question position: the tokens after it counted alone */
     s_clear(&g->tmp);
-    s_add(&g->tmp, g->Q.p ? g->Q.p : "", g->Q.n);
+    s_add(&g->tmp, s_p(&g->Q), g->Q.n);
     s_cat(&g->tmp, p->chat_tail);
-    s_add(&g->tmp, g->AP.p ? g->AP.p : "", g->AP.n);
-    int qt = ntok(g, g->tmp.p, g->tmp.n);
+    s_add(&g->tmp, s_p(&g->AP), g->AP.n);
+    int qt = ntok(g, s_p(&g->tmp), g->tmp.n);
     if (qt < 0) return err->code;
+    if (gen_oom(g)) return lk_nomem(err, 0, "a sample's text");
     memset(s, 0, sizeof *s);
     snprintf(s->task, sizeof s->task, "%s", task);
     s->target_len = target;

@@ -43,7 +43,7 @@ int lk_prep_have_words(const lk_prep *p);
 
 /* Per-thread generator state (buffers reused across samples). */
 typedef struct lk_prep_gen lk_prep_gen;
-lk_prep_gen *lk_prep_gen_new(lk_prep *p);
+int lk_prep_gen_new(lk_prep_gen **g, lk_prep *p, lk_err *err); /* 0 or LK_ENOMEM */
 void lk_prep_gen_free(lk_prep_gen *g);
 
 /* Makes sample number index of task at target_len tokens into *s (arrays

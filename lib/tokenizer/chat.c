@@ -22,19 +22,19 @@ char *lk_chat_format(const char *name, const char *system, const char *user, lk_
         return NULL;
     }
     if (!user) user = "";
-    if (!strcmp(name, "none")) return lk_strdup(user);
+    if (!strcmp(name, "none")) return lk_dup(user, err);
     if (!strcmp(name, "llama3")) {
         if (system)
-            return lk_asprintf("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n%s"
+            return lk_fmt(err, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n%s"
                                "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
                                "<|start_header_id|>assistant<|end_header_id|>\n\n",
                                system, user);
-        return lk_asprintf("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
+        return lk_fmt(err, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
                            "<|start_header_id|>assistant<|end_header_id|>\n\n",
                            user);
     }
     /* qwen */
-    return lk_asprintf("<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n"
+    return lk_fmt(err, "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n%s<|im_end|>\n"
                        "<|im_start|>assistant\n",
                        system ? system : qwen_default_system, user);
 }

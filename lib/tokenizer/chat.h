@@ -14,7 +14,7 @@ extern const char *const lk_chat_names;
 int lk_chat_known(const char *template_name);
 
 /* New heap string (free()) holding the formatted prompt, or NULL with err set
- * (LK_EUSAGE: unknown template name). system may be NULL: llama3 then has no
+ * (LK_EUSAGE: unknown template name; LK_ENOMEM). system may be NULL: llama3 then has no
  * system block, qwen uses its default system message, none ignores it. */
 char *lk_chat_format(const char *template_name, const char *system, const char *user, lk_err *err);
 

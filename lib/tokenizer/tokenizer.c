@@ -97,7 +97,7 @@ static int load_normalizer(lk_tokenizer *t, json_t *n, lk_err *err) {
         const char *p = jstr(n, "prepend");
         if (!p) return BAD("%s: Prepend normalizer without \"prepend\" string", t->path);
         op.kind = NORM_PREPEND;
-        op.a = lk_strdup(p);
+        if (!(op.a = lk_dup(p, err))) return LK_ENOMEM;
     } else if (!strcmp(type, "Replace")) {
         json_t *pat = json_object_get(n, "pattern");
         const char *s = pat ? jstr(pat, "String") : NULL, *c = jstr(n, "content");
@@ -105,12 +105,17 @@ static int load_normalizer(lk_tokenizer *t, json_t *n, lk_err *err) {
             return BAD("%s: Replace normalizer: only a non-empty {\"String\": ...} pattern and a "
                        "\"content\" string are supported", t->path);
         op.kind = NORM_REPLACE;
-        op.a = lk_strdup(s);
-        op.b = lk_strdup(c);
+        op.a = lk_dup(s, err);
+        op.b = lk_dup(c, err);
     } else
         return BAD("%s: normalizer type '%s' is not supported (expected NFC, NFD, NFKC, NFKD, "
                    "Lowercase, Prepend, Replace or a Sequence of them)", t->path, type);
-    t->norm = lk_realloc(t->norm, (t->nnorm + 1) * sizeof *t->norm);
+    if ((op.kind == NORM_REPLACE && (!op.a || !op.b)) ||
+        lk_resize(&t->norm, t->nnorm + 1, sizeof *t->norm, "the normalizers", err)) {
+        free(op.a);
+        free(op.b);
+        return LK_ENOMEM;
+    }
     t->norm[t->nnorm++] = op;
     return 0;
 }
@@ -170,8 +175,19 @@ static int load_pretok(lk_tokenizer *t, json_t *n, lk_err *err) {
     } else
         return BAD("%s: pre_tokenizer type '%s' is not supported (expected Split, ByteLevel, "
                    "Metaspace or a Sequence of them)", t->path, type);
-    t->pre = lk_realloc(t->pre, (t->npre + 1) * sizeof *t->pre);
+    if (lk_resize(&t->pre, t->npre + 1, sizeof *t->pre, "the pre-tokenizers", err)) {
+        if (op.re) pcre2_code_free(op.re);
+        return LK_ENOMEM;
+    }
     t->pre[t->npre++] = op;
+    return 0;
+}
+
+/* one more post-processor id before (prefix) or after the sequence */
+static int add_special_id(lk_tokenizer *t, int prefix, int id, lk_err *err) {
+    int **ids = prefix ? &t->prefix : &t->suffix, *n = prefix ? &t->nprefix : &t->nsuffix;
+    if (lk_resize(ids, (size_t)*n + 1, sizeof(int), "the post-processor's ids", err)) return LK_ENOMEM;
+    (*ids)[(*n)++] = id;
     return 0;
 }
 
@@ -213,13 +229,7 @@ static int load_post(lk_tokenizer *t, json_t *n, lk_err *err) {
                     return BAD("%s: TemplateProcessing token '%s' ids[%zu] is not a token id (expected an "
                                "integer in [0, %d))", t->path, name, j, t->nvocab);
                 int id = (int)json_integer_value(x);
-                if (!seen_seq) {
-                    t->prefix = lk_realloc(t->prefix, (t->nprefix + 1) * sizeof(int));
-                    t->prefix[t->nprefix++] = id;
-                } else {
-                    t->suffix = lk_realloc(t->suffix, (t->nsuffix + 1) * sizeof(int));
-                    t->suffix[t->nsuffix++] = id;
-                }
+                if (add_special_id(t, !seen_seq, id, err)) return LK_ENOMEM;
             }
         }
         return 0;
@@ -234,10 +244,9 @@ static int load_post(lk_tokenizer *t, json_t *n, lk_err *err) {
                 return BAD("%s: %s %s id is not a token id (expected an integer in [0, %d))", t->path, type,
                            k ? "sep" : "cls", t->nvocab);
         }
-        t->prefix = lk_realloc(t->prefix, (t->nprefix + 1) * sizeof(int));
-        t->prefix[t->nprefix++] = (int)json_integer_value(json_array_get(cls, 1));
-        t->suffix = lk_realloc(t->suffix, (t->nsuffix + 1) * sizeof(int));
-        t->suffix[t->nsuffix++] = (int)json_integer_value(json_array_get(sep, 1));
+        if (add_special_id(t, 1, (int)json_integer_value(json_array_get(cls, 1)), err) ||
+            add_special_id(t, 0, (int)json_integer_value(json_array_get(sep, 1)), err))
+            return LK_ENOMEM;
         return 0;
     }
     return BAD("%s: post_processor type '%s' is not supported (expected TemplateProcessing, "
@@ -273,8 +282,9 @@ static int load_decoder(lk_tokenizer *t, json_t *n, dec_cfg *d, lk_err *err) {
         const char *s = pat ? jstr(pat, "String") : NULL, *c = jstr(n, "content");
         if (!s || !c || !*s || d->nrep == 4)
             return BAD("%s: Replace decoder: only {\"String\": ...} patterns are supported", t->path);
-        d->rep_from[d->nrep] = lk_strdup(s);
-        d->rep_to[d->nrep++] = lk_strdup(c);
+        d->rep_from[d->nrep] = lk_dup(s, err);
+        d->rep_to[d->nrep++] = lk_dup(c, err);
+        if (!d->rep_from[d->nrep - 1] || !d->rep_to[d->nrep - 1]) return LK_ENOMEM;
     } else if (!strcmp(type, "Strip")) {
         const char *c = jstr(n, "content");
         if (!c || strcmp(c, " ") || json_integer_value(json_object_get(n, "stop")) != 0 || !d->fused)
@@ -362,12 +372,13 @@ static int piece_of(const dec_cfg *d, const char *s, size_t n, buf *tmp, buf *tm
     return byte;
 }
 
-/* decoded bytes of every id */
-static void build_pieces(lk_tokenizer *t, dec_cfg *d) {
+/* decoded bytes of every id; 0 or LK_ENOMEM */
+static int build_pieces(lk_tokenizer *t, dec_cfg *d, lk_err *err) {
     buf out = {0}, tmp = {0}, tmp2 = {0};
-    t->dec_off = lk_malloc(t->nvocab * sizeof(uint32_t));
-    t->dec_len = lk_calloc(t->nvocab, sizeof(uint32_t));
-    t->dec_byte = lk_malloc(t->nvocab * sizeof(int16_t));
+    t->dec_off = lk_alloc((size_t)t->nvocab, sizeof(uint32_t), "the decoder's pieces", err);
+    t->dec_len = lk_zalloc((size_t)t->nvocab, sizeof(uint32_t), "the decoder's pieces", err);
+    t->dec_byte = lk_alloc((size_t)t->nvocab, sizeof(int16_t), "the decoder's pieces", err);
+    if (!t->dec_off || !t->dec_len || !t->dec_byte) return LK_ENOMEM;
     t->dec_join_space = !d->ok;
     t->dec_strip_start = d->strip_start;
     t->byte_fallback_dec = d->byte_fallback;
@@ -386,9 +397,12 @@ static void build_pieces(lk_tokenizer *t, dec_cfg *d) {
         t->dec_byte[a->id] = (int16_t)piece_of(d, a->pat, a->plen, &tmp, &tmp2, &out);
         t->dec_len[a->id] = (uint32_t)(out.n - t->dec_off[a->id]);
     }
-    t->dec = out.p ? out.p : lk_strdup("");
+    int oom = out.oom || tmp.oom || tmp2.oom;
+    t->dec = out.p ? out.p : lk_dup("", err);
     free(tmp.p);
     free(tmp2.p);
+    if (oom) return lk_nomem(err, out.cap ? 2 * out.cap : 0, "the decoder's pieces");
+    return t->dec ? 0 : LK_ENOMEM;
 }
 
 /* bos/eos from tokenizer_config.json beside the tokenizer, else guesses */
@@ -397,13 +411,12 @@ static int config_token(lk_tokenizer *t, json_t *cfg, const char *key) {
     if (json_is_object(v)) v = json_object_get(v, "content");
     return json_is_string(v) ? lk_tok_id(t, json_string_value(v)) : -2;
 }
-static void find_bos_eos(lk_tokenizer *t, const char *json_path) {
-    char *dir = lk_strdup(json_path), *slash = strrchr(dir, '/');
-    char *cp = slash ? (*slash = 0, lk_asprintf("%s/tokenizer_config.json", dir))
-                     : lk_strdup("tokenizer_config.json");
+static int find_bos_eos(lk_tokenizer *t, const char *json_path, lk_err *err) {
+    const char *slash = strrchr(json_path, '/');
+    char *cp = lk_fmt(err, "%.*stokenizer_config.json", slash ? (int)(slash + 1 - json_path) : 0, json_path);
+    if (!cp) return LK_ENOMEM;
     json_t *cfg = json_load_file(cp, JSON_DECODE_INT_AS_REAL, NULL); /* model_max_length: 1e30 */
     free(cp);
-    free(dir);
     int bos = config_token(t, cfg, "bos_token"), eos = config_token(t, cfg, "eos_token");
     json_decref(cfg);
     /* BOS: what the post-processor prepends; else the config's */
@@ -414,6 +427,7 @@ static void find_bos_eos(lk_tokenizer *t, const char *json_path) {
         t->eos = -1;
         for (int i = 0; names[i] && t->eos < 0; i++) t->eos = lk_tok_id(t, names[i]);
     }
+    return 0;
 }
 
 static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_vocab_t *xv,
@@ -426,7 +440,8 @@ static int json_to_tj(lk_tokenizer *t, json_t *vocab, json_t *merges, tj_vocab_t
     const char *key;
     json_t *v;
     size_t i;
-    xv->ent = lk_malloc((json_object_size(vocab) + 1) * sizeof *xv->ent);
+    if (!(xv->ent = lk_alloc(json_object_size(vocab) + 1, sizeof *xv->ent, "the vocabulary", err)))
+        return LK_ENOMEM;
     json_object_foreach(vocab, key, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 0x7fffffff)
             return BAD("%s: vocab entry '%s' has no valid id (expected a non-negative integer)", t->path, key);
@@ -434,7 +449,8 @@ static int json_to_tj(lk_tokenizer *t, json_t *vocab, json_t *merges, tj_vocab_t
         xv->ent[xv->n++] = (tj_entry){xv->arena.n, n, (int)json_integer_value(v)};
         buf_put(&xv->arena, key, n + 1);
     }
-    xm->ent = lk_malloc((json_array_size(merges) + 1) * sizeof *xm->ent);
+    if (!(xm->ent = lk_alloc(json_array_size(merges) + 1, sizeof *xm->ent, "the merges", err)))
+        return LK_ENOMEM;
     json_array_foreach(merges, i, v) {
         tj_merge x = {0};
         if (json_is_string(v)) {
@@ -452,7 +468,7 @@ static int json_to_tj(lk_tokenizer *t, json_t *vocab, json_t *merges, tj_vocab_t
             return BAD("%s: merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", t->path, i);
         xm->ent[xm->n++] = x;
     }
-    return 0;
+    return xv->arena.oom || xm->arena.oom ? lk_nomem(err, 0, "the vocabulary and merges") : 0;
 }
 
 /* root: the document; xv, xm: its model.vocab and model.merges read by
@@ -517,9 +533,10 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
         if (json_integer_value(id) > maxid) maxid = (int)json_integer_value(id);
     }
     t->nvocab = maxid + 1;
-    t->tok_off = lk_malloc(t->nvocab * sizeof(uint32_t));
-    t->tok_len = lk_calloc(t->nvocab, sizeof(uint32_t));
-    t->is_special = lk_calloc(t->nvocab, 1);
+    t->tok_off = lk_alloc((size_t)t->nvocab, sizeof(uint32_t), "the vocabulary", err);
+    t->tok_len = lk_zalloc((size_t)t->nvocab, sizeof(uint32_t), "the vocabulary", err);
+    t->is_special = lk_zalloc((size_t)t->nvocab, 1, "the vocabulary", err);
+    if (!t->tok_off || !t->tok_len || !t->is_special) return LK_ENOMEM;
     memset(t->tok_off, 0xff, t->nvocab * sizeof(uint32_t));
     buf ar = {0};
     for (size_t k = 0; k < xv->n; k++) {
@@ -532,18 +549,20 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
     /* the map is the model's vocabulary only (merges, byte and character
      * lookups use it, as HF's BPE does); lk_tok_id also searches added tokens */
     t->arena = ar.p;
+    if (ar.oom) return lk_nomem(err, 0, "the vocabulary's strings");
     t->vmap_cap = pow2_at_least(2 * (size_t)t->nvocab);
-    t->vmap = lk_calloc(t->vmap_cap, sizeof *t->vmap);
+    if (!(t->vmap = lk_zalloc(t->vmap_cap, sizeof *t->vmap, "the vocabulary map", err))) return LK_ENOMEM;
     for (int id = 0; id < t->nvocab; id++)
         if (t->tok_off[id] != UINT32_MAX) vmap_insert(t, id);
-    t->nadded = (int)json_array_size(added);
-    t->added = lk_calloc(t->nadded ? t->nadded : 1, sizeof *t->added);
+    if (!(t->added = lk_zalloc(json_array_size(added), sizeof *t->added, "the added tokens", err)))
+        return LK_ENOMEM;
     json_array_foreach(added, i, v) {
         added_tok *a = &t->added[i];
         const char *s = jstr(v, "content");
         a->id = (int)json_integer_value(json_object_get(v, "id"));
         a->len = strlen(s);
-        a->s = lk_strdup(s);
+        if (!(a->s = lk_dup(s, err))) return LK_ENOMEM;
+        t->nadded = (int)i + 1; /* lk_tok_free frees what is there */
         a->special = jbool(v, "special", 0);
         a->lstrip = jbool(v, "lstrip", 0);
         a->rstrip = jbool(v, "rstrip", 0);
@@ -561,9 +580,10 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
             t->tok_len[a->id] = (uint32_t)a->len;
             buf_put(&ar, s, a->len + 1);
             t->arena = ar.p; /* may have moved */
+            if (ar.oom) return lk_nomem(err, 0, "the vocabulary's strings");
         }
     }
-    if (!ar.p) ar.p = lk_strdup("");
+    if (!ar.p && !(ar.p = lk_dup("", err))) return LK_ENOMEM;
     t->arena = ar.p;
 
     const char *unk = jstr(model, "unk_token");
@@ -572,10 +592,14 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
     /* merges: "a b" strings or ["a", "b"] arrays */
     t->nmerges = xm->n;
     t->mcap = pow2_at_least(2 * t->nmerges);
-    t->merges = lk_calloc(t->mcap, sizeof *t->merges);
+    t->merges = lk_zalloc(t->mcap, sizeof *t->merges, "the merges map", err);
     buf cat = {0};
-    uint64_t *mkey = lk_malloc((xm->n + 1) * sizeof *mkey);
-    uint32_t *mid = lk_malloc((xm->n + 1) * sizeof *mid);
+    uint64_t *mkey = lk_alloc(xm->n + 1, sizeof *mkey, "the merges", err);
+    uint32_t *mid = lk_alloc(xm->n + 1, sizeof *mid, "the merges", err);
+    if (!t->merges || !mkey || !mid) {
+        free(mkey), free(mid);
+        return LK_ENOMEM;
+    }
     for (i = 0; i < xm->n; i++) {
         const tj_merge *x = &xm->ent[i];
         const char *a = xm->arena.p + x->a, *b;
@@ -597,6 +621,10 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
         cat.n = 0;
         buf_put(&cat, a, al);
         buf_put(&cat, b, bl);
+        if (cat.oom) {
+            free(cat.p), free(mkey), free(mid);
+            return lk_nomem(err, al + bl + 1, "a merged token");
+        }
         int in = vmap_find(t, cat.p, cat.n);
         if (ia < 0 || ib < 0 || in < 0) {
             free(cat.p), free(mkey), free(mid);
@@ -630,7 +658,11 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
         a->pat = a->s, a->plen = a->len;
         if (a->normalized && t->nnorm) {
             lk_tok_normalize(t, &w, a->s, a->len);
-            a->pat = lk_malloc(w.norm.n + 1);
+            if (lk_tok_work_oom(&w) || !(a->pat = lk_alloc(w.norm.n + 1, 1, "an added token", err))) {
+                a->pat = a->s;
+                lk_tok_work_free(&w);
+                return lk_nomem(err, 0, "an added token's normalized form");
+            }
             memcpy(a->pat, w.norm.p, w.norm.n + 1);
             a->plen = w.norm.n;
         }
@@ -645,7 +677,7 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
     }
     dec_cfg d = {0};
     rc = load_decoder(t, json_object_get(root, "decoder"), &d, err);
-    if (!rc) build_pieces(t, &d);
+    if (!rc) rc = build_pieces(t, &d, err);
     for (int r = 0; r < d.nrep; r++) {
         free(d.rep_from[r]);
         free(d.rep_to[r]);
@@ -672,7 +704,8 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
         if (s) h = lk_fnv1a64(s, n + 1, h); /* with its NUL, as a separator */
         else h = lk_fnv1a64("\xff", 1, h);
     }
-    uint32_t *byrank = lk_malloc((t->nmerges ? t->nmerges : 1) * 2 * sizeof(uint32_t));
+    uint32_t *byrank = lk_alloc(t->nmerges ? t->nmerges : 1, 2 * sizeof(uint32_t), "the merges", err);
+    if (!byrank) return LK_ENOMEM;
     memset(byrank, 0xff, (t->nmerges ? t->nmerges : 1) * 2 * sizeof(uint32_t));
     for (size_t s = 0; s < t->mcap; s++)
         if (t->merges[s].key) {
@@ -694,8 +727,9 @@ static int load_model(lk_tokenizer *t, json_t *root, json_t *model, const tj_voc
 int lk_tok_load(lk_tokenizer **out, const char *path, lk_err *err) {
     *out = NULL;
     struct stat st;
-    char *p = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? lk_asprintf("%s/tokenizer.json", path)
-                                                           : lk_strdup(path);
+    char *p = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? lk_fmt(err, "%s/tokenizer.json", path)
+                                                           : lk_dup(path, err);
+    if (!p) return LK_ENOMEM;
     lk_map m;
     int rc = lk_map_file(p, &m, err);
     if (rc) {
@@ -707,8 +741,16 @@ int lk_tok_load(lk_tokenizer **out, const char *path, lk_err *err) {
     tj_parts parts;
     tj_vocab_t xv = {0};
     tj_merges_t xm = {0};
-    int fast = !tj_split((const char *)m.data, m.size, &parts) &&
-               !tj_vocab(parts.vocab, parts.vocab_end, &xv) && !tj_merges(parts.merges, parts.merges_end, &xm);
+    int tj = tj_split((const char *)m.data, m.size, &parts);
+    if (!tj) tj = tj_vocab(parts.vocab, parts.vocab_end, &xv);
+    if (!tj) tj = tj_merges(parts.merges, parts.merges_end, &xm);
+    if (tj == LK_ENOMEM) {
+        tj_free(&parts, &xv, &xm);
+        lk_unmap(&m);
+        free(p);
+        return lk_nomem(err, 0, "the tokenizer's vocabulary and merges");
+    }
+    int fast = tj == 0;
     json_error_t je;
     json_t *root = fast ? json_loadb(parts.rest, parts.rest_len, JSON_ALLOW_NUL, &je)
                         : json_loadb((const char *)m.data, m.size, JSON_ALLOW_NUL, &je);
@@ -730,17 +772,23 @@ int lk_tok_load(lk_tokenizer **out, const char *path, lk_err *err) {
         free(p);
         return LK_EINPUT;
     }
-    lk_tokenizer *t = lk_calloc(1, sizeof *t);
+    lk_tokenizer *t = lk_zalloc(1, sizeof *t, "a tokenizer", err);
+    if (!t) {
+        json_decref(root);
+        tj_free(&parts, &xv, &xm);
+        free(p);
+        return LK_ENOMEM;
+    }
     t->path = p;
     for (int i = 0; i < WORK_SLOTS; i++) pthread_mutex_init(&t->lock[i], NULL);
     rc = load_json(t, root, fast ? &xv : NULL, fast ? &xm : NULL, err);
     json_decref(root);
     tj_free(&parts, &xv, &xm);
+    if (!rc) rc = find_bos_eos(t, p, err);
     if (rc) {
         lk_tok_free(t);
         return rc;
     }
-    find_bos_eos(t, p);
     *out = t;
     return 0;
 }

@@ -38,23 +38,25 @@ int lk_tok_id(const lk_tokenizer *t, const char *token);
  * encode(add_special_tokens=True) does). Added/special tokens appearing in
  * the text are matched before BPE. On success returns 0 with the number of
  * ids in *n (the ids replace *ids' contents; *ids is allocated / grown with
- * lk_realloc, *cap holds its capacity). Invalid UTF-8 is an error (LK_EINPUT,
- * the message gives the byte offset). Thread-safe: concurrent calls on one
+ * realloc, *cap holds its capacity). Invalid UTF-8 is an error (LK_EINPUT,
+ * the message gives the byte offset); out of memory, LK_ENOMEM with *n 0
+ * (*ids still the caller's to free). Thread-safe: concurrent calls on one
  * tokenizer work (one of them uses the shared word cache). */
 int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_special,
                   int **ids, size_t *n, size_t *cap, lk_err *err);
 
 /* Decode ids to UTF-8 text, as HF decode(skip_special_tokens=skip_special)
  * does (lossy: invalid UTF-8 becomes U+FFFD). Result appended to *out at
- * *len (NUL-terminated; grown with lk_realloc). An id outside the vocabulary
- * is an error (LK_EINPUT). */
+ * *len (NUL-terminated; grown with realloc). An id outside the vocabulary
+ * is an error (LK_EINPUT); out of memory, LK_ENOMEM; either way *out keeps
+ * what it held (and stays the caller's to free). */
 int lk_tok_decode(const lk_tokenizer *t, const int *ids, size_t n, int skip_special,
                   char **out, size_t *len, size_t *cap, lk_err *err);
 
 const char *lk_tok_piece(const lk_tokenizer *t, int id); /* raw vocabulary string */
 
 /* Streaming decode for generation. Push ids one at a time; each push appends
- * to *out (NUL-terminated; grown with lk_realloc) only complete UTF-8: the
+ * to *out (NUL-terminated; grown with realloc) only complete UTF-8: the
  * bytes of a character split over several tokens are held back until it is
  * complete, invalid bytes become U+FFFD (as HF's lossy decode does). The
  * SentencePiece leading-space strip applies to the first text of the stream.
@@ -71,11 +73,13 @@ typedef struct {
 } lk_tok_stream;
 void lk_tok_stream_init(lk_tok_stream *s);
 /* Returns the number of bytes appended (0 is normal: special token or an
- * incomplete character), or -1 for an id out of range (nothing appended). */
+ * incomplete character), -1 for an id out of range, or -LK_ENOMEM when out
+ * of memory (nothing appended either way; after -LK_ENOMEM the stream may
+ * have lost held-back bytes: stop it). */
 int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **out,
                        size_t *len, size_t *cap);
 /* End of stream: held-back bytes of an unfinished character become U+FFFD.
- * Returns the number of bytes appended. */
+ * Returns the number of bytes appended, or -LK_ENOMEM (none). */
 int lk_tok_stream_flush(const lk_tokenizer *t, lk_tok_stream *s, char **out, size_t *len,
                         size_t *cap);
 

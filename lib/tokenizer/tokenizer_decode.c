@@ -49,7 +49,7 @@ static void put_lossy(buf *b, const unsigned char *s, size_t n, size_t *hold) {
 
 int lk_tok_decode(const lk_tokenizer *t, const int *ids, size_t n, int skip_special, char **out,
                   size_t *len, size_t *cap, lk_err *err) {
-    buf b = {*out, *len, *cap}, raw = {0};
+    buf b = {*out, *len, *cap, 0}, raw = {0};
     size_t start = b.n;
     int first = 1;
     for (size_t i = 0; i < n;) {
@@ -89,16 +89,22 @@ int lk_tok_decode(const lk_tokenizer *t, const int *ids, size_t n, int skip_spec
         }
         first = 0;
     }
+    int oom = raw.oom;
     free(raw.p);
     buf_grow(&b, 0);
     /* byte-level pieces may split characters: lossy UTF-8 over the whole */
-    size_t bad = utf8_check((unsigned char *)b.p + start, b.n - start);
+    size_t bad = b.oom ? b.n - start : utf8_check((unsigned char *)b.p + start, b.n - start);
     if (bad < b.n - start) {
         buf fixed = {0};
         put_lossy(&fixed, (unsigned char *)b.p + start, b.n - start, NULL);
         b.n = start;
-        buf_put(&b, fixed.p, fixed.n);
+        if (!(oom |= fixed.oom)) buf_put(&b, fixed.p, fixed.n);
         free(fixed.p);
+    }
+    if (oom || b.oom) { /* what *out held before stays, the block is still the caller's */
+        if (b.p) b.p[start] = 0;
+        *out = b.p, *len = start, *cap = b.cap;
+        return lk_nomem(err, 0, "the decoded text");
     }
     for (int k = 0; k < t->dec_strip_start && b.n > start && b.p[start] == ' '; k++) {
         memmove(b.p + start, b.p + start + 1, b.n - start - 1);
@@ -134,12 +140,23 @@ static void stream_end_run(const lk_tokenizer *t, lk_tok_stream *s, buf *b) {
     s->run_bad = 0;
 }
 
+/* Hand b back to the caller's (out, len, cap), NUL-terminated: the bytes
+ * appended since before, or -LK_ENOMEM with none of them. */
+static int stream_out(buf *b, size_t before, int oom, char **out, size_t *len, size_t *cap) {
+    buf_grow(b, 0);
+    if (oom || b->oom) b->n = before;
+    if (b->p) b->p[b->n] = 0;
+    *out = b->p, *len = b->n, *cap = b->cap;
+    return oom || b->oom ? -LK_ENOMEM : (int)(b->n - before);
+}
+
 int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **out, size_t *len,
                        size_t *cap) {
     if (id < 0 || id >= t->nvocab || t->tok_off[id] == UINT32_MAX) return -1;
     if (s->skip_special && t->is_special[id]) return 0;
-    buf b = {*out, *len, *cap};
+    buf b = {*out, *len, *cap, 0};
     size_t before = b.n;
+    int oom = 0;
     const unsigned char *p = (const unsigned char *)t->dec + t->dec_off[id];
     size_t n = t->dec_len[id];
     if (t->dec_byte[id] >= 0) {
@@ -167,37 +184,37 @@ int lk_tok_stream_push(const lk_tokenizer *t, lk_tok_stream *s, int id, char **o
         /* byte-level: held-back bytes + this piece, lossy, holding back an
          * unfinished character at the end */
         if (t->dec_join_space && s->started) buf_put(&b, " ", 1);
-        unsigned char tmp[256], *all = s->npend + n <= sizeof tmp ? tmp : lk_malloc(s->npend + n);
+        unsigned char tmp[256], *all = s->npend + n <= sizeof tmp ? tmp : malloc(s->npend + n);
         size_t m = (size_t)s->npend + n, hold;
-        memcpy(all, s->pend, (size_t)s->npend);
-        memcpy(all + s->npend, p, n);
         buf lossy = {0};
-        put_lossy(&lossy, all, m, &hold);
-        stream_emit(t, s, &b, (const unsigned char *)lossy.p, lossy.n);
+        if (all) {
+            memcpy(all, s->pend, (size_t)s->npend);
+            memcpy(all + s->npend, p, n);
+            put_lossy(&lossy, all, m, &hold);
+        }
+        if (!all || lossy.oom) oom = 1;
+        else {
+            stream_emit(t, s, &b, (const unsigned char *)lossy.p, lossy.n);
+            memcpy(s->pend, all + m - hold, hold);
+            s->npend = (int)hold;
+        }
         free(lossy.p);
-        memcpy(s->pend, all + m - hold, hold);
-        s->npend = (int)hold;
         if (all != tmp) free(all);
     }
-    buf_grow(&b, 0);
-    b.p[b.n] = 0;
-    *out = b.p, *len = b.n, *cap = b.cap;
-    return (int)(b.n - before);
+    return stream_out(&b, before, oom, out, len, cap);
 }
 
 int lk_tok_stream_flush(const lk_tokenizer *t, lk_tok_stream *s, char **out, size_t *len, size_t *cap) {
-    buf b = {*out, *len, *cap};
+    buf b = {*out, *len, *cap, 0};
     size_t before = b.n;
+    int oom = 0;
     if (t->byte_fallback_dec) stream_end_run(t, s, &b);
     else if (s->npend) {
         buf lossy = {0};
         put_lossy(&lossy, s->pend, (size_t)s->npend, NULL);
-        stream_emit(t, s, &b, (const unsigned char *)lossy.p, lossy.n);
+        if (!(oom = lossy.oom)) stream_emit(t, s, &b, (const unsigned char *)lossy.p, lossy.n);
         free(lossy.p);
     }
     s->npend = 0;
-    buf_grow(&b, 0);
-    b.p[b.n] = 0;
-    *out = b.p, *len = b.n, *cap = b.cap;
-    return (int)(b.n - before);
+    return stream_out(&b, before, oom, out, len, cap);
 }

@@ -21,14 +21,30 @@ void lk_tok_work_free(work *w) {
     memset(w, 0, sizeof *w);
 }
 
+int lk_tok_work_oom(work *w) {
+    buf *bs[] = {&w->norm, &w->word, &w->pieces, &w->pieces2, &w->tmp};
+    int oom = w->oom;
+    w->oom = 0;
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) {
+        oom |= bs[i]->oom;
+        bs[i]->oom = 0;
+    }
+    return oom;
+}
+
 
 /* ------------------------------------------------------------------ */
 /* encoding                                                             */
 
-static void push_id(int **ids, size_t *n, size_t *cap, int id) {
+/* Append id; out of memory, it is dropped and w->oom set. */
+static void push_id(work *w, int **ids, size_t *n, size_t *cap, int id) {
     if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 1024;
-        *ids = lk_realloc(*ids, *cap * sizeof(int));
+        size_t c = *cap ? *cap * 2 : 1024;
+        if (w->oom || lk_resize(ids, c, sizeof(int), NULL, NULL)) {
+            w->oom = 1;
+            return;
+        }
+        *cap = c;
     }
     (*ids)[(*n)++] = id;
 }
@@ -61,14 +77,19 @@ static uint64_t heap_pop(work *w, size_t *hn) {
     return top;
 }
 
-static void work_reserve(work *w, size_t n) {
-    if (n <= w->symcap) return;
-    w->symcap = pow2_at_least(n);
-    w->sym = lk_realloc(w->sym, w->symcap * sizeof(int));
-    w->prev = lk_realloc(w->prev, w->symcap * sizeof(int));
-    w->next = lk_realloc(w->next, w->symcap * sizeof(int));
-    w->heapcap = 2 * w->symcap;
-    w->heap = lk_realloc(w->heap, w->heapcap * sizeof(uint64_t));
+/* Room for n symbols; 0, or -1 with w->oom set (the capacities stay those
+ * of the arrays that grew: each array is at least the old capacity) */
+static int work_reserve(work *w, size_t n) {
+    if (n <= w->symcap) return 0;
+    size_t c = pow2_at_least(n);
+    if (lk_resize(&w->sym, c, sizeof(int), NULL, NULL) || lk_resize(&w->prev, c, sizeof(int), NULL, NULL) ||
+        lk_resize(&w->next, c, sizeof(int), NULL, NULL) || lk_resize(&w->heap, 2 * c, sizeof(uint64_t), NULL, NULL)) {
+        w->oom = 1;
+        return -1;
+    }
+    w->symcap = c;
+    w->heapcap = 2 * c;
+    return 0;
 }
 
 static void bpe_merge(const lk_tokenizer *t, work *w, size_t n) {
@@ -94,8 +115,11 @@ static void bpe_merge(const lk_tokenizer *t, work *w, size_t n) {
         next[i] = next[j];
         if (next[j] >= 0) prev[next[j]] = i;
         if (hn + 2 > w->heapcap) {
+            if (lk_resize(&w->heap, 2 * w->heapcap, sizeof(uint64_t), NULL, NULL)) {
+                w->oom = 1; /* the word stays partly merged; the call fails */
+                return;
+            }
             w->heapcap *= 2;
-            w->heap = lk_realloc(w->heap, w->heapcap * sizeof(uint64_t));
         }
         if (prev[i] >= 0) {
             uint32_t r = merge_rank(t, sym[prev[i]], sym[i], &nid);
@@ -120,13 +144,14 @@ static const cache_ent *cache_get(work *w, const char *s, size_t n, uint64_t h) 
         if (e->h == h && e->klen == n && !memcmp(w->arena.p + e->key, s, n)) return e;
     }
 }
+/* The cache only saves time: out of memory, the word is simply not cached. */
 static void cache_put(work *w, const char *s, size_t n, uint64_t h, const int *ids, size_t nids) {
-    if (n > 256 || w->nocache) return; /* long runs rarely repeat */
+    if (n > 256 || w->nocache || w->oom) return; /* long runs rarely repeat */
     if (!w->tabcap || w->tabn >= CACHE_MAX) {
         /* first use, or full: start over (prose keeps reusing a small set) */
         if (!w->tabcap) {
+            if (!(w->tab = malloc(2 * CACHE_MAX * sizeof *w->tab))) return;
             w->tabcap = 2 * CACHE_MAX;
-            w->tab = lk_malloc(w->tabcap * sizeof *w->tab);
         }
         memset(w->tab, 0, w->tabcap * sizeof *w->tab);
         w->tabn = 0;
@@ -134,12 +159,17 @@ static void cache_put(work *w, const char *s, size_t n, uint64_t h, const int *i
     }
     size_t mask = w->tabcap - 1, i = h & mask;
     while (w->tab[i].klen) i = (i + 1) & mask;
-    while (w->arena.n % sizeof(int)) buf_put(&w->arena, "", 1);
+    static const char pad[sizeof(int)];
+    buf_put(&w->arena, pad, (sizeof(int) - w->arena.n % sizeof(int)) % sizeof(int));
     cache_ent e = {h, (uint32_t)w->arena.n, (uint32_t)n, 0, (uint32_t)nids};
     buf_put(&w->arena, s, n);
-    while (w->arena.n % sizeof(int)) buf_put(&w->arena, "", 1);
+    buf_put(&w->arena, pad, (sizeof(int) - w->arena.n % sizeof(int)) % sizeof(int));
     e.ids = (uint32_t)w->arena.n;
     buf_put(&w->arena, ids, nids * sizeof(int));
+    if (w->arena.oom) { /* not cached; what the arena held stays valid */
+        w->arena.oom = 0;
+        return;
+    }
     w->tab[i] = e;
     w->tabn++;
 }
@@ -152,7 +182,7 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
     const cache_ent *e = cache_get(w, s, n, h);
     if (e) {
         const int *c = (const int *)(w->arena.p + e->ids);
-        for (uint32_t k = 0; k < e->nids; k++) push_id(ids, nid, cap, c[k]);
+        for (uint32_t k = 0; k < e->nids; k++) push_id(w, ids, nid, cap, c[k]);
         return 0;
     }
     size_t start = *nid;
@@ -165,12 +195,12 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
             }
             int id = vmap_find(t, w->word.p, w->word.n);
             if (id >= 0) {
-                push_id(ids, nid, cap, id);
+                push_id(w, ids, nid, cap, id);
                 cache_put(w, s, n, h, *ids + start, 1);
                 return 0;
             }
         }
-        work_reserve(w, n);
+        if (work_reserve(w, n)) return lk_nomem(err, 0, "a word's BPE symbols");
         for (size_t i = 0; i < n; i++) {
             int id = t->byte_id[(unsigned char)s[i]];
             if (id < 0) {
@@ -186,7 +216,7 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
         if (t->ignore_merges) {
             int id = vmap_find(t, s, n);
             if (id >= 0) {
-                push_id(ids, nid, cap, id);
+                push_id(w, ids, nid, cap, id);
                 cache_put(w, s, n, h, *ids + start, 1);
                 return 0;
             }
@@ -194,7 +224,7 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
         /* characters; unknown ones -> byte tokens, else unk. As HF, an unk
          * waits until the next known character (or the end): consecutive
          * unknowns fuse into one with fuse_unk. */
-        work_reserve(w, n);
+        if (work_reserve(w, n)) return lk_nomem(err, 0, "a word's BPE symbols");
         size_t m = 0; /* symbols */
         int unk_pending = 0;
         for (size_t i = 0; i < n;) {
@@ -222,7 +252,7 @@ static int encode_word(const lk_tokenizer *t, work *w, const char *s, size_t n, 
         bpe_merge(t, w, m);
     }
     /* symbol 0 always survives (merges keep the left one) */
-    for (int i = 0; i >= 0; i = w->next[i]) push_id(ids, nid, cap, w->sym[i]);
+    for (int i = 0; i >= 0; i = w->next[i]) push_id(w, ids, nid, cap, w->sym[i]);
     cache_put(w, s, n, h, *ids + start, *nid - start);
     return 0;
 }
@@ -269,7 +299,8 @@ void lk_tok_normalize(const lk_tokenizer *t, work *w, const char *s, size_t n) {
             if (r >= 0) {
                 b->n = 0;
                 buf_put(b, o, (size_t)r);
-            }
+            } else if (r == UTF8PROC_ERROR_NOMEM)
+                w->oom = 1;
             free(o);
             break;
         }
@@ -436,6 +467,7 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
                 put_replaced(&nt, ps, sp[i].len, " ", op->repl);
                 add_span(nxt, o, nt.n - o);
             }
+            if (nt.oom) w->oom = 1;
             free(own);
             own = nt.p;
             text = own;
@@ -452,6 +484,7 @@ static int encode_segment(const lk_tokenizer *t, work *w, const char *s, size_t 
                 buf_put(&nt, text + sp[i].off, sp[i].len);
                 add_span(nxt, o, nt.n - o);
             }
+            if (nt.oom) w->oom = 1;
             free(own);
             own = nt.p;
             text = own;
@@ -520,7 +553,8 @@ static int encode_plain(const lk_tokenizer *t, work *w, const char *s, size_t n,
     if (want_norm || !n) return encode_segment(t, w, s, n, want_norm, ids, nid, cap, err);
     if (!t->any_norm_added) return encode_segment(t, w, s, n, 0, ids, nid, cap, err);
     lk_tok_normalize(t, w, s, n);
-    char *copy = lk_malloc(w->norm.n + 1); /* w->norm is reused below */
+    char *copy = lk_alloc(w->norm.n + 1, 1, "the normalized text", err); /* w->norm is reused below */
+    if (!copy) return LK_ENOMEM;
     memcpy(copy, w->norm.p, w->norm.n);
     int rc = encode_added(t, w, copy, w->norm.n, 1, ids, nid, cap, err);
     free(copy);
@@ -568,7 +602,7 @@ static int encode_added(const lk_tokenizer *t, work *w, const char *s, size_t n,
         w->seg_first = base_first && seg == 0;
         int rc = encode_plain(t, w, s + seg, start - seg, want_norm, ids, nid, cap, err);
         if (rc) return rc;
-        push_id(ids, nid, cap, best->id);
+        push_id(w, ids, nid, cap, best->id);
         seg = i = stop;
     }
     w->seg_first = base_first && seg == 0;
@@ -590,16 +624,15 @@ int lk_tok_encode(const lk_tokenizer *t, const char *text, size_t len, int add_s
         if (pthread_mutex_trylock(&tm->lock[i]) == 0) slot = i;
     if (slot >= 0) w = &tm->w[slot];
     else priv.nocache = 1; /* a fresh 3 MB cache per call would cost more than it saves */
-    if (!w->md) {
-        w->md = pcre2_match_data_create(1, NULL);
-        if (!w->md) lk_die(LK_ENOMEM, "out of memory (PCRE2 match data)");
-    }
-    if (add_special)
-        for (int k = 0; k < t->nprefix; k++) push_id(ids, n, cap, t->prefix[k]);
-    w->seg_first = 1;
-    int rc = encode_added(t, w, text, len, 0, ids, n, cap, err);
+    int rc = 0;
+    if (!w->md && !(w->md = pcre2_match_data_create(1, NULL))) rc = lk_nomem(err, 0, "PCRE2 match data");
     if (add_special && !rc)
-        for (int k = 0; k < t->nsuffix; k++) push_id(ids, n, cap, t->suffix[k]);
+        for (int k = 0; k < t->nprefix; k++) push_id(w, ids, n, cap, t->prefix[k]);
+    w->seg_first = 1;
+    if (!rc) rc = encode_added(t, w, text, len, 0, ids, n, cap, err);
+    if (add_special && !rc)
+        for (int k = 0; k < t->nsuffix; k++) push_id(w, ids, n, cap, t->suffix[k]);
+    if (lk_tok_work_oom(w) && !rc) rc = lk_nomem(err, 0, "the encoder's buffers");
     if (slot >= 0) pthread_mutex_unlock(&tm->lock[slot]);
     else lk_tok_work_free(&priv);
     if (rc) *n = 0;

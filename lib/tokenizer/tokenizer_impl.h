@@ -16,21 +16,31 @@
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
 
+/* A growing byte buffer, NUL-terminated after its n bytes. A growth that
+ * fails sets oom and every later put is dropped (n and the bytes so far stay
+ * as they were, so reading the buffer is still safe): its owner checks oom
+ * once, at the end, and reports LK_ENOMEM. */
 typedef struct {
     char *p;
     size_t n, cap;
+    int oom;
 } buf;
 
-static inline void buf_grow(buf *b, size_t extra) {
+static inline int buf_grow(buf *b, size_t extra) {
+    if (b->oom) return -1;
     if (b->n + extra + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 256;
         while (c < b->n + extra + 1) c *= 2;
-        b->p = lk_realloc(b->p, c);
+        if (lk_resize(&b->p, c, 1, NULL, NULL)) {
+            b->oom = 1;
+            return -1;
+        }
         b->cap = c;
     }
+    return 0;
 }
 static inline void buf_put(buf *b, const void *s, size_t n) {
-    buf_grow(b, n);
+    if (buf_grow(b, n)) return;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
@@ -182,6 +192,8 @@ typedef struct {
     buf arena;
     int seg_first; /* the segment being encoded starts the text (Metaspace "first") */
     int nocache;   /* a one-call work area: no word cache */
+    int oom;       /* an allocation of this call failed (ids, the heap, a text copy): the
+                    * call reports LK_ENOMEM at its end (so do its bufs' own oom flags) */
 } work;
 
 struct lk_tokenizer {
@@ -293,17 +305,21 @@ typedef struct {
     const char *vocab, *vocab_end, *merges, *merges_end; /* the two values in the text */
 } tj_parts;
 /* Find the two values; -1 when the text is not laid out as expected (the
- * caller then parses it all with jansson, which explains what is wrong). */
+ * caller then parses it all with jansson, which explains what is wrong),
+ * LK_ENOMEM when out of memory. */
 int tj_split(const char *text, size_t n, tj_parts *out);
 /* Read them; -1 on anything but well-formed entries with ids in 0..2^31-1
- * (the same fallback). */
+ * (the same fallback), LK_ENOMEM when out of memory. */
 int tj_vocab(const char *p, const char *e, tj_vocab_t *v);
 int tj_merges(const char *p, const char *e, tj_merges_t *m);
 void tj_free(tj_parts *parts, tj_vocab_t *v, tj_merges_t *m);
 
 /* free a work area's buffers (tokenizer_encode.c) */
 void lk_tok_work_free(work *w);
-/* apply the normalizer to s[0..n) into w->norm (tokenizer_encode.c) */
+/* apply the normalizer to s[0..n) into w->norm (tokenizer_encode.c); out of
+ * memory is left in w for lk_tok_work_oom */
 void lk_tok_normalize(const lk_tokenizer *t, work *w, const char *s, size_t n);
+/* Did an allocation of w fail since the last call? Clears the flags. */
+int lk_tok_work_oom(work *w);
 
 #endif

@@ -128,7 +128,8 @@ int tj_split(const char *text, size_t n, tj_parts *out) {
         t = al, al = bl, bl = t;
     }
     size_t rn = (size_t)(a - text) + 2 + (size_t)(b - ae) + 2 + (size_t)(e - be);
-    char *r = lk_malloc(rn + 1);
+    char *r = malloc(rn + 1);
+    if (!r) return LK_ENOMEM;
     size_t o = 0;
     memcpy(r + o, text, a - text), o += a - text;
     memcpy(r + o, al, 2), o += 2;
@@ -249,14 +250,12 @@ int tj_vocab(const char *p, const char *e, tj_vocab_t *v) {
         size_t off, len;
         long long id;
         if (read_string(&p, e, &v->arena, &off, &len)) return -1;
+        if (v->arena.oom) return LK_ENOMEM;
         p = ws(p, e);
         if (p >= e || *p != ':') return -1;
         p = ws(p + 1, e);
         if (read_int(&p, e, &id) || id < 0 || id > 0x7fffffff) return -1; /* jansson's path reports it */
-        if (v->n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            v->ent = lk_realloc(v->ent, cap * sizeof *v->ent);
-        }
+        if (lk_grow(&v->ent, &cap, v->n + 1, sizeof *v->ent, NULL, NULL)) return LK_ENOMEM;
         /* jansson's key is a C string: a \u0000 in a key ends it there */
         v->ent[v->n++] = (tj_entry){off, strnlen(v->arena.p + off, len), (int)id};
         p = ws(p, e);
@@ -300,10 +299,7 @@ int tj_merges(const char *p, const char *e, tj_merges_t *m) {
         } else {
             return -1;
         }
-        if (m->n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            m->ent = lk_realloc(m->ent, cap * sizeof *m->ent);
-        }
+        if (m->arena.oom || lk_grow(&m->ent, &cap, m->n + 1, sizeof *m->ent, NULL, NULL)) return LK_ENOMEM;
         m->ent[m->n++] = x;
         p = ws(p, e);
         if (p < e && *p == ',') {

@@ -4,7 +4,7 @@
  * with its resume, TSV log, checkpoints and stop, and the norm heuristic.
  * The step and the files are train.c's; the forward/backward a backend's
  * (train_cpu.c, kernels/train_cuda.cu). Nothing here prints; errors are
- * returned (lk_malloc's out-of-memory exit aside). */
+ * returned, out of memory included. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -67,7 +67,8 @@ int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device 
                           int recent, uint64_t *model_fp, int *vocab, lk_err *err) {
     memset(b, 0, sizeof *b);
     if (dev == LK_DEVICE_AUTO) dev = HAVE_TRAIN_CUDA && lk_cuda_available() ? LK_DEVICE_CUDA : LK_DEVICE_CPU;
-    owner *o = lk_calloc(1, sizeof *o);
+    owner *o = lk_zalloc(1, sizeof *o, "the training backend", err);
+    if (!o) return LK_ENOMEM;
     uint64_t fp;
     int rc, nv;
     if (dev == LK_DEVICE_CUDA && !HAVE_TRAIN_CUDA && lk_cuda_available()) {
@@ -85,8 +86,9 @@ int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device 
         fp = lk_engine_fingerprint(o->engine);
         nv = lk_engine_config(o->engine)->vocab_size;
     } else {
-        o->model = lk_calloc(1, sizeof *o->model);
-        if ((rc = lk_model_load(o->model, model_dir, err))) {
+        o->model = lk_zalloc(1, sizeof *o->model, "the model", err);
+        if (!o->model || (rc = lk_model_load(o->model, model_dir, err))) {
+            if (!o->model) rc = LK_ENOMEM;
             free(o->model); /* lk_model_load frees what it loaded on failure */
             o->model = NULL;
             goto fail;
@@ -142,15 +144,16 @@ typedef struct {
 
 #define STDIN_KEEP_MAX ((size_t)8 << 30) /* bytes of stdin samples kept for replay */
 
-static void slot_copy(slot *d, const slot *src) {
+static int slot_copy(slot *d, const slot *src, lk_err *err) {
     if (src->n > d->cap) {
-        d->tok = lk_realloc(d->tok, (size_t)src->n * sizeof(int));
+        if (lk_resize(&d->tok, (size_t)src->n, sizeof(int), "a training sample", err)) return LK_ENOMEM;
         d->cap = src->n;
     }
     memcpy(d->tok, src->tok, (size_t)src->n * sizeof(int));
     d->n = src->n;
     d->n_ctx = src->n_ctx;
     d->index = src->index;
+    return 0;
 }
 
 static int source_open_pass(source *s, lk_err *err) {
@@ -173,7 +176,7 @@ static int source_read(source *s, slot *d, lk_err *err) {
     int is_stdin = !strcmp(s->path, "-");
     for (;;) {
         if (s->replay) {
-            slot_copy(d, &s->mem[s->mem_pos]);
+            if (slot_copy(d, &s->mem[s->mem_pos], err)) return LK_ENOMEM;
             s->mem_pos = (s->mem_pos + 1) % s->n_mem;
             s->read++;
             return 0;
@@ -198,7 +201,7 @@ static int source_read(source *s, slot *d, lk_err *err) {
                          "(training needs both)", name, s->in_pass, smp.n_ctx, smp.n_ans);
     int n = smp.n_ctx + smp.n_ans;
     if (n > d->cap) {
-        d->tok = lk_realloc(d->tok, (size_t)n * sizeof(int));
+        if (lk_resize(&d->tok, (size_t)n, sizeof(int), "a training sample", err)) return LK_ENOMEM;
         d->cap = n;
     }
     memcpy(d->tok, smp.ctx, (size_t)smp.n_ctx * sizeof(int));
@@ -217,12 +220,13 @@ static int source_read(source *s, slot *d, lk_err *err) {
                              "(expected a stream that fits in memory): write the samples to a file and give its path",
                              STDIN_KEEP_MAX >> 30);
         if (s->n_mem == s->cap_mem) {
-            s->cap_mem = s->cap_mem ? 2 * s->cap_mem : 64;
-            s->mem = lk_realloc(s->mem, (size_t)s->cap_mem * sizeof *s->mem);
+            long cap = s->cap_mem ? 2 * s->cap_mem : 64;
+            if (lk_resize(&s->mem, (size_t)cap, sizeof *s->mem, "the samples kept for replay", err)) return LK_ENOMEM;
+            s->cap_mem = cap;
         }
         slot *k = &s->mem[s->n_mem++];
         memset(k, 0, sizeof *k);
-        slot_copy(k, d);
+        if (slot_copy(k, d, err)) return LK_ENOMEM;
     }
     return 0;
 }
@@ -240,7 +244,7 @@ static int source_next(source *s, int n_slots, uint64_t *rng, lk_err *err) {
     int rc;
     if (!s->slots) {
         if ((rc = source_open_pass(s, err))) return rc;
-        s->slots = lk_calloc(n_slots, sizeof(slot));
+        if (!(s->slots = lk_zalloc((size_t)n_slots, sizeof(slot), "the shuffle buffer", err))) return LK_ENOMEM;
         s->n_slots = n_slots;
         for (int i = 0; i < n_slots; i++)
             if ((rc = source_read(s, s->slots + i, err))) return rc;
@@ -280,8 +284,9 @@ static int run_norm(const lk_train_run_params *p, source *src, lk_err *err) {
         return lk_seterr(err, LK_EUSAGE, "the %s training backend has no norm method (use the cpu one)", b->name);
     uint64_t rng = st->rng; /* a copy: the state keeps the seed's */
     size_t n = (size_t)b->n_layers * b->n_kv_heads * b->head_dim;
-    double *q = lk_calloc(n, sizeof(double)), *k = lk_calloc(n, sizeof(double));
-    int rc = 0;
+    double *q = lk_zalloc(n, sizeof(double), "the norm statistics", err),
+           *k = lk_zalloc(n, sizeof(double), "the norm statistics", err);
+    int rc = q && k ? 0 : LK_ENOMEM;
     for (long t = 0; t < o->steps && !stop_asked(p); t++) {
         if ((rc = source_next(src, o->shuffle, &rng, err)) ||
             (rc = b->prepare(b->ctx, src->cur.tok, src->cur.n, src->cur.n_ctx, err)) ||

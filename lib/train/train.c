@@ -132,7 +132,7 @@ static int y_key(const char *path, yaml_document_t *doc, const char *section, in
 int lk_train_config_load(lk_train_opts *o, const char *path, lk_err *err) {
     char *text;
     size_t len;
-    int rc = lk_read_file(path, &text, &len, err);
+    int rc = lk_read_file(path, 16u << 20, "a YAML training config", &text, &len, err);
     if (rc) return rc;
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -176,22 +176,27 @@ double lk_train_lr_mult(long t, long n) {
 
 /* ---- state and step ---- */
 
-void lk_train_state_init(lk_train_state *s, int n_layers, int n_kv_heads, int head_dim,
-                         uint64_t seed) {
+int lk_train_state_init(lk_train_state *s, int n_layers, int n_kv_heads, int head_dim,
+                        uint64_t seed, lk_err *err) {
     memset(s, 0, sizeof *s);
     s->n_layers = n_layers;
     s->n_kv_heads = n_kv_heads;
     s->head_dim = head_dim;
     s->n = (size_t)n_layers * n_kv_heads * head_dim;
-    s->alpha = lk_malloc(s->n * sizeof(float));
-    s->m = lk_calloc(s->n, sizeof(float));
-    s->v = lk_calloc(s->n, sizeof(float));
-    s->alpha_eff = lk_calloc(s->n, sizeof(double));
-    s->grad = lk_calloc(s->n, sizeof(double));
-    s->keep = lk_calloc(s->n, 1);
+    s->alpha = lk_alloc(s->n, sizeof(float), "the training state", err);
+    s->m = lk_zalloc(s->n, sizeof(float), "the training state", err);
+    s->v = lk_zalloc(s->n, sizeof(float), "the training state", err);
+    s->alpha_eff = lk_zalloc(s->n, sizeof(double), "the training state", err);
+    s->grad = lk_zalloc(s->n, sizeof(double), "the training state", err);
+    s->keep = lk_zalloc(s->n, 1, "the training state", err);
+    if (!s->alpha || !s->m || !s->v || !s->alpha_eff || !s->grad || !s->keep) {
+        lk_train_state_free(s);
+        return LK_ENOMEM;
+    }
     for (size_t i = 0; i < s->n; i++) s->alpha[i] = 1.0f;
     s->rng = seed * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
     if (!s->rng) s->rng = 1;
+    return 0;
 }
 
 void lk_train_state_free(lk_train_state *s) {

@@ -121,8 +121,8 @@ typedef struct {
     uint8_t *keep;            /* (n) stage-2 mask */
 } lk_train_state;
 
-void lk_train_state_init(lk_train_state *s, int n_layers, int n_kv_heads, int head_dim,
-                         uint64_t seed);
+int lk_train_state_init(lk_train_state *s, int n_layers, int n_kv_heads, int head_dim,
+                        uint64_t seed, lk_err *err); /* 0 or LK_ENOMEM */
 void lk_train_state_free(lk_train_state *s);
 
 typedef struct {

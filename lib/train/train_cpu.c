@@ -354,9 +354,10 @@ static void buffers_free(cpu_ctx *c) {
     c->cap_T = c->cap_A = c->cap_R = 0;
 }
 
-/* Grow the buffers for n tokens with A answer rows (only when they grow). */
-static void buffers_fit(cpu_ctx *c, int n, int A) {
-    if (n <= c->cap_T && A <= c->cap_A) return;
+/* Grow the buffers for n tokens with A answer rows (only when they grow).
+ * 0, or LK_ENOMEM with no buffers. */
+static int buffers_fit(cpu_ctx *c, int n, int A, lk_err *err) {
+    if (n <= c->cap_T && A <= c->cap_A) return 0;
     buffers_free(c);
     int T = n, R = A > CHUNK ? A : CHUNK, D = c->D, F = c->F, half = c->hd / 2;
     int wide = c->qdim > F ? c->qdim : F;
@@ -364,51 +365,64 @@ static void buffers_fit(cpu_ctx *c, int n, int A) {
     c->cap_T = T;
     c->cap_A = A;
     c->cap_R = R;
-    c->kcache = lk_malloc((size_t)c->L * T * c->kvdim * sizeof(double));
-    c->vcache = lk_malloc((size_t)c->L * T * c->kvdim * sizeof(double));
-    c->cos = lk_malloc((size_t)T * half * sizeof(double));
-    c->sin = lk_malloc((size_t)T * half * sizeof(double));
+    c->kcache = lk_alloc((size_t)c->L * T * c->kvdim, sizeof(double), "the training buffers", err);
+    c->vcache = lk_alloc((size_t)c->L * T * c->kvdim, sizeof(double), "the training buffers", err);
+    c->cos = lk_alloc((size_t)T * half, sizeof(double), "the training buffers", err);
+    c->sin = lk_alloc((size_t)T * half, sizeof(double), "the training buffers", err);
     lk_rope_table rt; /* the engine's table (float32, as HF), widened */
-    lk_rope_table_build(&rt, &c->model->cfg, T);
+    if (!c->cos || !c->sin || lk_rope_table_build(&rt, &c->model->cfg, T, err)) {
+        buffers_free(c);
+        return LK_ENOMEM;
+    }
     for (size_t i = 0; i < (size_t)T * half; i++) {
         c->cos[i] = rt.cos[i];
         c->sin[i] = rt.sin[i];
     }
     lk_rope_table_free(&rt);
-    c->x0 = lk_malloc((size_t)A * D * sizeof(double));
-    c->h_full = lk_malloc((size_t)A * D * sizeof(double));
-    c->x_final = lk_malloc((size_t)A * D * sizeof(double));
-    c->r_final = lk_malloc((size_t)A * sizeof(double));
-    c->h_p = lk_malloc((size_t)A * D * sizeof(double));
-    c->x = lk_malloc((size_t)R * D * sizeof(double));
-    c->xn = lk_malloc((size_t)R * D * sizeof(double));
-    c->q = lk_malloc((size_t)R * c->qdim * sizeof(double));
-    c->att = lk_malloc((size_t)R * c->qdim * sizeof(double));
-    c->tmp = lk_malloc((size_t)R * wide * sizeof(double));
-    c->hmid = lk_malloc((size_t)R * F * sizeof(double));
-    c->gate = lk_malloc((size_t)R * F * sizeof(double));
-    c->up = lk_malloc((size_t)R * F * sizeof(double));
-    c->S = lk_malloc((size_t)R * T * sizeof(double));
-    c->dP = lk_malloc((size_t)A * T * sizeof(double));
-    c->qa = lk_malloc((size_t)R * c->hd * sizeof(double));
-    c->qf = lk_malloc((size_t)R * c->hd * sizeof(double));
-    c->Sa = lk_malloc((size_t)R * T * sizeof(double));
-    c->r = lk_malloc((size_t)R * sizeof(double));
-    c->dx = lk_malloc((size_t)A * D * sizeof(double));
-    c->dxm = lk_malloc((size_t)A * D * sizeof(double));
-    c->dxn = lk_malloc((size_t)A * D * sizeof(double));
-    c->dq = lk_malloc((size_t)A * c->qdim * sizeof(double));
-    c->dk = lk_malloc((size_t)A * c->kvdim * sizeof(double));
-    c->dv = lk_malloc((size_t)A * c->kvdim * sizeof(double));
-    c->datt = lk_malloc((size_t)A * c->qdim * sizeof(double));
-    c->dh = lk_malloc((size_t)A * F * sizeof(double));
-    c->dgate = lk_malloc((size_t)A * F * sizeof(double));
-    c->dup = lk_malloc((size_t)A * F * sizeof(double));
-    c->acts = lk_calloc(c->L, sizeof(cpu_acts));
+    c->x0 = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->h_full = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->x_final = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->r_final = lk_alloc((size_t)A, sizeof(double), "the training buffers", err);
+    c->h_p = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->x = lk_alloc((size_t)R * D, sizeof(double), "the training buffers", err);
+    c->xn = lk_alloc((size_t)R * D, sizeof(double), "the training buffers", err);
+    c->q = lk_alloc((size_t)R * c->qdim, sizeof(double), "the training buffers", err);
+    c->att = lk_alloc((size_t)R * c->qdim, sizeof(double), "the training buffers", err);
+    c->tmp = lk_alloc((size_t)R * wide, sizeof(double), "the training buffers", err);
+    c->hmid = lk_alloc((size_t)R * F, sizeof(double), "the training buffers", err);
+    c->gate = lk_alloc((size_t)R * F, sizeof(double), "the training buffers", err);
+    c->up = lk_alloc((size_t)R * F, sizeof(double), "the training buffers", err);
+    c->S = lk_alloc((size_t)R * T, sizeof(double), "the training buffers", err);
+    c->dP = lk_alloc((size_t)A * T, sizeof(double), "the training buffers", err);
+    c->qa = lk_alloc((size_t)R * c->hd, sizeof(double), "the training buffers", err);
+    c->qf = lk_alloc((size_t)R * c->hd, sizeof(double), "the training buffers", err);
+    c->Sa = lk_alloc((size_t)R * T, sizeof(double), "the training buffers", err);
+    c->r = lk_alloc((size_t)R, sizeof(double), "the training buffers", err);
+    c->dx = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->dxm = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->dxn = lk_alloc((size_t)A * D, sizeof(double), "the training buffers", err);
+    c->dq = lk_alloc((size_t)A * c->qdim, sizeof(double), "the training buffers", err);
+    c->dk = lk_alloc((size_t)A * c->kvdim, sizeof(double), "the training buffers", err);
+    c->dv = lk_alloc((size_t)A * c->kvdim, sizeof(double), "the training buffers", err);
+    c->datt = lk_alloc((size_t)A * c->qdim, sizeof(double), "the training buffers", err);
+    c->dh = lk_alloc((size_t)A * F, sizeof(double), "the training buffers", err);
+    c->dgate = lk_alloc((size_t)A * F, sizeof(double), "the training buffers", err);
+    c->dup = lk_alloc((size_t)A * F, sizeof(double), "the training buffers", err);
+    c->acts = lk_zalloc((size_t)c->L, sizeof(cpu_acts), "the training buffers", err);
+    double **all[] = {&c->kcache, &c->vcache, &c->x0, &c->h_full, &c->x_final, &c->r_final, &c->h_p, &c->x,
+                      &c->xn, &c->q, &c->att, &c->tmp, &c->hmid, &c->gate, &c->up, &c->S, &c->Sa, &c->dP, &c->qf,
+                      &c->qa, &c->r, &c->dx, &c->dxm, &c->dxn, &c->dq, &c->dk, &c->dv, &c->datt, &c->dh, &c->dgate,
+                      &c->dup};
+    int oom = !c->acts;
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) oom |= !*all[i];
     size_t per = (size_t)A * (5 * D + 2 * c->qdim + 2 * F + 2) + (size_t)c->H * A;
     for (int l = 0; l < c->L; l++) {
-        cpu_acts *a = c->acts + l;
-        double *p = lk_malloc(per * sizeof(double));
+        cpu_acts *a = oom ? NULL : c->acts + l;
+        double *p = a ? lk_alloc(per, sizeof(double), "the training activations", err) : NULL;
+        if (!p) {
+            oom = 1;
+            break;
+        }
         a->x_in = p;                p += (size_t)A * D;
         a->xn1 = p;                 p += (size_t)A * D;
         a->x_mid = p;               p += (size_t)A * D;
@@ -422,6 +436,11 @@ static void buffers_fit(cpu_ctx *c, int n, int A) {
         a->lse = p;                 p += (size_t)c->H * A;
         (void)p; /* the remaining A*D doubles are spare */
     }
+    if (oom) {
+        buffers_free(c);
+        return LK_ENOMEM;
+    }
+    return 0;
 }
 
 /* Embedding rows of tokens[r0..r0+n) into x (n, D). */
@@ -443,7 +462,7 @@ static int cpu_prepare(void *ctx, const int *tokens, int n, int C, lk_err *err) 
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return lk_seterr(err, LK_EINPUT, "token %d at position %d is outside the model's "
                              "vocabulary (%d)", tokens[i], i, c->vocab);
-    buffers_fit(c, n, n - C);
+    if (buffers_fit(c, n, n - C, err)) return LK_ENOMEM;
     c->n = n;
     c->C = C;
     c->A = n - C;
@@ -512,7 +531,7 @@ static void cpu_free(void *ctx) {
     cpu_ctx *c = ctx;
     if (!c) return;
     buffers_free(c);
-    for (int l = 0; l < c->L; l++) free(c->layers[l].attn_norm); /* one block per layer */
+    for (int l = 0; c->layers && l < c->L; l++) free(c->layers[l].attn_norm); /* one block per layer */
     free(c->layers);
     free(c->final_norm);
     free(c->qabs);
@@ -534,7 +553,8 @@ int lk_train_cpu_new(lk_train_backend *b, const lk_model *m, int sink, int recen
     if (cfg->n_heads % cfg->n_kv_heads || cfg->head_dim % 2)
         return lk_seterr(err, LK_EINPUT, "n_heads %d not a multiple of n_kv_heads %d, or odd "
                          "head_dim %d", cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
-    cpu_ctx *c = lk_calloc(1, sizeof *c);
+    cpu_ctx *c = lk_zalloc(1, sizeof *c, "the training backend", err);
+    if (!c) return LK_ENOMEM;
     c->model = m;
     c->L = cfg->n_layers;
     c->D = m->dim;
@@ -553,11 +573,18 @@ int lk_train_cpu_new(lk_train_backend *b, const lk_model *m, int sink, int recen
     int bias = cfg->attention_bias; /* the model has bq, bk, bv exactly then */
     size_t per = 2 * (size_t)D + (size_t)qd * D + 2 * (size_t)kvd * D + (size_t)D * qd +
                  3 * (size_t)F * D + (bias ? (size_t)qd + 2 * kvd : 0);
-    c->layers = lk_calloc(c->L, sizeof(cpu_layer));
+    if (!(c->layers = lk_zalloc((size_t)c->L, sizeof(cpu_layer), "the training weights", err))) {
+        cpu_free(c);
+        return LK_ENOMEM;
+    }
     for (int l = 0; l < c->L; l++) {
         cpu_layer *w = c->layers + l;
         const lk_layer_weights *s = &m->w.layer[l];
-        double *p = lk_malloc(per * sizeof(double));
+        double *p = lk_alloc(per, sizeof(double), "the training weights", err);
+        if (!p) {
+            cpu_free(c);
+            return LK_ENOMEM;
+        }
         w->attn_norm = widen(&p, s->attn_norm, D);
         w->mlp_norm = widen(&p, s->ffn_norm, D);
         w->wq = widen(&p, s->wq, (size_t)qd * D);
@@ -573,9 +600,13 @@ int lk_train_cpu_new(lk_train_backend *b, const lk_model *m, int sink, int recen
             w->bv = widen(&p, s->bv, kvd);
         }
     }
-    double *p = lk_malloc((size_t)D * sizeof(double));
-    c->final_norm = widen(&p, m->w.final_norm, D);
-    c->qabs = lk_calloc((size_t)c->L * c->KV * c->hd, sizeof(double));
+    double *p = lk_alloc((size_t)D, sizeof(double), "the training weights", err);
+    c->final_norm = p ? widen(&p, m->w.final_norm, D) : NULL;
+    c->qabs = lk_zalloc((size_t)c->L * c->KV * c->hd, sizeof(double), "the training statistics", err);
+    if (!c->final_norm || !c->qabs) {
+        cpu_free(c);
+        return LK_ENOMEM;
+    }
     memset(b, 0, sizeof *b);
     b->name = "cpu";
     b->ctx = c;

@@ -11,8 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lk_mask m;
     if (lk_mask_load(&m, path, &err) == 0) {
         lk_mask_stats st;
-        lk_mask_stats_compute(&m, &st);
-        lk_mask_stats_free(&st);
+        if (lk_mask_stats_compute(&m, &st, &err) == 0) lk_mask_stats_free(&st);
         lk_mask_free(&m);
     }
     if (lk_mask_load_dim(&m, path, 64, &err) == 0) lk_mask_free(&m);

@@ -10,8 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lk_err err = {0};
         if (lk_mask_parse_tsv(&m, (const char *)data, size, "mask.tsv", dims[i], &err) == 0) {
             lk_mask_stats st;
-            lk_mask_stats_compute(&m, &st);
-            lk_mask_stats_free(&st);
+            if (lk_mask_stats_compute(&m, &st, &err) == 0) lk_mask_stats_free(&st);
             lk_mask_free(&m);
         }
     }

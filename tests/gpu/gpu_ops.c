@@ -195,7 +195,7 @@ static void qkv_rope(int dt, int n, int nh, int nkv, int hd, int bias, const cha
     }
     int npos = 2048, QD = nh * hd, KD = nkv * hd, W = QD + 2 * KD;
     lk_rope_table t;
-    lk_rope_table_build(&t, &c, npos);
+    CHECK(lk_rope_table_build(&t, &c, npos, NULL) == 0);
     float *dcos = todev(t.cos, (size_t)npos * t.half * 4), *dsin = todev(t.sin, (size_t)npos * t.half * 4);
     float *qkv = rnd((size_t)n * W, 1.0f, 0.0f), *b = bias ? rnd(W, 0.5f, 0.0f) : NULL;
     void *dqkv = dev_of(dt, qkv, (size_t)n * W), *db = b ? dev_of(dt, b, W) : NULL;
@@ -371,7 +371,7 @@ static void sampling(int V) {
     float *l2 = rnd(V, 2.0f, 0.0f);
     float *dl2 = todev(l2, V * 4);
     lk_sampler smp;
-    lk_sampler_build(&smp, V, 0.8f, 0, 1.0f, 7);
+    CHECK(lk_sampler_build(&smp, V, 0.8f, 0, 1.0f, 7, NULL) == 0);
     float *tmp = malloc(V * 4);
     int ref[NB];
     for (int i = 0; i < NB; i++) {

@@ -149,9 +149,9 @@ static void steps(const char *name, const lk_model *m, const sample_case *sc) {
     o.steps = 20;
     o.lr = 0.05;
     lk_train_state sc_, sg, sg2;
-    lk_train_state_init(&sc_, L, G, hd, 1);
-    lk_train_state_init(&sg, L, G, hd, 1);
-    lk_train_state_init(&sg2, L, G, hd, 1);
+    CHECK(lk_train_state_init(&sc_, L, G, hd, 1, NULL) == 0);
+    CHECK(lk_train_state_init(&sg, L, G, hd, 1, NULL) == 0);
+    CHECK(lk_train_state_init(&sg2, L, G, hd, 1, NULL) == 0);
     int *tok = malloc(sizeof(int) * sc->n);
     uint64_t keep = rng;
     double l_first = 0, l_last = 0;

@@ -57,6 +57,10 @@ PY
 
 # errors: no partial outputs file
 expect_fail 2 "--sink without --mask" -- $A -m "$M" "$T/s.smp" --sink 4 -o "$T/x.jsonl"
+# an outputs file that cannot be written is refused before the model is loaded (issue 16)
+expect_fail 4 "outputs in a missing directory" -- $A -m "$T/no-model" "$T/s.smp" -o "$T/no/dir/x.jsonl"
+grep -q "no/dir/x.jsonl: cannot create" "$T/err" && ok "the refusal names the outputs file" ||
+    fail "outputs checked after the model: $(cat "$T/err")"
 expect_fail 4 "missing samples" -- $A -m "$M" "$T/nope.smp" -o "$T/x.jsonl"
 printf 'LEANKSMPxx' >"$T/bad.smp"
 expect_fail 3 "not a samples file" -- $A -m "$M" "$T/bad.smp" -o "$T/x.jsonl"

@@ -188,5 +188,16 @@ expect_fail 3 "question_pos -5" -- "$PR" -t "$M" --dump "$T/qneg.smp"
 expect_fail 3 "question_pos 10^9" -- "$PR" -t "$M" --dump "$T/qbig.smp"
 head -c 10000000 /dev/zero | tr '\0' ' ' >"$T/spaces"
 expect_fail 3 "10 MB of spaces (regex match limit)" -- "$PR" -t "$M" --encode <"$T/spaces"
+# 13. a file read whole that never ends (/dev/zero as a config, a mask, a
+# word list, a prompt) is refused by its size, naming it and what was
+# expected, not by running out of memory
+for l in 0 1 2 3 4 5; do printf '%d\t0\t32\t%s\n' $l "$(seq -s, 32 63)"; done >"$T/half.tsv"
+for c in "$PK -m /dev/zero --mask $T/half.tsv" "$DE -m $M --mask /dev/zero -p hi" \
+         "$TR -m $M -c /dev/zero $SMP -o $T/a.st" "$PR -t $M -w /dev/zero -T vt -l 300 -n 1 -o $T/y.smp" \
+         "$BZ --from-tsv /dev/zero -o $T/m.st" "$DE -m $M -f /dev/zero"; do
+    expect_fail 3 "${c#$B/} (/dev/zero)" -- $c
+    grep -q "^leank-[a-z]*: /dev/zero: longer than [0-9.]* [KMG]iB (expected " "$T/err" ||
+        fail "${c#$B/}: $(head -c 200 "$T/err")"
+done
 no_tmp "$T" "hardening"
 finish

@@ -38,7 +38,7 @@ static float *rnd(size_t n, float scale, float base) {
 static void model_and_mask(lk_config *c, lk_model *m, lk_mask *mask, int keep) {
     config(c, 16);
     tm_random_model(m, c);
-    lk_mask_init(mask, c->n_layers, c->n_kv_heads, c->head_dim, keep);
+    CHECK(lk_mask_init(mask, c->n_layers, c->n_kv_heads, c->head_dim, keep, NULL) == 0);
 }
 
 /* ---- 1. all-channels mask == dense, bitwise ---- */
@@ -132,7 +132,7 @@ static void random_mask_vs_definition(int head_dim) {
     m.q_dim = c.n_heads * head_dim;
     m.kv_dim = c.n_kv_heads * head_dim;
     lk_mask mask;
-    lk_mask_init(&mask, c.n_layers, c.n_kv_heads, head_dim, 0);
+    CHECK(lk_mask_init(&mask, c.n_layers, c.n_kv_heads, head_dim, 0, NULL) == 0);
     for (int l = 0; l < c.n_layers; l++)
         for (int g = 0; g < c.n_kv_heads; g++) {
             uint8_t *keep = lk_mask_head(&mask, l, g);
@@ -160,7 +160,7 @@ static void random_mask_vs_definition(int head_dim) {
         memcpy(s.q, Q, sizeof(float) * n * QD);
         memcpy(s.k, K + (size_t)len * KD, sizeof(float) * n * KD);
         memcpy(s.v, V + (size_t)len * KD, sizeof(float) * n * KD);
-        lk_attention(&m, &s, layer, n);
+        CHECK(lk_attention(&m, &s, layer, n, NULL) == 0);
         double *ref = malloc(sizeof(double) * n * QD);
         naive(&c, &mask, layer, sink, recent, len, n, Q, K, V, ref);
         double maxd = 0;

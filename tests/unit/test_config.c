@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cli.h" /* lk_asprintf, lk_malloc: a test is a program */
 #include "t.h"
 
 static const char *LLAMA31_8B =

@@ -217,12 +217,12 @@ static void test_tsv(void) {
 
 static void test_stats(void) {
     lk_mask m;
-    lk_mask_init(&m, 2, 2, 16, 0);
+    CHECK(lk_mask_init(&m, 2, 2, 16, 0, NULL) == 0);
     /* layer 0 head 0: pair 0 (channels 0, 8) -> band 0; layer 1 head 1: all */
     lk_mask_head(&m, 0, 0)[0] = lk_mask_head(&m, 0, 0)[8] = 1;
     memset(lk_mask_head(&m, 1, 1), 1, 16);
     lk_mask_stats s;
-    lk_mask_stats_compute(&m, &s);
+    CHECK(lk_mask_stats_compute(&m, &s, NULL) == 0);
     CHECK(s.total == 64 && s.kept == 18 && s.heads == 4 && s.heads_zero == 2);
     CHECK(s.width_hist[0] == 2 && s.width_hist[2] == 1 && s.width_hist[16] == 1);
     CHECK(s.n_bands == 8 && s.band_pairs == 1);
@@ -248,7 +248,7 @@ static void test_official(void) {
     if (!m.keep) return;
     CHECK(m.n_layers == 32 && m.n_kv_heads == 8 && m.head_dim == 128);
     lk_mask_stats s;
-    lk_mask_stats_compute(&m, &s);
+    CHECK(lk_mask_stats_compute(&m, &s, NULL) == 0);
     CHECK_NEAR((double)s.kept / s.total, 0.3125, 1e-9);
     CHECK(s.width_hist[0] == 47 && s.width_hist[32] == 120 && s.width_hist[64] == 67 &&
           s.width_hist[96] == 22);
@@ -268,7 +268,7 @@ static void test_plan(void) {
     snprintf(c.arch, sizeof c.arch, "LlamaForCausalLM");
     c.n_layers = 2, c.n_kv_heads = 3, c.head_dim = 8, c.n_heads = 6;
     lk_mask m;
-    lk_mask_init(&m, 2, 3, 8, 0);
+    CHECK(lk_mask_init(&m, 2, 3, 8, 0, NULL) == 0);
     /* widths: layer 0: 4, 0, 8; layer 1: 0, 0, 4 */
     uint8_t *k = lk_mask_head(&m, 0, 0);
     k[1] = k[2] = k[5] = k[7] = 1;
@@ -300,7 +300,7 @@ static void test_plan(void) {
     CHECK(q.n_layers == 2 && q.sink == 2 && q.recent == 3 && q.context == 100 && q.elem_bytes == 2);
     CHECK(q.k_off[2] == 16 && q.v_col[1] == -1 && !strcmp(q.dtype, "bf16"));
     lk_mask r;
-    lk_plan_mask(&q, &r);
+    CHECK(lk_plan_mask(&q, &r, NULL) == 0);
     CHECK(memcmp(r.keep, m.keep, 48) == 0);
     lk_mask_free(&r);
     lk_plan_free(&q);
@@ -322,7 +322,7 @@ static void test_plan(void) {
 static void test_windows(void) {
     lk_mask m, r;
     lk_err err = {0};
-    lk_mask_init(&m, 2, 1, 8, 1);
+    CHECK(lk_mask_init(&m, 2, 1, 8, 1, NULL) == 0);
     CHECK(m.sink == -1 && m.recent == -1);
     char st[] = "/tmp/test_win.XXXXXX", tsv[] = "/tmp/test_win_tsv.XXXXXX";
     close(mkstemp(st));

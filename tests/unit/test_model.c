@@ -211,18 +211,18 @@ static void prefill_vs_decode(const char *tmp, const variant *v) {
 static void sampler(void) {
     float base[6] = {0.5f, 2.0f, 2.0f, -1.0f, 1.9f, 0.0f}, x[6];
     lk_sampler s;
-    lk_sampler_build(&s, 6, 0.0f, 0, 1.0f, 1);
+    CHECK(lk_sampler_build(&s, 6, 0.0f, 0, 1.0f, 1, NULL) == 0);
     memcpy(x, base, sizeof x);
     CHECK(lk_sample(&s, x) == 1); /* greedy: lowest id among equal maxima */
     lk_sampler_free(&s);
     int kept_ok = 1, nucleus_ok = 1, seen[6] = {0};
-    lk_sampler_build(&s, 6, 1.0f, 1, 1.0f, 7); /* top-k 1 = greedy */
+    CHECK(lk_sampler_build(&s, 6, 1.0f, 1, 1.0f, 7, NULL) == 0); /* top-k 1 = greedy */
     for (int i = 0; i < 50; i++) {
         memcpy(x, base, sizeof x);
         kept_ok &= lk_sample(&s, x) == 1;
     }
     lk_sampler_free(&s);
-    lk_sampler_build(&s, 6, 1.0f, 0, 0.8f, 7); /* p = .30 .30 .27 ...: nucleus 0.8 = ids 1, 2, 4 */
+    CHECK(lk_sampler_build(&s, 6, 1.0f, 0, 0.8f, 7, NULL) == 0); /* p = .30 .30 .27 ...: nucleus 0.8 = ids 1, 2, 4 */
     for (int i = 0; i < 300; i++) {
         memcpy(x, base, sizeof x);
         int id = lk_sample(&s, x);
@@ -234,7 +234,7 @@ static void sampler(void) {
     CHECKF(nucleus_ok && seen[1] && seen[2] && seen[4], "top-p: %d %d %d", seen[1], seen[2], seen[4]);
     int a[20], b[20];
     for (int rep = 0; rep < 2; rep++) {
-        lk_sampler_build(&s, 6, 0.8f, 0, 1.0f, 42);
+        CHECK(lk_sampler_build(&s, 6, 0.8f, 0, 1.0f, 42, NULL) == 0);
         for (int i = 0; i < 20; i++) {
             memcpy(x, base, sizeof x);
             (rep ? b : a)[i] = lk_sample(&s, x);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "cli.h" /* lk_asprintf, lk_malloc: a test is a program */
 #include "t.h"
 
 static char dir[] = "/tmp/leank-test-st-XXXXXX";
@@ -150,7 +151,7 @@ static void test_roundtrip(void) {
     /* header padded with spaces to a multiple of 8, no holes in the data */
     char *text;
     size_t len;
-    CHECK(lk_read_file(p, &text, &len, &err) == 0);
+    CHECK(lk_read_file(p, 1u << 30, "a file", &text, &len, &err) == 0);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | (uint8_t)text[i];
     CHECK(hl % 8 == 0 && text[8] == '{');
@@ -176,7 +177,7 @@ static void test_roundtrip(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     char *a, *b;
     size_t la, lb;
-    CHECK(lk_read_file(pf, &a, &la, &err) == 0 && lk_read_file(ps, &b, &lb, &err) == 0);
+    CHECK(lk_read_file(pf, 1u << 30, "a file", &a, &la, &err) == 0 && lk_read_file(ps, 1u << 30, "a file", &b, &lb, &err) == 0);
     CHECK(la == lb && memcmp(a, b, la) == 0);
     free(a);
     free(b);
@@ -193,6 +194,20 @@ static void test_roundtrip(void) {
     lk_stw_add(w, "x", LK_DT_U8, 1, (int64_t[]){1}, u8);
     char *p2 = lk_asprintf("%s/dup.safetensors", dir);
     CHECK(lk_stw_write(w, p2, &err) != 0 && strstr(err.msg, "\"x\""));
+    CHECK(access(p2, F_OK) != 0);
+    lk_stw_free(w);
+    /* a failed add is kept for lk_stw_write, which reports it and writes
+     * nothing; a writer that could not be made (NULL) is accepted throughout */
+    w = lk_stw_new();
+    lk_stw_add(w, "deep", LK_DT_U8, LK_MAX_DIMS + 1, (int64_t[LK_MAX_DIMS + 1]){1}, u8);
+    lk_stw_add(w, "y", LK_DT_U8, 1, (int64_t[]){1}, u8);
+    CHECK(lk_stw_write(w, p2, &err) == LK_EFAIL && strstr(err.msg, "deep"));
+    CHECK(access(p2, F_OK) != 0);
+    lk_stw_free(w);
+    w = NULL;
+    lk_stw_add(w, "y", LK_DT_U8, 1, (int64_t[]){1}, u8);
+    lk_stw_meta(w, "k", "v");
+    CHECK(lk_stw_write(w, p2, &err) == LK_ENOMEM && strstr(err.msg, "out of memory"));
     CHECK(access(p2, F_OK) != 0);
     lk_stw_free(w);
     free(p2);

@@ -1,6 +1,17 @@
 /* test_samples - samples file: write -> read round trip, truncated and
  * corrupt files refused with a clear message. */
 #include <unistd.h>
+#include <zstd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/allocator_interface.h>
+static size_t heap_bytes(void) { return __sanitizer_get_current_allocated_bytes(); }
+#else
+#include <malloc.h>
+static size_t heap_bytes(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+#endif
 
 #include "samples.h"
 #include "t.h"
@@ -90,6 +101,25 @@ static size_t file_size(const char *p) {
     return stat(p, &st) ? 0 : (size_t)st.st_size;
 }
 
+/* A samples file whose one record declares a body of len bytes and holds
+ * `have` of them (zeros), then nothing: no end record, a complete frame. */
+static void write_liar(const char *path, uint32_t len, size_t have) {
+    size_t rn = 8 + have;
+    uint8_t *raw = calloc(rn, 1), z[4096];
+    uint8_t head[30] = "LEANKSMP\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\2\0\0\0{}";
+    raw[0] = 1; /* kind: sample */
+    for (int i = 0; i < 4; i++) raw[4 + i] = (uint8_t)(len >> (8 * i));
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    size_t zn = ZSTD_compress2(cc, z, sizeof z, raw, rn);
+    FILE *f = fopen(path, "wb");
+    fwrite(head, 1, sizeof head, f);
+    if (!ZSTD_isError(zn)) fwrite(z, 1, zn, f);
+    fclose(f);
+    ZSTD_freeCCtx(cc);
+    free(raw);
+}
+
 static void copy_prefix(const char *src, const char *dst, size_t n, long flip_at) {
     FILE *f = fopen(src, "rb"), *g = fopen(dst, "wb");
     for (size_t i = 0; i < n; i++) {
@@ -148,6 +178,20 @@ int main(void) {
     CHECK(read_all(bad, &err, 0) == -1 && strstr(err.msg, "version"));
     printf("version: %s\n", err.msg);
     CHECK(read_all("/nonexistent/x.smp", &err, 0) == -1 && err.code == LK_EIO);
+
+    /* a record that declares 1 GiB and holds 100 KB: refused, with the
+     * reader's memory following the data there is, not the declared length
+     * (issue 16: the buffer was allocated for the length first) */
+    write_liar(bad, 1u << 30, 100000);
+    lk_samples_reader *r;
+    size_t before = heap_bytes();
+    CHECK(lk_samples_open(&r, bad, &err) == 0);
+    lk_sample smp;
+    CHECK(lk_samples_next(r, &smp, &err) == -LK_EINPUT && strstr(err.msg, "ends inside sample 1"));
+    size_t grew = heap_bytes() - before;
+    CHECKF(grew < ((size_t)16 << 20), "reading a record that declares 1 GiB took %zu bytes", grew);
+    lk_samples_close(r);
+    printf("liar: %s (%zu bytes)\n", err.msg, grew);
 
     unlink(path);
     unlink(bad);

@@ -52,7 +52,7 @@ static void check_roundtrip(lk_tokenizer *t, const int *ids, size_t n, const cha
 static char *read_lf(const char *p, size_t *len) {
     char *d;
     lk_err err = {0};
-    if (lk_read_file(p, &d, len, &err)) {
+    if (lk_read_file(p, 1u << 30, "test data", &d, len, &err)) {
         CHECKF(0, "%s", err.msg);
         return NULL;
     }
@@ -117,8 +117,8 @@ static void check_excerpt(const char *shared, lk_tokenizer *t, const char *idsfi
     char *text, *raw;
     size_t tl, rl;
     lk_err err = {0};
-    CHECK(lk_read_file(P(shared, "data/tokenizers/vectors/pg-excerpt.txt"), &text, &tl, &err) == 0);
-    CHECK(lk_read_file(P(shared, idsfile), &raw, &rl, &err) == 0);
+    CHECK(lk_read_file(P(shared, "data/tokenizers/vectors/pg-excerpt.txt"), 1u << 30, "text", &text, &tl, &err) == 0);
+    CHECK(lk_read_file(P(shared, idsfile), 1u << 30, "ids", &raw, &rl, &err) == 0);
     int *ids = NULL;
     size_t n = 0, cap = 0;
     double t0 = lk_now();
@@ -295,7 +295,7 @@ static void check_threads(const char *shared, lk_tokenizer *t) {
     char *text;
     size_t len;
     lk_err err = {0};
-    if (lk_read_file(P(shared, "data/tokenizers/vectors/pg-excerpt.txt"), &text, &len, &err)) return;
+    if (lk_read_file(P(shared, "data/tokenizers/vectors/pg-excerpt.txt"), 1u << 30, "text", &text, &len, &err)) return;
     if (len > 30000) len = 30000;
     while (len && ((unsigned char)text[len] & 0xC0) == 0x80) len--; /* whole characters */
     int *want = NULL;

@@ -124,7 +124,7 @@ static void test_gradient(int bias) {
     lk_train_opts_default(&o, 1);
     o.lambda = 0.06;
     lk_train_state s;
-    lk_train_state_init(&s, 2, 2, 6, 0);
+    CHECK(lk_train_state_init(&s, 2, 2, 6, 0, NULL) == 0);
     for (size_t i = 0; i < n; i++) s.alpha[i] = (float)(0.1 + 0.8 * urand());
     lk_train_stats st;
     CHECK(lk_train_objective(&s, &b, &o, &st, &err) == 0);
@@ -186,7 +186,7 @@ static void test_against_engine(void) {
     int tokens[40];
     for (int i = 0; i < n; i++) tokens[i] = (int)(urand() * 32);
     lk_mask mask;
-    lk_mask_init(&mask, L, KV, hd, 0);
+    CHECK(lk_mask_init(&mask, L, KV, hd, 0, NULL) == 0);
     double alpha[24];
     for (int i = 0; i < L * KV * hd; i++) { /* every head keeps 2..4 channels */
         mask.keep[i] = (i % hd) < 2 || urand() < 0.4;
@@ -246,7 +246,7 @@ static void test_schedule_adam(void) {
     o.steps = 10;
     o.lr = 0.01;
     lk_train_state s;
-    lk_train_state_init(&s, 2, 2, 6, 0);
+    CHECK(lk_train_state_init(&s, 2, 2, 6, 0, NULL) == 0);
     lk_train_stats st;
     CHECK(lk_train_step(&s, &b, &o, &st, &err) == 0);
     CHECK_NEAR(st.lr, 0.005, 1e-15);
@@ -308,7 +308,7 @@ static void test_non_finite(void) {
         lk_train_state s;
         lk_train_opts o;
         lk_train_opts_default(&o, 1);
-        lk_train_state_init(&s, 2, 1, 4, 0);
+        CHECK(lk_train_state_init(&s, 2, 1, 4, 0, NULL) == 0);
         lk_train_stats st;
         lk_err err = {0};
         CHECK(lk_train_step(&s, &b, &o, &st, &err) == LK_EINPUT);
@@ -417,7 +417,7 @@ static void test_run(void) {
     lk_train_run_params p = {.opts = &o, .backend = &b, .samples = MINI_SAMPLES, .tok_fp = tok_fp, .vocab = vocab,
                              .model_fp = mfp, .stop = &stop, .progress = on_progress, .progress_ctx = &seen};
     lk_train_state s1, s2;
-    lk_train_state_init(&s1, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    CHECK(lk_train_state_init(&s1, b.n_layers, b.n_kv_heads, b.head_dim, o.seed, NULL) == 0);
     p.state = &s1;
     CHECKF(lk_train_run(&p, &err) == 0, "%s", err.msg);
     CHECK(s1.step == 5 && seen.stepped == 5 && seen.resumed == 0);
@@ -426,7 +426,7 @@ static void test_run(void) {
     CHECK(moved);
 
     /* stopped by the flag after step 2: LK_EINTR, a checkpoint, the log kept */
-    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    CHECK(lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed, NULL) == 0);
     seen = (run_seen){.stop_at = 2, .stop = &stop};
     p.state = &s2;
     p.checkpoint = ckpt;
@@ -436,7 +436,7 @@ static void test_run(void) {
     CHECK(s2.step == 2 && seen.stepped == 2 && access(ckpt, F_OK) == 0 && access(log, F_OK) == 0);
     /* resumed (a fresh state, as a new process would have) */
     lk_train_state_free(&s2);
-    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    CHECK(lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed, NULL) == 0);
     stop = 0;
     seen = (run_seen){0};
     p.resume = 1;
@@ -451,7 +451,7 @@ static void test_run(void) {
 
     /* a bad samples path: its error, nothing else */
     lk_train_state_free(&s2);
-    lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed);
+    CHECK(lk_train_state_init(&s2, b.n_layers, b.n_kv_heads, b.head_dim, o.seed, NULL) == 0);
     p.resume = 0;
     p.log = NULL;
     p.samples = "/nonexistent/x.smp";

@@ -4,7 +4,12 @@
 #include <unistd.h>
 
 #include "t.h"
-#include "util.h"
+#include "cli.h"
+
+/* AddressSanitizer (make test SAN=1) aborts on an allocation it cannot
+ * serve; this test asks for impossible sizes on purpose */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
 static int exists(const char *p) { struct stat st; return stat(p, &st) == 0; }
 
@@ -30,7 +35,7 @@ int main(void) {
     CHECK(!exists(path));
     CHECK(lk_out_commit(&o, &err) == 0);
     char *data; size_t len;
-    CHECK(lk_read_file(path, &data, &len, &err) == 0);
+    CHECK(lk_read_file(path, 1u << 20, "test data", &data, &len, &err) == 0);
     CHECK(len == 5 && memcmp(data, "hello", 5) == 0);
     free(data);
 
@@ -56,7 +61,7 @@ int main(void) {
     CHECK(count_entries(dir) == 0);
 
     /* errors carry the file name */
-    CHECK(lk_read_file("/nonexistent/leank", &data, &len, &err) == LK_EIO);
+    CHECK(lk_read_file("/nonexistent/leank", 1u << 20, "test data", &data, &len, &err) == LK_EIO);
     CHECK(strstr(err.msg, "/nonexistent/leank") != NULL);
     CHECK(lk_out_open(&o, "/nonexistent/dir/x", &err) == LK_EIO);
     CHECK(strstr(err.msg, "/nonexistent/dir/x") != NULL);
@@ -89,6 +94,45 @@ int main(void) {
     lk_out_abort(&o);
     free(stale);
     CHECK(count_entries(dir) == 0);
+
+    /* the library's allocators report instead of exiting: NULL (lk_resize,
+     * lk_grow: LK_ENOMEM) and the size and purpose in err */
+    lk_err e2 = {0};
+    size_t huge = (size_t)1 << 62;
+    CHECK(lk_alloc(huge, 1, "a test block", &e2) == NULL && e2.code == LK_ENOMEM);
+    CHECKF(strstr(e2.msg, "out of memory (allocating 4611686018427387904 bytes for a test block)"), "%s", e2.msg);
+    CHECK(lk_zalloc(SIZE_MAX, 2, "a product", &e2) == NULL); /* count * size overflows: never allocated */
+    CHECKF(strstr(e2.msg, "x 2 bytes for a product"), "%s", e2.msg);
+    void *zero = lk_alloc(0, 8, "nothing", &e2); /* a block of its own: NULL only means failure */
+    CHECK(zero != NULL);
+    free(zero);
+    char *dup = lk_dup("abc", &e2), *fmt = lk_fmt(&e2, "%s-%d", "x", 7);
+    CHECK(dup && !strcmp(dup, "abc") && fmt && !strcmp(fmt, "x-7"));
+    free(dup);
+    free(fmt);
+    /* a failed resize leaves the block where it was, with its content, still
+     * the caller's (the old lk_realloc lost it); SAN=1 checks it is not leaked */
+    int *blk = lk_alloc(4, sizeof *blk, "a block", &e2), *was = blk;
+    blk[3] = 42;
+    CHECK(lk_resize(&blk, huge, sizeof *blk, "a larger block", &e2) == LK_ENOMEM && blk == was && blk[3] == 42);
+    size_t cap = 4;
+    CHECK(lk_grow(&blk, &cap, huge, sizeof *blk, "a larger block", &e2) == LK_ENOMEM && cap == 4 && blk == was);
+    CHECK(lk_grow(&blk, &cap, 5, sizeof *blk, "a larger block", &e2) == 0 && cap == 16 && blk[3] == 42);
+    CHECK(lk_grow(&blk, &cap, 16, sizeof *blk, "a larger block", &e2) == 0 && cap == 16);
+    free(blk);
+
+    /* a whole-file read is bounded: an endless file is refused by its size,
+     * naming it and what was expected, not by running out of memory */
+    e2 = (lk_err){0};
+    data = (char *)1;
+    CHECK(lk_read_file("/dev/zero", 1 << 20, "a test file", &data, &len, &e2) == LK_EINPUT && data == NULL);
+    CHECKF(strstr(e2.msg, "/dev/zero: longer than 1.00 MiB (expected a test file)"), "%s", e2.msg);
+    FILE *five = fopen(path, "w");
+    CHECK(five && fputs("12345", five) >= 0 && fclose(five) == 0);
+    CHECK(lk_read_file(path, 4, "four bytes", &data, &len, &e2) == LK_EINPUT && strstr(e2.msg, "longer than 4 B"));
+    CHECK(lk_read_file(path, 5, "five bytes", &data, &len, &e2) == 0 && len == 5 && !strcmp(data, "12345"));
+    free(data);
+    unlink(path);
 
     /* bf16 / f16 round trips and rounding */
     CHECK(lk_bf16_to_f32(lk_f32_to_bf16(1.0f)) == 1.0f);

@@ -63,7 +63,10 @@ static inline void tm_random_model(lk_model *m, const lk_config *c) {
 /* A mask whose heads keep a random number of channels (0 .. head_dim, in
  * steps of step), chosen at random. */
 static inline void tm_random_mask(lk_mask *mask, const lk_config *c, int step) {
-    lk_mask_init(mask, c->n_layers, c->n_kv_heads, c->head_dim, 0);
+    if (lk_mask_init(mask, c->n_layers, c->n_kv_heads, c->head_dim, 0, NULL)) {
+        fputs("tm_random_mask: out of memory\n", stderr);
+        exit(1);
+    }
     for (int l = 0; l < c->n_layers; l++)
         for (int h = 0; h < c->n_kv_heads; h++) {
             int w = step * tm_irand(c->head_dim / step + 1);
