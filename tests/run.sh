@@ -38,7 +38,7 @@ for t in $tests; do
         # make test-gpu SAN=1: every GPU test program under compute-sanitizer's memcheck (bad
         # accesses, leaks of device memory) and racecheck (shared-memory hazards); any report fails
         { compute-sanitizer --tool memcheck --leak-check full --error-exitcode 86 "$t" &&
-          compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 86 "$t"; } >"$log/$name" 2>&1
+          LEANK_SAN_SMALL=1 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 86 "$t"; } >"$log/$name" 2>&1
     else
         "$t" >"$log/$name" 2>&1
     fi

@@ -21,7 +21,7 @@ step() { # name command...: run with a time limit, log to $O/name.txt, one summa
     echo "== $name: exit $rc, $(( $(date +%s) - t0 )) s" | tee -a "$O/summary.txt"
 }
 if [ "$what" = san ]; then # compute-sanitizer over the GPU test programs
-    LEANK_GPU_SAN=1 LEANK_TESTS=gpu_ step san tests/run.sh --gpu
+    LEANK_GPU_SAN=1 LEANK_TESTS=gpu_ LEANK_VARIANTS="hd 64, GQA 7:1" step san tests/run.sh --gpu
     grep -E "^(ok|not ok|[0-9]+ passed)" "$O/san.txt"; grep -A20 "^not ok" "$O/san.txt" | head -40
 fi
 if [ "$what" = train ] || [ "$what" = all ]; then # issue 14: the CUDA trainer against the CPU one, its step vs PyTorch's
