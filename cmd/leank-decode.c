@@ -147,6 +147,27 @@ static int encode_prompt(engine *e, const char *template, const char *system, co
     return 0;
 }
 
+/* A --batch line: at most 64 MiB (a longer one, /dev/zero's say, is not a
+ * request), newline included, NUL-terminated. Its length, 0 at the end of
+ * the input, -1 on a read error, -2 when longer (the rest of it unread). */
+#define BATCH_LINE_MAX ((size_t)64 << 20)
+static ssize_t batch_line(FILE *in, char **line, size_t *cap) {
+    size_t n = 0;
+    int c;
+    while ((c = getc_unlocked(in)) != EOF) {
+        if (n == BATCH_LINE_MAX) return -2;
+        if (n + 2 > *cap) {
+            size_t want = *cap ? 2 * *cap : 4096;
+            *line = lk_realloc(*line, *cap = want < BATCH_LINE_MAX + 1 ? want : BATCH_LINE_MAX + 1);
+        }
+        (*line)[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (ferror(in)) return -1;
+    if (n) (*line)[n] = 0;
+    return (ssize_t)n;
+}
+
 /* --batch: one JSON request a line, one JSON result a line. */
 static int run_batch(engine *e, const char *path, const lk_gen_request *defaults, const char *template,
                      const char *system, lk_err *err) {
@@ -159,7 +180,7 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
     int rc = 0;
     lk_gen_result r = {0};
     int progress = e->gen.progress != NULL;
-    while (rc == 0 && (ll = getline(&line, &lcap, in)) > 0) {
+    while (rc == 0 && (ll = batch_line(in, &line, &lcap)) > 0) {
         lineno++;
         if (strspn(line, " \t\r\n") == (size_t)ll) continue;
         char where[64 + sizeof err->msg / 2];
@@ -197,9 +218,12 @@ static int run_batch(engine *e, const char *path, const lk_gen_request *defaults
         free(prompt_ids);
         lk_batch_req_free(&b);
     }
-    if (rc == 0 && !feof(in)) /* getline failed: a read error, or a line too long for memory */
-        rc = lk_seterr(err, ferror(in) ? LK_EIO : LK_ENOMEM, "%s:%ld: %s: %s", path, lineno + 1,
-                       ferror(in) ? "read error" : "cannot read the line", strerror(errno));
+    if (rc == 0 && ll == -2) {
+        char hb[32];
+        rc = lk_seterr(err, LK_EINPUT, "%s:%ld: longer than %s (expected one JSON request a line)", path, lineno + 1,
+                       lk_human_bytes(hb, sizeof hb, (double)BATCH_LINE_MAX));
+    } else if (rc == 0 && ll < 0)
+        rc = lk_seterr(err, LK_EIO, "%s:%ld: read error: %s", path, lineno + 1, strerror(errno));
     if (progress) fputc('\n', stderr);
     free(line);
     lk_gen_result_free(&r);
@@ -301,7 +325,7 @@ int main(int argc, char **argv) {
         size_t len;
         if (prompt) {
             text = lk_strdup(prompt);
-        } else if (lk_read_file(prompt_file ? prompt_file : "-", 256u << 20, "a UTF-8 prompt", &text, &len, &err)) {
+        } else if (lk_read_file(prompt_file ? prompt_file : "-", 64u << 20, "a UTF-8 prompt", &text, &len, &err)) {
             lk_fail(&err);
         }
         lk_gen_request q = def;

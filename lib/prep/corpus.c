@@ -11,7 +11,7 @@
 
 /* a corpus read whole (stdin, or one document of a directory): larger is
  * not text for leank-prep but the wrong file, or an endless one */
-#define CORPUS_MAX ((size_t)1 << 30)
+#define CORPUS_MAX ((size_t)256 << 20)
 
 enum { K_JSON, K_JSONL, K_DIR, K_TXT };
 

@@ -3,7 +3,7 @@
 #include <unistd.h>
 #include <zstd.h>
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
+size_t __sanitizer_get_current_allocated_bytes(void); /* sanitizer/allocator_interface.h, not always installed */
 static size_t heap_bytes(void) { return __sanitizer_get_current_allocated_bytes(); }
 #else
 #include <malloc.h>
