@@ -32,38 +32,9 @@ extern "C" {
 #include "safetensors.h"
 }
 #include "engine_cuda.h"
+#include "cuda_check.h"
 #include "kvcache.h"
 #include "ops.h"
-
-/* ------------------------------------------------------------ checks */
-
-#define CU(call)                                                                                 \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess)                                                                   \
-            return lk_seterr(err, LK_EDEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
-                             cudaGetErrorString(e_));                                            \
-    } while (0)
-/* launchers returning 0 or a cudaError_t value */
-#define KR(call)                                                                                 \
-    do {                                                                                         \
-        int r_ = (call);                                                                         \
-        if (r_)                                                                                  \
-            return lk_seterr(err, LK_EDEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
-                             cudaGetErrorString((cudaError_t)r_));                               \
-    } while (0)
-#define BL(call)                                                                                 \
-    do {                                                                                         \
-        cublasStatus_t s_ = (call);                                                              \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                         \
-            return lk_seterr(err, LK_EDEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
-                             cublasGetStatusString(s_));                                         \
-    } while (0)
-#define TRY(x)                                                                                   \
-    do {                                                                                         \
-        int rc_ = (x);                                                                           \
-        if (rc_) return rc_;                                                                     \
-    } while (0)
 
 static const size_t ALIGN = 256;
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
@@ -1726,7 +1697,6 @@ extern "C" int lk_cuda_engine_view(lk_engine *be, lk_cuda_view *v, lk_err *err) 
     v->rope_cos = e->rope_cos;
     v->rope_sin = e->rope_sin;
     v->rope_n = e->rope_n;
-    v->bytes = e->dev_bytes;
     return 0;
 }
 

@@ -36,7 +36,6 @@ typedef struct {
     const lk_cuda_layer_view *layers; /* (n_layers) */
     const float *rope_cos, *rope_sin; /* (rope_n, head_dim / 2) */
     int rope_n;
-    size_t bytes;         /* device bytes the engine holds (weights, scratch, pool) */
 } lk_cuda_view;
 
 /* The view of a CUDA engine; LK_EUSAGE for another backend. */

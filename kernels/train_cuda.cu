@@ -46,38 +46,12 @@ extern "C" {
 #include "train.h"
 }
 #include "engine_cuda.h"
+#include "cuda_check.h"
 #include "kvcache.h"
 #include "ops.h"
 
 /* ------------------------------------------------------------ checks */
 
-#define CU(call)                                                                                 \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess)                                                                   \
-            return lk_seterr(err, LK_EDEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
-                             cudaGetErrorString(e_));                                            \
-    } while (0)
-/* launchers returning 0 or a cudaError_t value */
-#define KR(call)                                                                                 \
-    do {                                                                                         \
-        int r_ = (call);                                                                         \
-        if (r_)                                                                                  \
-            return lk_seterr(err, LK_EDEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
-                             cudaGetErrorString((cudaError_t)r_));                               \
-    } while (0)
-#define BL(call)                                                                                 \
-    do {                                                                                         \
-        cublasStatus_t s_ = (call);                                                              \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                         \
-            return lk_seterr(err, LK_EDEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
-                             cublasGetStatusString(s_));                                         \
-    } while (0)
-#define TRY(x)                                                                                   \
-    do {                                                                                         \
-        int rc_ = (x);                                                                           \
-        if (rc_) return rc_;                                                                     \
-    } while (0)
 #define LAUNCHED() KR((int)cudaGetLastError())
 
 /* ------------------------------------------------------------ element access */
@@ -662,9 +636,9 @@ static void launch_softmax(tr_ctx *t, const float *Sm, float *lse) {
                                                       t->recent);
 }
 template <typename T>
-static void launch_o_out(tr_ctx *t) {
+static void launch_o_out(tr_ctx *t, const float *O) {
     size_t n = (size_t)t->A * t->NH * t->hd;
-    permute_kernel<float, T><<<grid_for(n), 256, 0, t->st>>>(t->O, (T *)t->att, t->A, t->NH, t->hd, 1);
+    permute_kernel<float, T><<<grid_for(n), 256, 0, t->st>>>(O, (T *)t->att, t->A, t->NH, t->hd, 1);
 }
 template <typename T>
 static void launch_dz(tr_ctx *t, const float *lse) {
@@ -748,8 +722,7 @@ static int forward(tr_ctx *t, const float *alpha, int keep, int stats, float *h,
         const float *al_l = alpha ? alpha + l * LG : NULL;
         BY_TYPE(launch_q_in, t, t->q, al_l, qt, al_l ? qa : NULL, qf);
         LAUNCHED();
-        if (stats) {
-            if (qf != t->qf) CU(cudaMemcpyAsync(t->qf, qf, (size_t)t->NH * A * t->hd * 4, cudaMemcpyDeviceToDevice, t->st));
+        if (stats) { /* the dense pass: qf is t->qf */
             BY_TYPE(launch_norm_stats, t, l);
             LAUNCHED();
         }
@@ -758,8 +731,7 @@ static int forward(tr_ctx *t, const float *alpha, int keep, int stats, float *h,
         BY_TYPE(launch_softmax, t, al_l ? t->Sm : NULL, lse);
         LAUNCHED();
         TRY(mix(t, O, t->Pz, t->Vb, t->n, err));
-        if (O != t->O) CU(cudaMemcpyAsync(t->O, O, (size_t)t->NH * A * t->hd * 4, cudaMemcpyDeviceToDevice, t->st));
-        BY_TYPE(launch_o_out, t);
+        BY_TYPE(launch_o_out, t, O);
         LAUNCHED();
         /* x += att Wo^T; MLP */
         TRY(lin(t, t->delta, t->ct, t->att, w->wo, A, D, t->QD, err));

@@ -18,23 +18,7 @@ import json
 import sys
 import time
 
-
-def config(shape):
-    from transformers import LlamaConfig, Qwen2Config
-    if shape == "llama3.1-8b":
-        return LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
-                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                           max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
-                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                         "high_freq_factor": 4.0,
-                                         "original_max_position_embeddings": 8192},
-                           tie_word_embeddings=False)
-    if shape == "qwen2.5-1.5b":
-        return Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
-                           num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                           max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                           tie_word_embeddings=True)
-    raise SystemExit(f"hf_e2e.py: unknown shape {shape!r}")
+from hf_shapes import random_model
 
 
 def main():
@@ -47,22 +31,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     import torch
-    from transformers import AutoModelForCausalLM
     torch.manual_seed(a.seed)
-    cfg = config(a.shape)
-    cfg._attn_implementation = "sdpa"
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-    model = model.to_empty(device="cuda")
-    with torch.no_grad():  # random weights made on the device, as leank-bench --random does
-        for n, p in model.named_parameters():
-            if n.endswith("norm.weight"):
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, 0.02)
-        rot = type(model.model.rotary_emb)  # its buffers were lost by to_empty: made anew
-        model.model.rotary_emb = rot(config=cfg).to("cuda")
-    model.eval()
+    model, cfg = random_model(a.shape, torch.bfloat16, "cuda")
     ids = torch.randint(0, cfg.vocab_size, (a.batch, a.prompt_len), device="cuda")
     mask = torch.ones_like(ids)
     dev = torch.cuda.get_device_name()

@@ -107,6 +107,10 @@ typedef struct {
 } lk_bench_train_opts;
 int lk_bench_train(const lk_bench_train_opts *o, lk_err *err);
 
+/* Sort v (n times) and give its min, median (the mean of the middle two for
+ * an even n) and max; all 0 when n < 1. */
+void lk_bench_spread(double *v, int n, double *min, double *median, double *max);
+
 /* The config of a known shape (llama3.1-8b, qwen2.5-1.5b) for random
  * weights; -1 for an unknown name. */
 int lk_bench_shape(lk_config *c, const char *name);

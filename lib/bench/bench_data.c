@@ -27,3 +27,19 @@ int lk_bench_data_dir(const char *opt, const char *bench, const char *needs, con
                          bench, d, from, needs, alt);
     return (*dir = lk_dup(d, err)) ? 0 : LK_ENOMEM;
 }
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void lk_bench_spread(double *v, int n, double *min, double *median, double *max) {
+    if (n < 1) {
+        *min = *median = *max = 0;
+        return;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    *min = v[0];
+    *max = v[n - 1];
+    *median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}

@@ -40,11 +40,6 @@ int lk_bench_shape(lk_config *c, const char *name) {
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
     const char *model_dir = o->model, *random = o->random, *dtype = o->dtype, *plan_path = o->plan;
     int B = o->batch, P = o->prompt_len, G = o->gen, json = o->json, rc = 0;
@@ -123,8 +118,8 @@ int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
     }
     double decode_s = lk_now() - t0, total_s = prefill_s + decode_s;
     int ns = G - 1;
-    qsort(step, (size_t)(ns ? ns : 1), sizeof *step, cmp_double);
-    double med = ns ? step[ns / 2] : 0, mn = ns ? step[0] : 0, mx = ns ? step[ns - 1] : 0;
+    double med, mn, mx;
+    lk_bench_spread(step, ns, &mn, &med, &mx);
     /* the floor of a step in the middle of decoding: every weight and the KV of that length read once */
     lk_engine_mem mem;
     lk_engine_memory(e, &mem);

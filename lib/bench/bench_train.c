@@ -18,16 +18,6 @@
 #include "model.h"
 #include "train.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 int lk_bench_train(const lk_bench_train_opts *o, lk_err *err) {
     const char *model_dir = o->model, *random = o->random, *dtype = o->dtype ? o->dtype : "bf16";
     int C = o->context, A = o->answer, N = o->steps, sink = o->sink, recent = o->recent, json = o->json;
@@ -106,10 +96,9 @@ int lk_bench_train(const lk_bench_train_opts *o, lk_err *err) {
         for (int k = 0; k < 4; k++) part[k][s - 1] = tt[k];
     }
     size_t peak = b.device_bytes ? b.device_bytes(b.ctx) : 0;
-    double smin = step[0], smax = step[0];
-    for (int i = 0; i < N; i++) smin = step[i] < smin ? step[i] : smin, smax = step[i] > smax ? step[i] : smax;
-    double smed = median(step, N), pm[4];
-    for (int k = 0; k < 4; k++) pm[k] = median(part[k], N);
+    double smin, smed, smax, pm[4], lo, hi;
+    lk_bench_spread(step, N, &smin, &smed, &smax);
+    for (int k = 0; k < 4; k++) lk_bench_spread(part[k], N, &lo, &pm[k], &hi);
     const char *devname = e ? lk_engine_device_name(e) : "CPU";
     const char *what = random ? random : model_dir;
     if (json) {

@@ -47,15 +47,6 @@ static lk_engine_opts gpu_opts(void) {
 }
 
 
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        int rc_ = (call);                                                                         \
-        t_checks++;                                                                               \
-        if (rc_) {                                                                                \
-            fprintf(stderr, "%s:%d: %s: %d: %s\n", __FILE__, __LINE__, #call, rc_, err.msg);      \
-            t_fails++;                                                                            \
-        }                                                                                         \
-    } while (0)
 
 static lk_err err;
 

@@ -25,31 +25,11 @@
 #include "engine.h"
 #include "model.h"
 #include "t.h"
-#include "tgpu.h" /* CK, the PRNG, rel_l2 */
+#include "tgpu.h" /* CK, OK, the PRNG, rel_l2d */
 #include "tmodel.h"
 #include "train.h"
 
 static lk_err err;
-
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        int rc_ = (call);                                                                         \
-        t_checks++;                                                                               \
-        if (rc_) {                                                                                \
-            fprintf(stderr, "%s:%d: %s: %d: %s\n", __FILE__, __LINE__, #call, rc_, err.msg);      \
-            t_fails++;                                                                            \
-        }                                                                                         \
-    } while (0)
-
-static double rel_l2d(const double *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        num += (a[i] - ref[i]) * (a[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static lk_engine_opts gpu_opts(void) {
     lk_engine_opts o;
