@@ -12,7 +12,7 @@
 #       .carry/models/NAME.sha256 and the gguf wheel in .carry/whl; prints the calls.
 # There (one device call each, back to back: the machine goes back 30 s after a call):
 #   dev/models/to_device.sh recv NAME K      moves chunk K to /tmp/leank-xfer after
-#                                            checking its sha256 and that 0..K-1 came
+#                                            checking its sha256; says which have not come
 #   dev/models/to_device.sh join NAME DIR [--dtype f32|bf16]
 #                                            checks and joins the chunks, installs the
 #                                            gguf wheel into /tmp/site, converts -> DIR
@@ -23,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 die() { echo "to_device.sh: $*" >&2; exit 1; }
 X=/tmp/leank-xfer
-C=$top/.carry/models
+C=${LEANK_XFER_CARRY:-$top/.carry/models} # where the device call left the carried chunks
 
 case ${1:-} in
 split)
@@ -58,18 +58,21 @@ recv)
     want=$(grep " $name.gguf.$kk\$" "$C/$name.sha256" | cut -d' ' -f1)
     got=$(sha256sum "$C/$name.gguf.$kk" | cut -d' ' -f1)
     [ -n "$want" ] && [ "$got" = "$want" ] || die "chunk $kk: sha256 $got, expected ${want:-(not in the manifest)}"
-    for j in $(seq 0 $((10#$k - 1))); do
-        [ -f "$X/$name.gguf.$(printf %02d "$j")" ] ||
-            die "chunk $(printf %02d "$j") is not on this machine (a fresh machine?): start again from recv $name 00"
+    mv -f "$C/$name.gguf.$kk" "$X/" && cp -f "$C/$name.sha256" "$X/" || die "mv chunk $kk failed"
+    # any order; a chunk missing here that an earlier call brought means a fresh machine
+    n=$(grep -c "$name.gguf\.[0-9]" "$C/$name.sha256") have=0 miss=""
+    for j in $(seq 0 $((n - 1))); do
+        jj=$(printf %02d "$j")
+        if [ -f "$X/$name.gguf.$jj" ]; then have=$((have + 1)); else miss="$miss $jj"; fi
     done
-    mv -f "$C/$name.gguf.$kk" "$X/" || die "mv chunk $kk failed"
-    echo "to_device.sh: chunk $kk of $(grep -c "$name.gguf\.[0-9]" "$C/$name.sha256") here ($X)"
+    echo "to_device.sh: chunk $kk of $name here ($X): $have of $n${miss:+; not yet:$miss}"
     ;;
 join)
     name=${2:?usage: to_device.sh join NAME DIR [--dtype f32|bf16]}; dir=${3:?usage: to_device.sh join NAME DIR}
     shift 3
     m=$C/$name.sha256
-    [ -f "$m" ] || die "$m not carried"
+    [ -f "$m" ] || m=$X/$name.sha256 # recv's copy
+    [ -f "$m" ] || die "$C/$name.sha256 not carried"
     if [ ! -f "$X/$name.gguf" ]; then
         n=$(grep -c "$name.gguf\.[0-9]" "$m")
         (cd "$X" && grep "$name.gguf\.[0-9]" "$m" | sha256sum -c --quiet >/dev/null 2>&1) ||
