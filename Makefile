@@ -121,10 +121,10 @@ $(B)/cmd/%.o: cmd/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-# -Icmd: bench_kernels.cu is leank-bench kernel's body (cli.h's lk_die)
+# no -Icmd: kernels/ is library too, and cannot see cmd/cli.h (the helpers that exit)
 $(B)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) $(LIB_INC) -Ikernels -Icmd -MMD -MP -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) $(LIB_INC) -Ikernels -MMD -MP -c $< -o $@
 
 $(BIN)/%: $(B)/cmd/%.o $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(@D)

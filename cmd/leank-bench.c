@@ -1,9 +1,10 @@
 /* leank-bench - benchmarks: kernels, end-to-end speed and memory, accuracy.
  * One subcommand per benchmark. This file is each one's command line: its
- * --help, its options (parsed into the benchmark's options struct, bench.h)
- * and their defaults; the work lives in lib/bench/bench_*.c. A subcommand
- * is a usage_NAME, a cmd_NAME that parses and calls lk_bench_NAME, and a
- * line in `benches`. */
+ * --help, its options (parsed into the benchmark's options struct, bench.h,
+ * or bench_kernels.h for the CUDA kernels) and their defaults; the work lives
+ * in lib/bench/bench_*.c (kernel, attention: kernels/bench_kernels.cu). A
+ * subcommand is a usage_NAME, a cmd_NAME that parses and calls lk_bench_NAME,
+ * and a line in `benches`. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +249,100 @@ static int cmd_accuracy(int argc, char **argv) {
     return finish(lk_bench_accuracy(&o, &err), &err);
 }
 
+#ifdef LEANK_CUDA
+/* ---- kernel, attention (the CUDA kernels; built with CUDA only) ----
+ * One set of options for both, as ever: each takes what it uses (the help
+ * says which) and accepts the rest. */
+static const char kernel_what[] = "Decode attention of one layer: dense, LeanK with a mask (per layer and averaged),\n"
+                                  "and torch SDPA cuDNN dense (--sdpa).";
+static const char attention_what[] = "Our dense decode attention vs torch SDPA cuDNN (--sdpa), and causal prefill\n"
+                                     "attention (B 1 x --prefill-len x --heads x --head-dim).";
+
+static void usage_kernels(FILE *f, const char *name, const char *what) {
+    fprintf(f, "usage: leank-bench %s [OPTION]...\n%s\n\n"
+               "  -b, --batch N      sequences (default 64)\n"
+               "      --heads N      query heads (default 32)\n"
+               "      --kv-heads N   kv heads (default 8)\n"
+               "      --head-dim N   (default 128)\n"
+               "  -n, --len N        keys a sequence (default 32768)\n"
+               "      --sink N, --recent N  LeanK windows (default 128, 1024)\n"
+               "  -m, --mask FILE    LeanK mask (kernel; default $LEANK_SHARED/data/masks/llama3.1-8b-instruct.tsv)\n"
+               "      --layers N     mask layers timed (kernel; default 32)\n"
+               "      --prefill-len N  causal prefill length (attention; default 32768, 0 = skip)\n"
+               "      --reps N       timed runs, median kept (default 20)\n"
+               "      --sdpa SCRIPT  also time torch SDPA (cuDNN) with dev/bench/sdpa_decode.py\n"
+               "      --json         JSON instead of the table\n"
+               "      --ab           (kernel) every decode form side by side a layer, outputs compared,\n"
+               "                     and the layers again in reverse order\n",
+            name, what);
+}
+
+static const lk_bench_kernel_opts kernel_defaults = {.batch = 64, .heads = 32, .kv_heads = 8, .head_dim = 128,
+                                                     .len = 32768, .sink = 128, .recent = 1024, .layers = 32,
+                                                     .reps = 20};
+
+/* kernel's or attention's options (argv[0]: which) into *k and *prefill_len:
+ * -1 to go on, else the exit status (--help: 0; a bad option: getopt's line,
+ * LK_EUSAGE). The shape's consistency is the benchmark's to check. */
+static int parse_kernels(int argc, char **argv, const char *what, lk_bench_kernel_opts *k, int *prefill_len) {
+    enum { O_HEADS = 256, O_KV_HEADS, O_HEAD_DIM, O_SINK, O_RECENT, O_REPS, O_LAYERS, O_SDPA, O_PREFILL, O_JSON, O_AB };
+    static const struct option opts[] = {
+        {"batch", required_argument, 0, 'b'},         {"heads", required_argument, 0, O_HEADS},
+        {"kv-heads", required_argument, 0, O_KV_HEADS}, {"head-dim", required_argument, 0, O_HEAD_DIM},
+        {"len", required_argument, 0, 'n'},           {"sink", required_argument, 0, O_SINK},
+        {"recent", required_argument, 0, O_RECENT},   {"reps", required_argument, 0, O_REPS},
+        {"layers", required_argument, 0, O_LAYERS},   {"mask", required_argument, 0, 'm'},
+        {"sdpa", required_argument, 0, O_SDPA},       {"prefill-len", required_argument, 0, O_PREFILL},
+        {"json", no_argument, 0, O_JSON},             {"help", no_argument, 0, 'h'},
+        {"ab", no_argument, 0, O_AB},
+        {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "b:n:m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': k->batch = (int)lk_parse_long("--batch", optarg, 1, 1 << 20); break;
+        case O_HEADS: k->heads = (int)lk_parse_long("--heads", optarg, 1, 1 << 16); break;
+        case O_KV_HEADS: k->kv_heads = (int)lk_parse_long("--kv-heads", optarg, 1, 64); break;
+        case O_HEAD_DIM: k->head_dim = (int)lk_parse_long("--head-dim", optarg, 8, 256); break;
+        case 'n': k->len = (int)lk_parse_long("--len", optarg, 1, 1 << 30); break;
+        case O_SINK: k->sink = (int)lk_parse_long("--sink", optarg, 0, 1 << 30); break;
+        case O_RECENT: k->recent = (int)lk_parse_long("--recent", optarg, 0, 1 << 30); break;
+        case O_REPS: k->reps = (int)lk_parse_long("--reps", optarg, 1, 100000); break;
+        case O_LAYERS: k->layers = (int)lk_parse_long("--layers", optarg, 1, 1 << 16); break;
+        case 'm': k->mask = optarg; break;
+        case O_SDPA: k->sdpa = optarg; break;
+        case O_PREFILL: *prefill_len = (int)lk_parse_long("--prefill-len", optarg, 0, 1 << 30); break;
+        case O_JSON: k->json = 1; break;
+        case O_AB: k->ab = 1; break;
+        case 'h': usage_kernels(stdout, argv[0], what); return 0;
+        default: return LK_EUSAGE;
+        }
+    }
+    if (optind < argc) lk_die(LK_EUSAGE, "%s: unexpected argument '%s' (see --help)", argv[0], argv[optind]);
+    return -1;
+}
+
+static int cmd_kernel(int argc, char **argv) {
+    lk_bench_kernel_opts o = kernel_defaults;
+    int prefill_len = 32768; /* attention's, accepted */
+    int rc = parse_kernels(argc, argv, kernel_what, &o, &prefill_len);
+    if (rc >= 0) return rc;
+    lk_err err = {0};
+    return finish(lk_bench_kernel(&o, &err), &err);
+}
+
+static int cmd_attention(int argc, char **argv) {
+    lk_bench_kernel_opts k = kernel_defaults; /* --sink, --recent, --mask, --layers, --ab: kernel's, accepted */
+    lk_bench_attention_opts o = {.prefill_len = 32768};
+    int rc = parse_kernels(argc, argv, attention_what, &k, &o.prefill_len);
+    if (rc >= 0) return rc;
+    o.batch = k.batch, o.heads = k.heads, o.kv_heads = k.kv_heads, o.head_dim = k.head_dim, o.len = k.len;
+    o.reps = k.reps, o.sdpa = k.sdpa, o.json = k.json;
+    lk_err err = {0};
+    return finish(lk_bench_attention(&o, &err), &err);
+}
+#endif
+
 /* ---- e2e ---- */
 static void usage_e2e(FILE *f) {
     fprintf(f,
@@ -393,8 +488,8 @@ static const struct {
     {"prep", cmd_prep, "leank-prep sample generation speed"},
     {"accuracy", cmd_accuracy, "RULER accuracy of a model on samples, dense vs LeanK pruned cache"},
 #ifdef LEANK_CUDA
-    {"kernel", lk_bench_kernel, "decode attention kernels: dense, LeanK per layer, torch SDPA (GPU)"},
-    {"attention", lk_bench_attention, "dense decode attention vs torch SDPA, causal prefill attention (GPU)"},
+    {"kernel", cmd_kernel, "decode attention kernels: dense, LeanK per layer, torch SDPA (GPU)"},
+    {"attention", cmd_attention, "dense decode attention vs torch SDPA, causal prefill attention (GPU)"},
 #endif
     {"e2e", cmd_e2e, "end-to-end generation speed and memory on the GPU, dense vs LeanK"},
     {"train", cmd_train, "leank-train step time and memory (stage 1, random samples)"},

@@ -9,7 +9,9 @@
  * Adding one (e.g. `leank-bench train`): an lk_bench_NAME_opts struct and
  * int lk_bench_NAME(const lk_bench_NAME_opts *, lk_err *) here, the work in
  * lib/bench/bench_NAME.c, and in cmd/leank-bench.c its usage text, its
- * option parser filling the struct, and a line in the table of commands. */
+ * option parser filling the struct, and a line in the table of commands.
+ * The benchmarks of the CUDA kernels (kernel, attention) are the same, in
+ * kernels/bench_kernels.h and .cu (built with CUDA only). */
 #ifndef LEANK_BENCH_H
 #define LEANK_BENCH_H
 
