@@ -4,7 +4,7 @@
 #   make demo         the whole pipeline on data/models/leank-mini
 #   make test         every CPU test (unit tests in C, shell tests of the programs)
 #   make test-gpu     GPU tests (on a machine with an NVIDIA GPU)
-#   make install PREFIX=/usr/local   programs, man pages, share/leank: configs, the
+#   make install PREFIX=/usr/local   programs, man pages, share/leank: configs, masks, the
 #                     leank-mini model, leank-bench's HF script (the programs find it
 #                     beside themselves: ../share/leank)
 #   make O=DIR        put build/ and bin/ under DIR (parallel builds of one tree)
@@ -193,11 +193,12 @@ install: all
 	install -m 755 $(PROG_BIN) $(DESTDIR)$(PREFIX)/bin/
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	install -d $(DESTDIR)$(PREFIX)/share/leank/configs $(DESTDIR)$(PREFIX)/share/leank/models/leank-mini \
-	           $(DESTDIR)$(PREFIX)/share/leank/bench
+	           $(DESTDIR)$(PREFIX)/share/leank/bench $(DESTDIR)$(PREFIX)/share/leank/masks
 	install -m 644 data/configs/*.yaml $(DESTDIR)$(PREFIX)/share/leank/configs/
+	install -m 644 data/masks/*.safetensors data/masks/README.md $(DESTDIR)$(PREFIX)/share/leank/masks/
 	install -m 644 data/models/leank-mini/* $(DESTDIR)$(PREFIX)/share/leank/models/leank-mini/
 	install -m 644 dev/bench/hf_tokenize.py $(DESTDIR)$(PREFIX)/share/leank/bench/
-	@echo "leank: installed in $(DESTDIR)$(PREFIX): bin/, share/man/, share/leank/{configs,models/leank-mini,bench}"
+	@echo "leank: installed in $(DESTDIR)$(PREFIX): bin/, share/man/, share/leank/{configs,masks,models/leank-mini,bench}"
 
 clean:
 	rm -rf $(B) $(BIN) $(O)/build-san $(O)/bin-san lib/libleank.a

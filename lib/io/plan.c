@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "safetensors.h"
 
@@ -308,8 +309,33 @@ static int is_plan_file(const char *path) {
     return yes;
 }
 
+static int plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
+                     int recent, const char *dtype, int *overridden, lk_err *err);
+
+/* A name that is no file here and has no '/' (qwen2.5-coder-1.5b-instruct) is
+ * looked up among the masks leank ships: share/leank/masks/NAME, then
+ * NAME.safetensors (data/masks beside an uninstalled bin/). NULL: not found. */
+static char *shipped_mask(const char *name) {
+    char *p = lk_share_find("masks", name);
+    if (!p && !strchr(name, '/') && access(name, F_OK) != 0) {
+        char *n = lk_fmt(NULL, "%s.safetensors", name);
+        if (n) p = lk_share_find("masks", n);
+        free(n);
+    }
+    return p;
+}
+
 int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
                  int recent, const char *dtype, int *overridden, lk_err *err) {
+    char *shipped = shipped_mask(path);
+    if (shipped) path = shipped;
+    int rc = plan_open(p, path, c, model_name, sink, recent, dtype, overridden, err);
+    free(shipped);
+    return rc;
+}
+
+static int plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
+                     int recent, const char *dtype, int *overridden, lk_err *err) {
     memset(p, 0, sizeof *p);
     if (overridden) *overridden = 0;
     if (is_plan_file(path)) {

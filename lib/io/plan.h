@@ -98,7 +98,9 @@ void lk_kv_pages_at(const lk_config *c, const lk_plan *p, int elem_bytes, long m
  * a plan made in memory (dtype, context 0). Windows: sink/recent >= 0
  * override the file's; -1 takes the plan's (a mask's: the defaults above).
  * *overridden (may be NULL) is set when an override changed a plan's
- * window. The plan's shape is checked against the model (c, model_name). */
+ * window. The plan's shape is checked against the model (c, model_name).
+ * A bare name that is no file here (qwen2.5-coder-1.5b-instruct) names a
+ * mask leank ships (share/leank/masks; data/masks in the source tree). */
 int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
                  int recent, const char *dtype, int *overridden, lk_err *err);
 

@@ -10,10 +10,11 @@ make -s -C "$LEANK_TOP" $oarg install PREFIX="$P" >"$T/log" 2>&1 || { cat "$T/lo
 for f in bin/leank-prep bin/leank-train bin/leank-binarize bin/leank-pack bin/leank-decode bin/leank-bench \
          share/man/man1/leank-train.1 share/man/man5/leank-formats.5 share/man/man7/leank.7 \
          share/leank/configs/leank-mini.yaml share/leank/models/leank-mini/config.json \
-         share/leank/models/leank-mini/tokenizer.json share/leank/bench/hf_tokenize.py; do
+         share/leank/models/leank-mini/tokenizer.json share/leank/bench/hf_tokenize.py \
+         share/leank/masks/qwen2.5-coder-1.5b-instruct.safetensors share/leank/masks/README.md; do
     [ -e "$P/$f" ] || fail "make install did not install $f"
 done
-ok "make install: programs, man pages, configs, leank-mini, the HF script"
+ok "make install: programs, man pages, configs, masks, leank-mini, the HF script"
 mkdir "$T/elsewhere" && cd "$T/elsewhere"
 unset LEANK_SHARE LEANK_DATA
 MI=$P/share/leank/models/leank-mini
@@ -28,6 +29,11 @@ expect_fail 4 "-c of a config that exists nowhere" -- "$P/bin/leank-train" -m "$
 grep -q "share/leank/configs" "$T/err" || fail "the message does not say where configs were looked for"
 "$P/bin/leank-decode" -m "$MI" -p "Once upon a time" --max-tokens 4 -q >out && [ -s out ] && ok "installed leank-mini decodes" ||
     fail "installed leank-decode on leank-mini"
+# a shipped mask by name, from another directory: found (the shape check against leank-mini names it)
+expect_fail x "--plan qwen2.5-coder-1.5b-instruct on leank-mini" -- "$P/bin/leank-decode" -m "$MI" \
+    --plan qwen2.5-coder-1.5b-instruct -p x --max-tokens 1
+grep -q "share/leank/masks/qwen2.5-coder-1.5b-instruct.safetensors" "$T/err" &&
+    ok "--plan NAME finds the installed mask" || fail "--plan NAME: $(cat "$T/err")"
 # leank-bench: reference data absent -> one clear line, non-zero, no table
 for c in tokenize decode prep; do
     env -u LEANK_SHARED "$P/bin/leank-bench" $c >out 2>err; rc=$?

@@ -1,0 +1,37 @@
+# masks.sh - the LeanK masks shipped in data/masks (dev/real/README.md): each
+# has its model's shape (by its name), the ratio it was binarized at (0.7 of
+# the K channels pruned, align 32), the windows it was trained for and a line
+# in data/masks/README.md; a bare name given as --plan finds it (data/masks
+# beside bin/); the Qwen2.5-Coder-1.5B mask keeps the RoPE bands the way the
+# official Qwen2.5-7B mask does (low-frequency bands kept most).
+. "$LEANK_TOP/tests/lib.sh"
+D=$LEANK_TOP/data/masks
+n=0
+for f in "$D"/*.safetensors; do
+    b=$(basename "$f" .safetensors)
+    case $b in
+        qwen2.5-coder-1.5b-instruct*) want="28 2 128" ;;
+        qwen2.5-coder-0.5b-instruct*) want="24 2 64" ;;
+        *) fail "$f: no model known for this name"; continue ;;
+    esac
+    "$B/leank-binarize" "$f" --report --json >"$T/r.json" 2>"$T/err" || { fail "$f: $(cat "$T/err")"; continue; }
+    got=$(jq -r '"\(.n_layers) \(.n_kv_heads) \(.head_dim)"' "$T/r.json")
+    [ "$got" = "$want" ] || fail "$b: shape $got, expected $want"
+    jq -e '.k_kept_pct >= 25 and .k_kept_pct <= 35 and .sink == 128 and .recent == 1024' "$T/r.json" >/dev/null ||
+        fail "$b: $(jq -c '{k_kept_pct, sink, recent}' "$T/r.json"): expected 25-35 % kept, windows 128 + 1024"
+    grep -q "\`$b.safetensors\`" "$D/README.md" || fail "$b.safetensors is not in data/masks/README.md"
+    n=$((n + 1))
+done
+[ $n -ge 6 ] && ok "$n shipped masks: shapes, ratio, windows, README" || fail "only $n masks in $D"
+# a bare name finds the shipped mask (the shape check against leank-mini names the file it read)
+expect_fail x "--plan qwen2.5-coder-0.5b-instruct on leank-mini" -- "$B/leank-decode" -m "$LEANK_TOP/data/models/leank-mini" \
+    --plan qwen2.5-coder-0.5b-instruct -p x --max-tokens 1
+grep -q "data/masks/qwen2.5-coder-0.5b-instruct.safetensors" "$T/err" &&
+    ok "--plan NAME reads data/masks/NAME.safetensors" || fail "--plan NAME: $(cat "$T/err")"
+# RoPE bands (8 bands of 8 pairs at head_dim 128): the learned 1.5B mask, like the official 7B one,
+# keeps the highest-frequency bands least and the lowest most
+"$B/leank-binarize" "$D/qwen2.5-coder-1.5b-instruct.safetensors" --report --json >"$T/r.json"
+jq -e '.bands | length == 8 and (.[0].kept_pct < 15) and (.[7].kept_pct > 50) and (.[7].kept_pct > .[3].kept_pct)' "$T/r.json" >/dev/null &&
+    ok "1.5B mask: bands $(jq -c '[.bands[].kept_pct | floor]' "$T/r.json") (% kept, high to low frequency)" ||
+    fail "1.5B mask bands: $(jq -c '.bands' "$T/r.json")"
+finish
