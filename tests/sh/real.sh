@@ -47,7 +47,7 @@ for n in "${models[@]}"; do
             (if (.[-1] as \$l | \$s | index(\$l)) then .[:-1] else . end) | map(tostring) | join(\" \")" "$X")
         jq -e ".cases[] | select(.name == \"$name\")" "$X" >/dev/null || { fail "$n $name: no case in $X"; continue; }
         start=$(date +%s)
-        if ! "$D" -m "$root/$n" --device cpu --template "$tmpl" "${sys[@]}" -n "$max" --ids --echo -q \
+        if ! "$D" -m "$root/$n" --device cpu --template "$tmpl" "${sys[@]}" --max-tokens "$max" --ids --echo -q \
              --prompt-file "$T/prompt" >"$T/got" 2>"$T/err"; then
             fail "$n $name: leank-decode exit $?: $(head -n1 "$T/err")"; continue
         fi
