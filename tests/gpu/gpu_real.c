@@ -38,13 +38,13 @@
 #include "model.h"
 #include "sampler.h"
 #include "t.h"
+#include "treal.h"
 
 #define TOL_F32 1e-4   /* absolute, on HF's top 20 */
 #define TOL_BF16 1e-2  /* relative L2, on HF's top 20 */
 #define MARGIN 0.5     /* a bf16 argmax may differ from HF's where HF's top-1/top-2 margin is at most this */
 #define CHUNK 1024
 
-static const char *const names[] = {"qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"};
 
 static lk_err err;
 
@@ -58,13 +58,6 @@ static lk_err err;
             t_fails++;                                                                            \
         }                                                                                         \
     } while (0)
-
-static int *json_ints(json_t *a, int *n) {
-    *n = (int)json_array_size(a);
-    int *v = malloc(sizeof(int) * (*n > 0 ? *n : 1));
-    for (int i = 0; i < *n; i++) v[i] = (int)json_integer_value(json_array_get(a, i));
-    return v;
-}
 
 /* One prompt with HF's answer. margin[g]: the f32 engine's top-1 - top-2 at
  * greedy step g (NAN until the f32 run has been there). */
@@ -250,25 +243,20 @@ int main(void) {
     if (dev == LK_DEVICE_CUDA && !lk_cuda_available())
         T_SKIP("no GPU visible (or a build without CUDA); LEANK_REAL_DEVICE=cpu runs the checks on the CPU engine");
     int small = getenv("LEANK_SAN_SMALL") != NULL;
-    const char *root = getenv("LEANK_REAL_MODELS");
     char def[1024], dir[2048], path[2560];
-    if (!root || !*root) {
-        const char *home = getenv("HOME");
-        snprintf(def, sizeof def, "%.900s/.cache/leank/models", home ? home : ".");
-        root = def;
-    }
+    const char *root = real_root(def, sizeof def);
     json_error_t je;
     json_t *pj = json_load_file("tests/data/real/prompts.json", 0, &je);
     if (!pj) T_SKIP("tests/data/real/prompts.json: %s (run from the repository root)", je.text);
     json_t *prompts = json_object_get(pj, "prompts");
     int ran = 0;
-    for (int mi = 0; mi < 2; mi++) {
+    for (int mi = 0; mi < REAL_MODELS; mi++) {
         struct stat st;
-        if (only && *only && !strstr(names[mi], only)) continue;
-        snprintf(dir, sizeof dir, "%.1900s/%s", root, names[mi]);
+        if (only && *only && !strstr(real_names[mi], only)) continue;
+        snprintf(dir, sizeof dir, "%.1900s/%s", root, real_names[mi]);
         snprintf(path, sizeof path, "%s/config.json", dir);
         if (stat(path, &st) != 0) {
-            printf("note: %s absent (dev/models/get.sh %s %s)\n", dir, names[mi], dir);
+            printf("note: %s absent (dev/models/get.sh %s %s)\n", dir, real_names[mi], dir);
             continue;
         }
         /* HF's reference ran on the f32 weights: a bf16 conversion (get.sh or
@@ -281,7 +269,7 @@ int main(void) {
                json_string_value(td));
         json_decref(cj);
         if (!f32) continue;
-        snprintf(path, sizeof path, "tests/data/real/%s.json", names[mi]);
+        snprintf(path, sizeof path, "tests/data/real/%s.json", real_names[mi]);
         json_t *rj = json_load_file(path, 0, &je);
         CHECKF(rj != NULL, "%s: %s", path, je.text);
         if (!rj) continue;
@@ -316,8 +304,8 @@ int main(void) {
         if (good) {
             ran++;
             /* f32 first: its margins judge the bf16 greedy steps */
-            run_dtype(names[mi], &m, "f32", dev, hc, nc, small);
-            if (dev == LK_DEVICE_CUDA) run_dtype(names[mi], &m, "bf16", dev, hc, nc, small);
+            run_dtype(real_names[mi], &m, "f32", dev, hc, nc, small);
+            if (dev == LK_DEVICE_CUDA) run_dtype(real_names[mi], &m, "bf16", dev, hc, nc, small);
             lk_model_free(&m);
         }
         for (int c = 0; c < nc; c++) {

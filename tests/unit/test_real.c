@@ -8,6 +8,7 @@
  * ~/.cache/leank/models/NAME), made by dev/models/get.sh; skips when none is
  * there. Run from the repository root. */
 #include "t.h"
+#include "treal.h"
 #include "model.h"
 
 #include <jansson.h>
@@ -15,14 +16,6 @@
 #define TOL 1e-4
 #define CHUNK 1024
 
-static const char *const names[] = {"qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"};
-
-static int *json_ints(json_t *a, int *n) {
-    *n = (int)json_array_size(a);
-    int *v = malloc(sizeof(int) * (*n > 0 ? *n : 1));
-    for (int i = 0; i < *n; i++) v[i] = (int)json_integer_value(json_array_get(a, i));
-    return v;
-}
 
 /* Compares s->logits with the reference check for position pos, if any. */
 static void compare(const char *model, const char *cas, json_t *checks, int pos, const float *logits,
@@ -50,27 +43,22 @@ static void compare(const char *model, const char *cas, json_t *checks, int pos,
 }
 
 int main(void) {
-    const char *root = getenv("LEANK_REAL_MODELS");
     char def[1024], dir[2048], path[2560];
-    if (!root || !*root) {
-        const char *home = getenv("HOME");
-        snprintf(def, sizeof def, "%.900s/.cache/leank/models", home ? home : ".");
-        root = def;
-    }
+    const char *root = real_root(def, sizeof def);
     json_error_t je;
     json_t *pj = json_load_file("tests/data/real/prompts.json", 0, &je);
     if (!pj) T_SKIP("tests/data/real/prompts.json: %s", je.text);
     json_t *prompts = json_object_get(pj, "prompts");
     int ran = 0;
-    for (int mi = 0; mi < 2; mi++) {
+    for (int mi = 0; mi < REAL_MODELS; mi++) {
         struct stat st;
-        snprintf(dir, sizeof dir, "%.1900s/%s", root, names[mi]);
+        snprintf(dir, sizeof dir, "%.1900s/%s", root, real_names[mi]);
         snprintf(path, sizeof path, "%s/config.json", dir);
         if (stat(path, &st) != 0) {
-            printf("note: %s absent (dev/models/get.sh %s %s)\n", dir, names[mi], dir);
+            printf("note: %s absent (dev/models/get.sh %s %s)\n", dir, real_names[mi], dir);
             continue;
         }
-        snprintf(path, sizeof path, "tests/data/real/%s.json", names[mi]);
+        snprintf(path, sizeof path, "tests/data/real/%s.json", real_names[mi]);
         json_t *rj = json_load_file(path, 0, &je);
         CHECKF(rj != NULL, "%s: %s", path, je.text);
         if (!rj) continue;
@@ -107,19 +95,19 @@ int main(void) {
                     int len = n - at < CHUNK ? n - at : CHUNK;
                     ok = lk_forward(&m, &s, ids + at, len, NULL, &err) == 0;
                     CHECKF(ok, "%s: %s", cname, err.msg);
-                    if (ok) compare(names[mi], cname, checks, at + len - 1, s.logits, m.cfg.vocab_size, &worst);
+                    if (ok) compare(real_names[mi], cname, checks, at + len - 1, s.logits, m.cfg.vocab_size, &worst);
                 }
                 for (int g = 0; g + 1 < ng && ok; g++) { /* decode one token at a time */
                     ok = lk_forward(&m, &s, greedy + g, 1, NULL, &err) == 0;
                     CHECKF(ok, "%s: %s", cname, err.msg);
-                    if (ok && g + 2 == ng) compare(names[mi], cname, checks, n + g, s.logits, m.cfg.vocab_size, &worst);
+                    if (ok && g + 2 == ng) compare(real_names[mi], cname, checks, n + g, s.logits, m.cfg.vocab_size, &worst);
                 }
                 lk_state_free(&s);
             }
             free(ids);
             free(greedy);
         }
-        printf("%s: worst |logit - HF| %.3g (tolerance %g)\n", names[mi], worst, TOL);
+        printf("%s: worst |logit - HF| %.3g (tolerance %g)\n", real_names[mi], worst, TOL);
         lk_model_free(&m);
         json_decref(rj);
     }
