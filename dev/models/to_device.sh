@@ -8,16 +8,18 @@
 # Here (a developer machine, in the checkout whose tree the device calls send):
 #   dev/models/to_device.sh split NAME [CHUNK_MIB]
 #       GGUF (dev/models/get.sh NAME --gguf-only) -> .carry/models/NAME.gguf.00 ..
-#       (CHUNK_MIB, default 32: 64 MiB less the tree's size, with a margin),
-#       .carry/models/NAME.sha256 and the gguf wheel in .carry/whl; prints the calls.
+#       (CHUNK_MIB, default 32: 64 MiB less the tree's size, with a margin; 60 from
+#       an empty checkout, as dev/real/README.md did it), .carry/models/NAME.sha256
+#       and the gguf wheel in .carry/whl; prints the calls. LEANK_XFER_CARRY=DIR
+#       puts the chunks in DIR instead of .carry/models (recv reads them there too).
 # There (one device call each, back to back: the machine goes back 30 s after a call):
 #   dev/models/to_device.sh recv NAME K      moves chunk K to /tmp/leank-xfer after
 #                                            checking its sha256; says which have not come
 #   dev/models/to_device.sh join NAME DIR [--dtype f32|bf16]
 #                                            checks and joins the chunks, installs the
 #                                            gguf wheel into /tmp/site, converts -> DIR
-# Untested on the device machine by its author (no device calls from a helper's
-# worktree): see dev/real/README.md. Any failure: one line on stderr, exit 1.
+# Used on the H200 on 2026-11-30 for both models (26 calls of 60 MiB, 5-6 s
+# each): dev/real/README.md. Any failure: one line on stderr, exit 1.
 set -u -o pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
