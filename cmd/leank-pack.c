@@ -16,7 +16,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: leank-pack --mask MASK (-m MODEL_DIR | --config config.json) [-o PLAN]\n"
-            "  -k, --mask FILE      the mask (safetensors or TSV, as leank-binarize writes)\n"
+            "  -k, --mask FILE      the mask (safetensors or TSV, as leank-binarize writes), or the\n"
+            "                       name of a mask leank ships (qwen2.5-coder-1.5b-instruct)\n"
             "  -m, --model DIR      model directory (its config.json)\n"
             "      --config FILE    a config.json\n"
             "  -o, --output FILE    write the decode plan (safetensors, format=leank-plan); '-' = stdout\n"
@@ -208,6 +209,8 @@ int main(int argc, char **argv) {
     lk_config cfg;
     if (lk_config_load(&cfg, model, &err)) lk_fail(&err);
     if (context < 0) context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : 131072;
+    char *shipped = lk_mask_shipped(mask_path); /* --mask qwen2.5-coder-1.5b-instruct */
+    if (shipped) mask_path = shipped;
     lk_mask m;
     if (lk_mask_load_dim(&m, mask_path, cfg.head_dim, &err)) lk_fail(&err);
     const char *mask_name = strcmp(mask_path, "-") ? mask_path : "<stdin>";
@@ -233,5 +236,6 @@ int main(int argc, char **argv) {
         lk_warn("%s records no cache windows: sink %d, recent %d (the defaults)", mask_name, sink, recent);
     lk_plan_free(&p);
     lk_mask_free(&m);
+    free(shipped);
     return 0;
 }

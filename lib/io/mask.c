@@ -742,3 +742,14 @@ void lk_mask_stats_free(lk_mask_stats *s) {
     free(s->layer_zero);
     memset(s, 0, sizeof *s);
 }
+
+char *lk_mask_shipped(const char *name) {
+    if (!name || !*name || strchr(name, '/') || access(name, F_OK) == 0) return NULL;
+    char *p = lk_share_find("masks", name);
+    if (!p) {
+        char *n = lk_fmt(NULL, "%s.safetensors", name);
+        if (n) p = lk_share_find("masks", n);
+        free(n);
+    }
+    return p;
+}

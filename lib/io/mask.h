@@ -75,6 +75,12 @@ int lk_mask_load_tsv_dim(lk_mask *m, const char *path, int head_dim, lk_err *err
 /* lk_mask_load_dim of a file (not "-") named `name` in messages (a
  * temporary copy of stdin, say). */
 int lk_mask_load_as(lk_mask *m, const char *path, const char *name, int head_dim, lk_err *err);
+
+/* A name that is no file in the working directory and has no '/'
+ * (qwen2.5-coder-1.5b-instruct) as the path of a mask leank ships:
+ * share/leank/masks/NAME, then NAME.safetensors (data/masks beside an
+ * uninstalled bin/). Malloc'd; NULL when there is none (use the name as given). */
+char *lk_mask_shipped(const char *name);
 /* Parse TSV text (name for messages). */
 int lk_mask_parse_tsv(lk_mask *m, const char *text, size_t len, const char *name, int head_dim,
                       lk_err *err);

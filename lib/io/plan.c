@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "safetensors.h"
 
@@ -312,22 +311,9 @@ static int is_plan_file(const char *path) {
 static int plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
                      int recent, const char *dtype, int *overridden, lk_err *err);
 
-/* A name that is no file here and has no '/' (qwen2.5-coder-1.5b-instruct) is
- * looked up among the masks leank ships: share/leank/masks/NAME, then
- * NAME.safetensors (data/masks beside an uninstalled bin/). NULL: not found. */
-static char *shipped_mask(const char *name) {
-    char *p = lk_share_find("masks", name);
-    if (!p && !strchr(name, '/') && access(name, F_OK) != 0) {
-        char *n = lk_fmt(NULL, "%s.safetensors", name);
-        if (n) p = lk_share_find("masks", n);
-        free(n);
-    }
-    return p;
-}
-
 int lk_plan_open(lk_plan *p, const char *path, const lk_config *c, const char *model_name, int sink,
                  int recent, const char *dtype, int *overridden, lk_err *err) {
-    char *shipped = shipped_mask(path);
+    char *shipped = lk_mask_shipped(path);
     if (shipped) path = shipped;
     int rc = plan_open(p, path, c, model_name, sink, recent, dtype, overridden, err);
     free(shipped);

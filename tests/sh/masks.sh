@@ -1,7 +1,8 @@
 # masks.sh - the LeanK masks shipped in data/masks (dev/real/README.md): each
 # has its model's shape (by its name), the ratio it was binarized at (0.7 of
 # the K channels pruned, align 32), the windows it was trained for and a line
-# in data/masks/README.md; a bare name given as --plan finds it (data/masks
+# in data/masks/README.md; a bare name given as --plan (leank-decode) or --mask
+# (leank-pack, with the 1.5B's config) finds it (data/masks
 # beside bin/); the Qwen2.5-Coder-1.5B mask keeps the RoPE bands the way the
 # official Qwen2.5-7B mask does (low-frequency bands kept most).
 . "$LEANK_TOP/tests/lib.sh"
@@ -28,6 +29,16 @@ expect_fail x "--plan qwen2.5-coder-0.5b-instruct on leank-mini" -- "$B/leank-de
     --plan qwen2.5-coder-0.5b-instruct -p x --max-tokens 1
 grep -q "data/masks/qwen2.5-coder-0.5b-instruct.safetensors" "$T/err" &&
     ok "--plan NAME reads data/masks/NAME.safetensors" || fail "--plan NAME: $(cat "$T/err")"
+# leank-pack --mask NAME with the 1.5B's config (no weights needed): the plan of the shipped mask
+cat >"$T/config.json" <<'JSON'
+{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 1536,
+ "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+ "max_position_embeddings": 32768, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": false}
+JSON
+(cd "$T" && "$B/leank-pack" --mask qwen2.5-coder-1.5b-instruct --config config.json --context 32768 --json >pack.json 2>err) &&
+    jq -e '.sink == 128 and .recent == 1024 and .kv_pct_of_dense > 55 and .kv_pct_of_dense < 65' "$T/pack.json" >/dev/null &&
+    ok "leank-pack --mask qwen2.5-coder-1.5b-instruct: $(jq -c '{k_kept_pct, kv_pct_of_dense}' "$T/pack.json" 2>/dev/null)" ||
+    fail "leank-pack --mask NAME: $(cat "$T/err") $(head -c 300 "$T/pack.json")"
 # RoPE bands (8 bands of 8 pairs at head_dim 128): the learned 1.5B mask, like the official 7B one,
 # keeps the highest-frequency bands least and the lowest most
 "$B/leank-binarize" "$D/qwen2.5-coder-1.5b-instruct.safetensors" --report --json >"$T/r.json"
