@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "       leank-binarize --from-tsv FILE.tsv [-o MASK] [--report]\n"
             "       leank-binarize MASK [--tsv] [--report [--json]] [--plot FILE.svg]\n"
             "INPUT is an alpha file (leank-train: F32 tensor \"alpha\" [layers, kv_heads,\n"
-            "head_dim], format=leank-alpha) or a mask (safetensors or TSV); '-' = stdin.\n"
+            "head_dim], format=leank-alpha) or a mask (safetensors or TSV); '-' = stdin;\n"
+            "a name that is no file here is a mask leank ships (qwen2.5-coder-1.5b-instruct).\n"
             "  -r, --ratio R          fraction of K channels to prune, in [0, 1) (alpha input)\n"
             "  -a, --align A          per-head kept count multiple, divides head_dim (default 1)\n"
             "  -o, --output FILE      write the mask (safetensors; TSV with --tsv); '-' = stdout\n"
@@ -298,6 +299,8 @@ int main(int argc, char **argv) {
         if (optind + 1 < argc) lk_die(LK_EUSAGE, "unexpected argument '%s' (see --help)", argv[optind + 1]);
         in.path = argv[optind];
     }
+    char *shipped = from_tsv ? NULL : lk_mask_shipped(in.path); /* leank-binarize qwen2.5-coder-1.5b-instruct --report */
+    if (shipped) in.path = shipped;
     in.name = strcmp(in.path, "-") ? in.path : "<stdin>";
     if (tsv && !out_path) out_path = "-";
     if (!out_path && !report && !plot) lk_die(LK_EUSAGE, "nothing to do: give -o FILE, --tsv, --report or --plot (see --help)");
@@ -442,5 +445,6 @@ int main(int argc, char **argv) {
     lk_mask_stats_free(&s);
     lk_mask_free(&m);
     free(in.alpha);
+    free(shipped);
     return 0;
 }

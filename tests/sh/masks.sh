@@ -39,6 +39,10 @@ JSON
     jq -e '.sink == 128 and .recent == 1024 and .kv_pct_of_dense > 55 and .kv_pct_of_dense < 65' "$T/pack.json" >/dev/null &&
     ok "leank-pack --mask qwen2.5-coder-1.5b-instruct: $(jq -c '{k_kept_pct, kv_pct_of_dense}' "$T/pack.json" 2>/dev/null)" ||
     fail "leank-pack --mask NAME: $(cat "$T/err") $(head -c 300 "$T/pack.json")"
+# leank-binarize NAME --report from another directory: the shipped mask's report
+(cd "$T" && "$B/leank-binarize" qwen2.5-coder-0.5b-instruct --report --json >b.json 2>err) &&
+    jq -e '.n_layers == 24 and .head_dim == 64 and (.file | endswith("data/masks/qwen2.5-coder-0.5b-instruct.safetensors"))' "$T/b.json" >/dev/null &&
+    ok "leank-binarize qwen2.5-coder-0.5b-instruct --report reads the shipped mask" || fail "binarize NAME: $(cat "$T/err")"
 # RoPE bands (8 bands of 8 pairs at head_dim 128): the learned 1.5B mask, like the official 7B one,
 # keeps the highest-frequency bands least and the lowest most
 "$B/leank-binarize" "$D/qwen2.5-coder-1.5b-instruct.safetensors" --report --json >"$T/r.json"
