@@ -330,12 +330,7 @@ int main(int argc, char **argv) {
         size_t len;
         if (lk_read_file("-", 256u << 20, "an alpha file or a mask", &data, &len, &err)) lk_fail(&err);
         if (!len) lk_die(LK_EINPUT, "<stdin>: empty (expected an alpha file or a mask)");
-        const char *dir = getenv("TMPDIR");
-        char *base = lk_asprintf("%s/leank-binarize-stdin", dir && *dir ? dir : "/tmp");
-        if (lk_out_open(&spool, base, &err)) lk_fail(&err);
-        free(base);
-        if (fwrite(data, 1, len, spool.f) != len || fflush(spool.f))
-            lk_die(LK_EIO, "%s: cannot write a temporary copy of <stdin>: %s", spool.tmp, strerror(errno));
+        if (lk_tmp_copy(&spool, "binarize-stdin", data, len, &err)) lk_fail(&err);
         free(data);
         in.path = spool.tmp;
     }

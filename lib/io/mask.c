@@ -616,21 +616,12 @@ int lk_mask_load_dim(lk_mask *m, const char *path, int head_dim, lk_err *err) {
         if (!looks_safetensors((const uint8_t *)data, len)) {
             rc = lk_mask_parse_tsv(m, data, len, "<stdin>", head_dim, err);
         } else {
-            const char *dir = getenv("TMPDIR");
-            char *tmp = lk_fmt(err, "%s/leank-mask.XXXXXX", dir && *dir ? dir : "/tmp");
-            int fd = tmp ? mkstemp(tmp) : -1;
-            if (!tmp) {
-                rc = LK_ENOMEM;
-            } else if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
-                rc = lk_seterr(err, LK_EIO, "%s: cannot write a temporary copy of <stdin>: %s", tmp, strerror(errno));
-            } else {
-                rc = load_st(m, tmp, "<stdin>", err);
+            lk_out tmp; /* a safetensors mask is read by mapping a file */
+            rc = lk_tmp_copy(&tmp, "mask-stdin", data, len, err);
+            if (!rc) {
+                rc = load_st(m, tmp.tmp, "<stdin>", err);
+                lk_out_abort(&tmp);
             }
-            if (fd >= 0) {
-                close(fd);
-                unlink(tmp);
-            }
-            free(tmp);
             rc = check_head_dim(m, "<stdin>", head_dim, rc, err);
         }
         free(data);

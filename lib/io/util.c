@@ -339,6 +339,20 @@ void lk_out_abort(lk_out *o) {
     o->path = o->tmp = NULL;
 }
 
+int lk_tmp_copy(lk_out *o, const char *name, const void *data, size_t len, lk_err *err) {
+    const char *dir = getenv("TMPDIR");
+    char *base = lk_fmt(err, "%s/leank-%s", dir && *dir ? dir : "/tmp", name);
+    if (!base) return LK_ENOMEM;
+    int rc = lk_out_open(o, base, err);
+    free(base);
+    if (rc) return rc;
+    if (fwrite(data, 1, len, o->f) != len || fflush(o->f)) {
+        rc = lk_seterr(err, LK_EIO, "%s: cannot write a temporary copy of <stdin>: %s", o->tmp, strerror(errno));
+        lk_out_abort(o);
+    }
+    return rc;
+}
+
 void lk_out_cleanup_all(void) {
     for (lk_out *o = open_outs; o; o = o->next_open)
         if (o->tmp) unlink(o->tmp); /* async-signal-safe part only */

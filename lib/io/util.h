@@ -101,6 +101,11 @@ int lk_out_commit(lk_out *o, lk_err *err);
  * behind). Programs check every output before the work starts. */
 int lk_out_check(const char *path, lk_err *err);
 void lk_out_abort(lk_out *o);
+/* LEN bytes of DATA (stdin, read whole) written to a temporary file for a
+ * reader that needs a path (a mapped file): $TMPDIR (else /tmp)/leank-NAME,
+ * as lk_out_open's temporary. o->tmp is its path; lk_out_abort(o) removes it
+ * (as do lk_fail/lk_die and a terminating signal). */
+int lk_tmp_copy(lk_out *o, const char *name, const void *data, size_t len, lk_err *err);
 /* Remove every still-open temporary output (called by lk_fail/lk_die and the
  * signal handler installed by lk_install_cleanup). Async-signal-safe. */
 void lk_out_cleanup_all(void);

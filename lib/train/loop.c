@@ -17,7 +17,8 @@
 #include "train.h"
 
 /* The CUDA training backend is built when kernels/train_cuda.cu is (the
- * Makefile defines LEANK_TRAIN_CUDA); otherwise train.c's stub answers. */
+ * Makefile defines LEANK_TRAIN_CUDA); otherwise train.c's lk_train_cuda_new
+ * refuses, saying which part of CUDA the build lacks. */
 #ifdef LEANK_TRAIN_CUDA
 #define HAVE_TRAIN_CUDA 1
 #else
@@ -72,7 +73,8 @@ int lk_train_backend_open(lk_train_backend *b, const char *model_dir, lk_device 
     uint64_t fp;
     int rc, nv;
     if (dev == LK_DEVICE_CUDA && !HAVE_TRAIN_CUDA && lk_cuda_available()) {
-        rc = lk_train_cuda_new(&o->in, NULL, 0, sink, recent, err); /* the stub: why, without loading the model */
+        /* a GPU but no CUDA trainer in this build: its refusal, before loading the model */
+        rc = lk_train_cuda_new(&o->in, NULL, 0, sink, recent, err);
         goto fail;
     } else if (dev == LK_DEVICE_CUDA) {
         /* a pool of one page (32 tokens of every layer's K and V, at f32, the

@@ -38,6 +38,7 @@
 #include "model.h"
 #include "sampler.h"
 #include "t.h"
+#include "tgpu.h" /* OK() */
 #include "treal.h"
 
 #define TOL_F32 1e-4   /* absolute, on HF's top 20 */
@@ -45,19 +46,8 @@
 #define MARGIN 0.5     /* a bf16 argmax may differ from HF's where HF's top-1/top-2 margin is at most this */
 #define CHUNK 1024
 
-
 static lk_err err;
 
-/* A call returning an LK_E* code, counted as a check; the message of err on failure. */
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        int rc_ = (call);                                                                         \
-        t_checks++;                                                                               \
-        if (rc_) {                                                                                \
-            fprintf(stderr, "%s:%d: %s: %d: %s\n", __FILE__, __LINE__, #call, rc_, err.msg);      \
-            t_fails++;                                                                            \
-        }                                                                                         \
-    } while (0)
 
 /* One prompt with HF's answer. margin[g]: the f32 engine's top-1 - top-2 at
  * greedy step g (NAN until the f32 run has been there). */

@@ -39,6 +39,13 @@ JSON
     jq -e '.sink == 128 and .recent == 1024 and .kv_pct_of_dense > 55 and .kv_pct_of_dense < 65' "$T/pack.json" >/dev/null &&
     ok "leank-pack --mask qwen2.5-coder-1.5b-instruct: $(jq -c '{k_kept_pct, kv_pct_of_dense}' "$T/pack.json" 2>/dev/null)" ||
     fail "leank-pack --mask NAME: $(cat "$T/err") $(head -c 300 "$T/pack.json")"
+# a safetensors mask on stdin goes through a temporary copy (lk_tmp_copy), which is gone afterwards
+mkdir "$T/tmp"
+TMPDIR=$T/tmp "$B/leank-pack" --mask - --config "$T/config.json" --json <"$D/qwen2.5-coder-1.5b-instruct.safetensors" >"$T/p2.json" &&
+    cmp -s <(jq -S 'del(.mask)' "$T/pack.json") <(jq -S 'del(.mask)' "$T/p2.json") && [ -z "$(ls -A "$T/tmp")" ] &&
+    ok "--mask - (safetensors on stdin): the same plan, no temporary left" || fail "--mask - : $(ls -A "$T/tmp")"
+expect_fail 4 "--mask - with TMPDIR missing" -- env TMPDIR="$T/nowhere" "$B/leank-pack" --mask - --config "$T/config.json" \
+    <"$D/qwen2.5-coder-1.5b-instruct.safetensors"
 # leank-binarize NAME --report from another directory: the shipped mask's report
 (cd "$T" && "$B/leank-binarize" qwen2.5-coder-0.5b-instruct --report --json >b.json 2>err) &&
     jq -e '.n_layers == 24 and .head_dim == 64 and (.file | endswith("data/masks/qwen2.5-coder-0.5b-instruct.safetensors"))' "$T/b.json" >/dev/null &&
