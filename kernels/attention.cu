@@ -15,10 +15,13 @@
  *           larger groups): a SIMT kernel, one block per (split, query head,
  *           sequence). Splits merge by log-sum-exp in f32 (decode_merge_kernel).
  *   prefill bf16, head_dim 128 on Hopper: flash attention on wgmma (FA3-style
- *           warpgroups, no warp specialization; prefill_wg_kernel);
+ *           warpgroups, no warp specialization; prefill_wg_kernel); forms 7
+ *           and 8 (not the default): warp-specialized, a TMA producer and
+ *           two consumer warpgroups taking turns (prefill_ws_kernel);
  *           head_dim 64 (and 128 off Hopper): on mma.sync (FA2-style);
  *           otherwise a SIMT kernel (one warp per query row).
  * Measurements and the versions behind these choices: NOTES-attention.md. */
+#include <cuda.h> /* CUtensorMap and its encoder's types (the encoder itself: the runtime's entry point) */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -1839,6 +1842,362 @@ static int launch_prefill_wg(const void *q, const void *k, const void *v, void *
     return 0;
 }
 
+/* ------------------- prefill: warp-specialized wgmma (TMA producer, ping-pong) */
+
+/* FA3's layout with warp specialization (NOTES-attention.md, prefill v5): one
+ * block of three warpgroups per (128-row query tile, query head). Warpgroup 2
+ * is the producer: after giving back its registers (setmaxnreg 24) one thread
+ * issues every copy as a TMA tile (cp.async.bulk.tensor, 128-byte swizzle) into
+ * Q and a ring of NST K and NST V stages of 128 keys, each completing on a
+ * "full" mbarrier (arrive.expect_tx of the tile's bytes). Warpgroups 0 and 1
+ * (setmaxnreg 240) each own 64 query rows and only do wgmma and the softmax;
+ * each warp releases a stage on its "empty" mbarrier (8 arrivals: every
+ * consumer warp) once its wgmmas that read it have completed. Key tiles are
+ * visited from the diagonal down, so that only the first (peeled) tile needs
+ * the causal and the end-of-sequence mask. Step j >= 1 issues S_j = Q K_j^T
+ * with O += P_{j-1} V_{j-1} (as form 6), and the two consumer warpgroups take
+ * turns issuing them (named barriers 1 and 2, 256 threads: a warpgroup waits
+ * on its own and, once its wgmmas are issued, arrives on the other's), so that
+ * one warpgroup's softmax runs while the tensor cores do the other's products.
+ * Tiles are the same swizzled rows as form 2's (a 64-column half of a 128-row
+ * tile: 128 rows of 128 B, 16-byte chunk c of row r at c ^ (r & 7), 1024-byte
+ * aligned), which is what TMA's 128-byte swizzle writes; the wgmma descriptors
+ * are form 2's. Phases: the u-th use of stage s (tiles j = s + u NST) is phase
+ * u of its full and empty barriers; consumers wait on full parity u & 1, the
+ * producer on empty parity (u - 1) & 1 before the refill u (u >= 1). */
+#ifdef LK_HAVE_WGMMA
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* the producer's arrival: one arrive and the bytes the copies will bring */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* until the phase of parity `parity` has completed */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+/* one box of a 3-D tensor map (coordinates innermost first) into shared memory */
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2,
+                                            uint32_t bar) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                 : "memory");
+}
+__device__ __forceinline__ void tma_prefetch_map(const CUtensorMap *map) {
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"((uint64_t)map) : "memory");
+}
+/* named barriers: wait until N threads arrived (this one included), or arrive only */
+template <int N> __device__ __forceinline__ void bar_sync(int id) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(N) : "memory");
+}
+template <int N> __device__ __forceinline__ void bar_arrive(int id) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(N) : "memory");
+}
+template <int R> __device__ __forceinline__ void regs_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R> __device__ __forceinline__ void regs_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+#endif /* LK_HAVE_WGMMA */
+
+template <int NST> struct PrefillWsCfg {
+    static constexpr int BM = 128, BN = 128;
+    static constexpr int HB = 128 * 128;  /* a 64-column half of a 128-row tile: 128 rows of 128 B */
+    static constexpr int TB = 2 * HB;     /* a Q, K or V tile */
+    static constexpr int NBAR = 1 + 4 * NST; /* Q full; K full, V full, K empty, V empty a stage */
+    static constexpr size_t BAR = (size_t)TB * (1 + 2 * NST); /* barriers after Q and the stages */
+    static constexpr size_t SMEM = 1024 + BAR + 8 * NBAR;
+    /* registers: the producer warpgroup gives 168 - 24 a thread, the consumers take 240 - 168:
+     * 128 x 144 = 256 x 72, so the CTA's pool balances at 168 a thread at launch (65536 / 384) */
+    static constexpr int REG_P = 24, REG_C = 240;
+};
+
+template <int NST>
+__global__ void __launch_bounds__(384, 1)
+    prefill_ws_kernel(const __grid_constant__ CUtensorMap tq,  // q (n, H, 128) as (128, n, H): boxes 64 x 128 x 1
+                      const __grid_constant__ CUtensorMap tk,  // k (n, G, 128) as (128, n, G): boxes 64 x 128 x 1
+                      const __grid_constant__ CUtensorMap tv,  // v (n, G, 128) likewise
+                      bf16 *out,                               // (n, H, 128)
+                      int n, int H, int G, float scale_log2) {
+#ifdef LK_HAVE_WGMMA
+    typedef PrefillWsCfg<NST> C;
+    constexpr int BM = C::BM, BN = C::BN, HB = C::HB, TB = C::TB;
+    static_assert(BM == BN, "the diagonal tile is the only masked one");
+    extern __shared__ __align__(16) unsigned char smraw[];
+    const uint32_t raw = smem_u32(smraw), base = (raw + 1023) & ~1023u;
+    unsigned char *sb = smraw + (base - raw);
+    /* Q: [2 halves][BM][128 B] at base; stage s: K tile at kv0 + 2 TB s, V tile TB after it */
+    const uint32_t qs = base, kv0 = base + TB, bars = base + (uint32_t)C::BAR;
+    const uint32_t qfull = bars;
+#define KFULL(s) (bars + 8u * (1 + (s)))
+#define VFULL(s) (bars + 8u * (1 + NST + (s)))
+#define KEMPTY(s) (bars + 8u * (1 + 2 * NST + (s)))
+#define VEMPTY(s) (bars + 8u * (1 + 3 * NST + (s)))
+    const int tid = threadIdx.x, wg = tid >> 7;
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, g = h / (H / G), q0 = qt * BM;
+    const int nkt = min(n - 1, q0 + BM - 1) / BN + 1; /* key tiles 0 .. nkt - 1; nkt - 1 is the diagonal */
+    if (tid == 0) {
+        mbar_init(qfull, 1);
+#pragma unroll
+        for (int s = 0; s < NST; s++) {
+            mbar_init(KFULL(s), 1);
+            mbar_init(VFULL(s), 1);
+            mbar_init(KEMPTY(s), 8);
+            mbar_init(VEMPTY(s), 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 2) { /* ---- producer: one thread issues every copy */
+        regs_dec<C::REG_P>();
+        if (tid == 256) {
+            tma_prefetch_map(&tq);
+            tma_prefetch_map(&tk);
+            tma_prefetch_map(&tv);
+            mbar_expect_tx(qfull, TB);
+            tma_load_3d(qs, &tq, 0, q0, h, qfull);
+            tma_load_3d(qs + HB, &tq, 64, q0, h, qfull);
+            /* visit j: K of tile j, then V of tile j - 1 (the order step j reads them in) */
+            for (int j = 0; j <= nkt; j++) {
+                if (j < nkt) {
+                    const int s = j % NST, u = j / NST, k0 = (nkt - 1 - j) * BN;
+                    const uint32_t dst = kv0 + 2 * TB * s;
+                    if (u > 0) mbar_wait(KEMPTY(s), (u - 1) & 1);
+                    mbar_expect_tx(KFULL(s), TB);
+                    tma_load_3d(dst, &tk, 0, k0, g, KFULL(s));
+                    tma_load_3d(dst + HB, &tk, 64, k0, g, KFULL(s));
+                }
+                if (j > 0) {
+                    const int jv = j - 1, s = jv % NST, u = jv / NST, k0 = (nkt - 1 - jv) * BN;
+                    const uint32_t dst = kv0 + 2 * TB * s + TB;
+                    if (u > 0) mbar_wait(VEMPTY(s), (u - 1) & 1);
+                    mbar_expect_tx(VFULL(s), TB);
+                    tma_load_3d(dst, &tv, 0, k0, g, VFULL(s));
+                    tma_load_3d(dst + HB, &tv, 64, k0, g, VFULL(s));
+                }
+            }
+        }
+        return;
+    }
+
+    /* ---- consumers: warpgroup wg, query rows q0 + 64 wg .. + 63 */
+    regs_inc<C::REG_C>();
+    const int wq = (tid >> 5) & 3, lane = tid & 31;
+    const int row0 = q0 + wg * 64 + wq * 16 + (lane >> 2); /* rows row0, row0 + 8 */
+    const uint32_t qa = qs + wg * 64 * 128;
+    float o[64], sc[64], m[2], l[2], cr[2];
+    uint32_t pa[BN / 16][4];
+    auto qk = [&](uint32_t ks) { /* S = Q K^T (issued) */
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++)
+            wgmma_ss_n128(sc, gmma_desc(qa + (kk >> 2) * HB + (kk & 3) * 32, 16, 1024),
+                          gmma_desc(ks + (kk >> 2) * HB + (kk & 3) * 32, 16, 1024), kk > 0);
+    };
+    auto pv = [&](uint32_t vs) { /* O += P V (issued) */
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) wgmma_rs_n128_t(o, pa[kc], gmma_desc(vs + kc * 16 * 128, HB, 1024));
+    };
+    /* online softmax of S in the log2 domain; FIRST: the diagonal tile (keys k0 ..), where the
+     * mask applies and the running max and sum start; cr: what O is to be scaled by */
+    auto softmax = [&](auto first, int k0) {
+        constexpr bool FIRST = decltype(first)::value;
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = sc[4 * jn + e];
+                if constexpr (FIRST) {
+                    int key = k0 + jn * 8 + 2 * (lane & 3) + (e & 1), row = row0 + (e >> 1) * 8;
+                    if (key > row || key >= n) x = -INFINITY;
+                    sc[4 * jn + e] = x;
+                }
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            }
+        float mb[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mn = FIRST ? mx[r] * scale_log2 : fmaxf(m[r], mx[r] * scale_log2);
+            mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
+            cr[r] = FIRST ? 0.0f : fast_exp2(m[r] - mb[r]);
+            m[r] = mn;
+            l[r] = FIRST ? 0.0f : l[r] * cr[r];
+        }
+#pragma unroll
+        for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = fast_exp2(fmaf(sc[4 * jn + e], scale_log2, -mb[e >> 1]));
+                l[e >> 1] += p;
+                sc[4 * jn + e] = p;
+            }
+    };
+    auto pack = [&]() {
+#pragma unroll
+        for (int kc = 0; kc < BN / 16; kc++) {
+            pa[kc][0] = pack_bf16(sc[8 * kc + 0], sc[8 * kc + 1]);
+            pa[kc][1] = pack_bf16(sc[8 * kc + 2], sc[8 * kc + 3]);
+            pa[kc][2] = pack_bf16(sc[8 * kc + 4], sc[8 * kc + 5]);
+            pa[kc][3] = pack_bf16(sc[8 * kc + 6], sc[8 * kc + 7]);
+        }
+    };
+
+    /* step 0, the diagonal tile (stage 0, phase 0): both warpgroups at once, outside the turns */
+    if (wg == 1) bar_arrive<256>(1); /* the first turn is warpgroup 0's */
+    mbar_wait(qfull, 0);
+    mbar_wait(KFULL(0), 0);
+    wgmma_fence();
+    qk(kv0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    reg_fence(sc);
+    if (lane == 0) mbar_arrive(KEMPTY(0));
+    softmax(std::true_type{}, (nkt - 1) * BN);
+#pragma unroll
+    for (int i = 0; i < 64; i++) o[i] = 0.0f;
+    pack();
+    /* steps 1 .. nkt - 1: tile j (keys (nkt - 1 - j) BN ..) with V of tile j - 1 */
+    for (int j = 1; j < nkt; j++) {
+        const int s = j % NST, sv = (j - 1) % NST;
+        mbar_wait(KFULL(s), (j / NST) & 1);
+        mbar_wait(VFULL(sv), ((j - 1) / NST) & 1);
+        bar_sync<256>(1 + wg); /* this warpgroup's turn */
+        wgmma_fence();
+        qk(kv0 + 2 * TB * s);
+        wgmma_commit();
+        pv(kv0 + 2 * TB * sv + TB);
+        wgmma_commit();
+        bar_arrive<256>(2 - wg); /* the other's turn */
+        wgmma_wait<1>();
+        reg_fence(sc);
+        if (lane == 0) mbar_arrive(KEMPTY(s));
+        softmax(std::false_type{}, 0);
+        reg_fence(sc); /* the softmax stays above the wait (the compiler would sink it) */
+        wgmma_wait<0>();
+        reg_fence(o);
+        if (lane == 0) mbar_arrive(VEMPTY(sv));
+#pragma unroll
+        for (int i = 0; i < 64; i++) o[i] *= cr[(i >> 1) & 1];
+        pack();
+    }
+    /* the last P V (its stage is not released: the producer is done) */
+    const int sl = (nkt - 1) % NST;
+    mbar_wait(VFULL(sl), ((nkt - 1) / NST) & 1);
+    wgmma_fence();
+    pv(kv0 + 2 * TB * sl + TB);
+    wgmma_commit();
+    wgmma_wait<0>();
+    reg_fence(o);
+    /* warpgroup 1 arrived on barrier 1 once more than warpgroup 0 waited on it (its first
+     * arrival gave the first turn): take that arrival, so that both barriers end even */
+    if (wg == 0) bar_sync<256>(1);
+#undef KFULL
+#undef VFULL
+#undef KEMPTY
+#undef VEMPTY
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = 1.0f / l[r];
+    }
+    /* O through this warpgroup's own (swizzled) Q rows, which only its own, completed wgmmas
+     * read, to 16-byte coalesced stores; barrier 3 + wg: this warpgroup's 128 threads */
+#pragma unroll
+    for (int jn = 0; jn < 16; jn++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int rr = row0 - q0 + r * 8, ch = jn & 7;
+            *(__nv_bfloat162 *)(sb + (jn >> 3) * HB + rr * 128 + ((ch ^ (rr & 7)) << 4) + 4 * (lane & 3)) =
+                __floats2bfloat162_rn(o[4 * jn + 2 * r] * l[r], o[4 * jn + 2 * r + 1] * l[r]);
+        }
+    bar_sync<128>(3 + wg);
+    const size_t qstride = (size_t)H * 128;
+#pragma unroll
+    for (int it = 0; it < 8; it++) {
+        int i = (tid & 127) + it * 128, r = wg * 64 + (i >> 4), c = i & 15;
+        if (q0 + r < n)
+            *(uint4 *)(out + (size_t)(q0 + r) * qstride + (size_t)h * 128 + c * 8) =
+                *(const uint4 *)(sb + (c >> 3) * HB + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+    }
+#endif
+}
+
+/* cuTensorMapEncodeTiled from the driver, found once through the runtime's entry point
+ * (no -lcuda); NULL when the driver has none */
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                    const cuuint64_t *, const cuuint32_t *, const cuuint32_t *,
+                                    CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                    CUtensorMapFloatOOBfill);
+/* A driver call (CUresult) in a launcher: its failure as a runtime error code. The encoder
+ * fails on parameters it refuses (CUDA_ERROR_INVALID_VALUE) or a driver not initialised. */
+#define CU_DRV_TRY(call)                                                                           \
+    do {                                                                                           \
+        CUresult r_ = (call);                                                                      \
+        if (r_ != CUDA_SUCCESS)                                                                    \
+            return (int)(r_ == CUDA_ERROR_INVALID_VALUE ? cudaErrorInvalidValue                    \
+                                                        : cudaErrorInitializationError);           \
+    } while (0)
+
+/* The map of a (rows, heads, 128) bf16 tensor as (128 channels, rows, heads): boxes of
+ * 64 channels (128 B, the swizzle's span) x box_rows x 1 head, rows past the end read
+ * as zeros (and counted in the barrier's bytes, as the whole box is). */
+static int tensor_map_rows(CUtensorMap *map, const void *base, int rows, int heads, int box_rows) {
+    static encode_tiled_fn encode;
+    if (!encode) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult found;
+        CU_TRY(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+        if (found != cudaDriverEntryPointSuccess || !fn) return (int)cudaErrorNotSupported;
+        encode = (encode_tiled_fn)fn;
+    }
+    const cuuint64_t dim[3] = {128, (cuuint64_t)rows, (cuuint64_t)heads};
+    const cuuint64_t stride[2] = {(cuuint64_t)heads * 128 * sizeof(bf16), 128 * sizeof(bf16)}; /* bytes, dims 1, 2 */
+    const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, step[3] = {1, 1, 1};
+    CU_DRV_TRY(encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)base, dim, stride, box, step,
+                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+    return 0;
+}
+
+template <int NST>
+static int launch_prefill_ws(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
+                             float sl2, cudaStream_t st) {
+    typedef PrefillWsCfg<NST> C;
+    static int attr_set;
+    if (!attr_set) {
+        CU_TRY(cudaFuncSetAttribute(prefill_ws_kernel<NST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)C::SMEM));
+        attr_set = 1;
+    }
+    CUtensorMap tq, tk, tv;
+    int rc;
+    if ((rc = tensor_map_rows(&tq, q, n, H, C::BM)) || (rc = tensor_map_rows(&tk, k, n, G, C::BN)) ||
+        (rc = tensor_map_rows(&tv, v, n, G, C::BN)))
+        return rc;
+    dim3 grid((n + C::BM - 1) / C::BM, H);
+    prefill_ws_kernel<NST><<<grid, 384, C::SMEM, st>>>(tq, tk, tv, (bf16 *)out, n, H, G, sl2);
+    CU_LAUNCHED();
+    return 0;
+}
+
 /* Prefill forms for bf16 hd 128 (NOTES-attention.md, prefill v4):
  *   0  mma.sync, 4 warps x 16 rows, 2 blocks/SM (v1-v3)
  *   1  mma.sync, 4 warps x 32 rows (two m16 tiles a warp), 2 blocks/SM
@@ -1847,13 +2206,17 @@ static int launch_prefill_wg(const void *q, const void *k, const void *v, void *
  *   4  wgmma, 64-key tiles, 4 stages
  *   5  wgmma, 64-key tiles, 6 stages
  *   6  wgmma, 3 warpgroups (192-row query tiles), 64-key tiles, 5 stages
- * Measured (H200, 32K): 34.2, 29.7, 22.8, 24.1, 22.5, 22.0, 21.4 ms; default 6.
+ *   7  warp-specialized wgmma (prefill v5): a TMA producer warpgroup, 2 consumer
+ *      warpgroups x 64 rows taking turns, 128-key tiles, 2 K and 2 V stages
+ *   8  as 7 with 3 K and 3 V stages
+ * Measured (H200, 32K): 34.2, 29.7, 22.8, 24.1, 22.5, 22.0, 21.4 ms; default 6;
+ * 7 and 8 written, not yet run (NOTES-attention.md, prefill v5).
  * LEANK_PREFILL_FORM picks one; lk_cuda_prefill_select(form) overrides it
  * (tests, leank-bench attention; -1: back to the variable or the default)
  * and returns the form in effect. The wgmma forms need an sm_90 device (the
  * sm_90a build); elsewhere they fall back to form 0. hd 64 always uses the
  * mma.sync kernel (form 0's), other shapes and f32 the SIMT kernel. */
-#define N_PREFILL_FORMS 7
+#define N_PREFILL_FORMS 9
 #define DEFAULT_PREFILL_FORM 6
 static int g_pform = -1;
 static int prefill_form(void) {
@@ -1902,6 +2265,8 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
         case 4: return launch_prefill_wg<2, 64, 4, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 5: return launch_prefill_wg<2, 64, 6, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 6: return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 7: return launch_prefill_ws<2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 8: return launch_prefill_ws<3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         default: return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         }
     }

@@ -508,10 +508,11 @@ extern "C" int lk_bench_kernel(const lk_bench_kernel_opts *o, lk_err *err) {
  * 0 .. PF_N-1; -1 back to LEANK_PREFILL_FORM or the default; returns the form
  * in effect */
 extern "C" int lk_cuda_prefill_select(int form);
-#define PF_N 7
+#define PF_N 9
 static const char *pf_names[PF_N] = {"mma.sync 4x16 rows (v1-v3)", "mma.sync 4x32 rows", "wgmma BN128 3 st PV n128",
                                      "wgmma BN128 3 st PV 2x n64", "wgmma BN64 4 st", "wgmma BN64 6 st",
-                                     "wgmma 3 WG (192 rows) BN64 5 st"};
+                                     "wgmma 3 WG (192 rows) BN64 5 st", "warp-spec. TMA 2 WG ping-pong 2 st",
+                                     "warp-spec. TMA 2 WG ping-pong 3 st"};
 
 /* what leank-bench attention holds; all zeros holds nothing */
 typedef struct {

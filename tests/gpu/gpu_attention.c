@@ -529,10 +529,10 @@ static void decode_case(const dcase *c) {
 /* ------------------------------------------------ 5: causal prefill attention */
 
 /* attention.cu's switch between the prefill kernels (not in kvcache.h):
- * forms 0 .. 6 (NOTES-attention.md, prefill v4); -1 back to
+ * forms 0 .. 8 (NOTES-attention.md, prefill v4 and v5); -1 back to
  * LEANK_PREFILL_FORM or the default; returns the form in effect */
 int lk_cuda_prefill_select(int form);
-#define N_PFORMS 7
+#define N_PFORMS 9
 static double pf_worst[N_PFORMS]; /* bf16 prefill, worst relative error a form (-1: not run) */
 
 static void prefill_case(lk_kv_dtype dt, int n, int H, int G, int hd) {
