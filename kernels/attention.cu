@@ -1928,8 +1928,8 @@ template <int NST> struct PrefillWsCfg {
 
 template <int NST>
 __global__ void __launch_bounds__(384, 1)
-    prefill_ws_kernel(const __grid_constant__ CUtensorMap tq,  // q (n, H, 128) as (128, n, H): boxes 64 x 128 x 1
-                      const __grid_constant__ CUtensorMap tk,  // k (n, G, 128) as (128, n, G): boxes 64 x 128 x 1
+    prefill_ws_kernel(const __grid_constant__ CUtensorMap tq,  // q (n, H, 128) as (128, H, n): boxes 64 x 1 x 128
+                      const __grid_constant__ CUtensorMap tk,  // k (n, G, 128) as (128, G, n): boxes 64 x 1 x 128
                       const __grid_constant__ CUtensorMap tv,  // v (n, G, 128) likewise
                       bf16 *out,                               // (n, H, 128)
                       int n, int H, int G, float scale_log2) {
@@ -1970,8 +1970,8 @@ __global__ void __launch_bounds__(384, 1)
             tma_prefetch_map(&tk);
             tma_prefetch_map(&tv);
             mbar_expect_tx(qfull, TB);
-            tma_load_3d(qs, &tq, 0, q0, h, qfull);
-            tma_load_3d(qs + HB, &tq, 64, q0, h, qfull);
+            tma_load_3d(qs, &tq, 0, h, q0, qfull);
+            tma_load_3d(qs + HB, &tq, 64, h, q0, qfull);
             /* visit j: K of tile j, then V of tile j - 1 (the order step j reads them in) */
             for (int j = 0; j <= nkt; j++) {
                 if (j < nkt) {
@@ -1979,16 +1979,16 @@ __global__ void __launch_bounds__(384, 1)
                     const uint32_t dst = kv0 + 2 * TB * s;
                     if (u > 0) mbar_wait(KEMPTY(s), (u - 1) & 1);
                     mbar_expect_tx(KFULL(s), TB);
-                    tma_load_3d(dst, &tk, 0, k0, g, KFULL(s));
-                    tma_load_3d(dst + HB, &tk, 64, k0, g, KFULL(s));
+                    tma_load_3d(dst, &tk, 0, g, k0, KFULL(s));
+                    tma_load_3d(dst + HB, &tk, 64, g, k0, KFULL(s));
                 }
                 if (j > 0) {
                     const int jv = j - 1, s = jv % NST, u = jv / NST, k0 = (nkt - 1 - jv) * BN;
                     const uint32_t dst = kv0 + 2 * TB * s + TB;
                     if (u > 0) mbar_wait(VEMPTY(s), (u - 1) & 1);
                     mbar_expect_tx(VFULL(s), TB);
-                    tma_load_3d(dst, &tv, 0, k0, g, VFULL(s));
-                    tma_load_3d(dst + HB, &tv, 64, k0, g, VFULL(s));
+                    tma_load_3d(dst, &tv, 0, g, k0, VFULL(s));
+                    tma_load_3d(dst + HB, &tv, 64, g, k0, VFULL(s));
                 }
             }
         }
@@ -2156,9 +2156,11 @@ typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32
                                                         : cudaErrorInitializationError);           \
     } while (0)
 
-/* The map of a (rows, heads, 128) bf16 tensor as (128 channels, rows, heads): boxes of
- * 64 channels (128 B, the swizzle's span) x box_rows x 1 head, rows past the end read
- * as zeros (and counted in the barrier's bytes, as the whole box is). */
+/* The map of a (rows, heads, 128) bf16 tensor as (128 channels, heads, rows), the
+ * driver's nested strides (256 B, heads x 256 B): boxes of 64 channels (128 B, the
+ * swizzle's span) x 1 head x box_rows rows, i.e. box_rows rows of 128 B in shared
+ * memory; rows past the end read as zeros (and count in the barrier's bytes, as the
+ * whole box does). */
 static int tensor_map_rows(CUtensorMap *map, const void *base, int rows, int heads, int box_rows) {
     static encode_tiled_fn encode;
     if (!encode) {
@@ -2168,9 +2170,9 @@ static int tensor_map_rows(CUtensorMap *map, const void *base, int rows, int hea
         if (found != cudaDriverEntryPointSuccess || !fn) return (int)cudaErrorNotSupported;
         encode = (encode_tiled_fn)fn;
     }
-    const cuuint64_t dim[3] = {128, (cuuint64_t)rows, (cuuint64_t)heads};
-    const cuuint64_t stride[2] = {(cuuint64_t)heads * 128 * sizeof(bf16), 128 * sizeof(bf16)}; /* bytes, dims 1, 2 */
-    const cuuint32_t box[3] = {64, (cuuint32_t)box_rows, 1}, step[3] = {1, 1, 1};
+    const cuuint64_t dim[3] = {128, (cuuint64_t)heads, (cuuint64_t)rows};
+    const cuuint64_t stride[2] = {128 * sizeof(bf16), (cuuint64_t)heads * 128 * sizeof(bf16)}; /* bytes, dims 1, 2 */
+    const cuuint32_t box[3] = {64, 1, (cuuint32_t)box_rows}, step[3] = {1, 1, 1};
     CU_DRV_TRY(encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)base, dim, stride, box, step,
                       CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
