@@ -1876,17 +1876,24 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-/* until the phase of parity `parity` has completed */
+/* until the phase of parity `parity` has completed; a wait past 2^36 cycles (~35 s: a
+ * protocol bug, never a late copy) traps, so that a hang surfaces as a launch failure
+ * rather than a stalled caller (in PTX: a C++ __trap() here costs an ABI call, a stack
+ * frame and serialized wgmmas). Labels are local to the { } block. */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    uint32_t done;
-    do {
-        asm volatile("{\n.reg .pred p;\n"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-    } while (!done);
+    asm volatile("{\n.reg .pred p;\n.reg .u64 t0, t1;\n"
+                 "mov.u64 t0, %%clock64;\n"
+                 "WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@p bra.uni DONE;\n"
+                 "mov.u64 t1, %%clock64;\n"
+                 "sub.u64 t1, t1, t0;\n"
+                 "setp.gt.u64 p, t1, 68719476736;\n"
+                 "@p trap;\n"
+                 "bra.uni WAIT;\n"
+                 "DONE:\n}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
 }
 /* one box of a 3-D tensor map (coordinates innermost first) into shared memory */
 __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2,
