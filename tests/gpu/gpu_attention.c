@@ -571,8 +571,14 @@ static void prefill_case(lk_kv_dtype dt, int n, int H, int G, int hd) {
         if (nf > 1 && !(mask >> f & 1)) continue;
         if (nf > 1) lk_cuda_prefill_select(f);
         CK(cudaMemset(dout, 0xff, nq * esz(dt)));
-        CK(lk_cuda_prefill_attention(dt, dq, dk, dv, dout, n, H, G, hd, scale, NULL));
-        CK(cudaDeviceSynchronize());
+        /* a failed launch or kernel (form 7's watchdog traps) names its form and case */
+        int rc = lk_cuda_prefill_attention(dt, dq, dk, dv, dout, n, H, G, hd, scale, NULL);
+        if (!rc) rc = (int)cudaDeviceSynchronize();
+        if (rc) {
+            fprintf(stderr, "prefill attention form %d (dt %d n %d H %d G %d hd %d): %s\n", f, dt, n, H, G, hd,
+                    cudaGetErrorString((cudaError_t)rc));
+            exit(1);
+        }
         from_dev(dt, out, dout, nq);
         double e = rel_err(out, ref, nq), tol = dt == LK_KV_BF16 ? 1e-2 : 1e-5;
         if (e > worst[dt]) worst[dt] = e;
