@@ -1885,12 +1885,12 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
                  "mov.u64 t0, %%clock64;\n"
                  "WAIT:\n"
                  "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-                 "@p bra.uni DONE;\n"
+                 "@p bra DONE;\n"
                  "mov.u64 t1, %%clock64;\n"
                  "sub.u64 t1, t1, t0;\n"
                  "setp.gt.u64 p, t1, 68719476736;\n"
                  "@p trap;\n"
-                 "bra.uni WAIT;\n"
+                 "bra WAIT;\n"
                  "DONE:\n}\n" ::"r"(bar),
                  "r"(parity)
                  : "memory");
