@@ -361,12 +361,14 @@ static void usage_e2e(FILE *f) {
             "      --device D       cuda (default), cpu\n"
             "      --bandwidth GBS  copy bandwidth for the floor, GB/s (default 4260, the lent H200's)\n"
             "      --seed N         prompt and weight seed (default 1)\n"
+            "      --runs N         generate N times in one process: run 1 cold, runs 2..N warm\n"
+            "                       (their median, min and max; default 1)\n"
             "      --json           one JSON object\n"
             "  -h, --help           show this help\n");
 }
 
 static int cmd_e2e(int argc, char **argv) {
-    enum { O_RANDOM = 256, O_DTYPE, O_PLAN, O_SINK, O_RECENT, O_MAXB, O_DEVICE, O_BW, O_SEED, O_JSON };
+    enum { O_RANDOM = 256, O_DTYPE, O_PLAN, O_SINK, O_RECENT, O_MAXB, O_DEVICE, O_BW, O_SEED, O_RUNS, O_JSON };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"random", required_argument, 0, O_RANDOM},
         {"dtype", required_argument, 0, O_DTYPE}, {"plan", required_argument, 0, O_PLAN},
@@ -375,8 +377,8 @@ static int cmd_e2e(int argc, char **argv) {
         {"max-batch", no_argument, 0, O_MAXB},  {"prompt-len", required_argument, 0, 'p'},
         {"gen", required_argument, 0, 'g'},     {"device", required_argument, 0, O_DEVICE},
         {"bandwidth", required_argument, 0, O_BW}, {"seed", required_argument, 0, O_SEED},
-        {"json", no_argument, 0, O_JSON},       {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"runs", required_argument, 0, O_RUNS}, {"json", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     lk_bench_e2e_opts o = {.dtype = "bf16", .sink = -1, .recent = -1, .batch = 1, .prompt_len = 4096, .gen = 128,
                            .device = LK_DEVICE_CUDA, .bandwidth = 4260, .seed = 1};
     int c;
@@ -401,6 +403,7 @@ static int cmd_e2e(int argc, char **argv) {
         }
         case O_BW: o.bandwidth = lk_parse_double("--bandwidth", optarg, 1, 1e6); break;
         case O_SEED: o.seed = (uint64_t)lk_parse_long("--seed", optarg, 0, INT64_MAX); break;
+        case O_RUNS: o.runs = (int)lk_parse_long("--runs", optarg, 1, 1000); break;
         case O_JSON: o.json = 1; break;
         case 'h': usage_e2e(stdout); return 0;
         default: usage_e2e(stderr); return LK_EUSAGE;

@@ -91,6 +91,7 @@ typedef struct {
     lk_device device;
     double bandwidth;   /* copy bandwidth for the floor, GB/s */
     uint64_t seed;      /* prompt and weight seed */
+    int runs;           /* the whole generation this many times: run 1 cold, the rest warm (0: 1) */
     int json;
 } lk_bench_e2e_opts;
 int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err);

@@ -53,7 +53,7 @@ int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
     int has_plan = 0;
     lk_seq **s = NULL;
     int *ids = NULL;
-    double *step = NULL;
+    double *step = NULL, *run_t = NULL;
     double t0 = lk_now();
     if (random) {
         if (lk_bench_shape(&cfg, random))
@@ -86,40 +86,62 @@ int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
     /* a pool of what the batch needs, so that peak memory is weights + scratch + this batch's KV */
     if (B <= fit && (rc = lk_engine_pool_resize(e, (size_t)B * lk_engine_seq_bytes(e, pp, max_len), err))) goto out;
 
+    int R = o->runs > 0 ? o->runs : 1, S = G > 1 ? G - 1 : 1;
     s = lk_zalloc((size_t)B, sizeof *s, "the sequences", err);
     ids = lk_alloc((size_t)(P > B ? P : B), sizeof(int), "the prompt", err);
-    step = lk_alloc((size_t)(G > 1 ? G - 1 : 1), sizeof(double), "the step times", err);
-    if (!s || !ids || !step) {
+    step = lk_alloc((size_t)R * S, sizeof(double), "the step times", err);
+    run_t = lk_alloc((size_t)R * 4, sizeof(double), "the run times", err);
+    if (!s || !ids || !step || !run_t) {
         rc = LK_ENOMEM;
         goto out;
     }
-    for (int b = 0; b < B; b++) {
-        lk_seq_opts so = {.plan = pp, .max_len = max_len, .sampling = {.top_p = 1.0f}};
-        if ((rc = lk_seq_new(e, &s[b], &so, err))) goto out;
-    }
-    /* prefill: one prompt after another; the first sample waits for them all */
-    uint64_t r = seed * 0x9e3779b97f4a7c15ULL + 1;
-    t0 = lk_now();
-    for (int b = 0; b < B; b++) {
-        for (int i = 0; i < P; i++) {
-            r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
-            ids[i] = (int)((r * 0x2545f4914f6cdd1dULL >> 33) % (uint64_t)cfg.vocab_size);
+    /* run 1 is cold (module loads, GEMM tuning, graph capture); runs 2 .. R
+     * repeat it warm, as a server would see it (and as dev/bench/hf_e2e.py
+     * times HF: after a warm-up run) */
+    for (int run = 0; run < R; run++) {
+        for (int b = 0; b < B; b++) {
+            lk_seq_free(s[b]);
+            s[b] = NULL;
         }
-        if ((rc = lk_engine_prefill(e, s[b], ids, P, err))) goto out;
+        for (int b = 0; b < B; b++) {
+            lk_seq_opts so = {.plan = pp, .max_len = max_len, .sampling = {.top_p = 1.0f}};
+            if ((rc = lk_seq_new(e, &s[b], &so, err))) goto out;
+        }
+        /* prefill: one prompt after another; the first sample waits for them all */
+        uint64_t r = seed * 0x9e3779b97f4a7c15ULL + 1;
+        t0 = lk_now();
+        for (int b = 0; b < B; b++) {
+            for (int i = 0; i < P; i++) {
+                r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
+                ids[i] = (int)((r * 0x2545f4914f6cdd1dULL >> 33) % (uint64_t)cfg.vocab_size);
+            }
+            if ((rc = lk_engine_prefill(e, s[b], ids, P, err))) goto out;
+        }
+        if ((rc = lk_engine_sample(e, s, B, ids, err))) goto out;
+        run_t[2 * run] = lk_now() - t0;
+        /* decode: G - 1 steps of one token per sequence (the sample syncs each step) */
+        t0 = lk_now();
+        for (int t = 0; t < G - 1; t++) {
+            double ts = lk_now();
+            if ((rc = lk_engine_decode(e, s, B, ids, err)) || (rc = lk_engine_sample(e, s, B, ids, err))) goto out;
+            step[(size_t)run * S + t] = lk_now() - ts;
+        }
+        run_t[2 * run + 1] = lk_now() - t0;
     }
-    if ((rc = lk_engine_sample(e, s, B, ids, err))) goto out;
-    double prefill_s = lk_now() - t0;
-    /* decode: G - 1 steps of one token per sequence (the sample syncs each step) */
-    t0 = lk_now();
-    for (int t = 0; t < G - 1; t++) {
-        double ts = lk_now();
-        if ((rc = lk_engine_decode(e, s, B, ids, err)) || (rc = lk_engine_sample(e, s, B, ids, err))) goto out;
-        step[t] = lk_now() - ts;
+    double prefill_s = run_t[0], decode_s = run_t[1], total_s = prefill_s + decode_s;
+    /* warm runs: prefill and total min / median / max; the steps of those runs */
+    double wp[3] = {prefill_s, prefill_s, prefill_s}, wt[3] = {total_s, total_s, total_s};
+    if (R > 1) {
+        double *pv = run_t + 2 * R, *tv = run_t + 3 * R;
+        for (int i = 1; i < R; i++) pv[i - 1] = run_t[2 * i], tv[i - 1] = run_t[2 * i] + run_t[2 * i + 1];
+        lk_bench_spread(pv, R - 1, &wp[0], &wp[1], &wp[2]);
+        lk_bench_spread(tv, R - 1, &wt[0], &wt[1], &wt[2]);
     }
-    double decode_s = lk_now() - t0, total_s = prefill_s + decode_s;
-    int ns = G - 1;
     double med, mn, mx;
-    lk_bench_spread(step, ns, &mn, &med, &mx);
+    if (R > 1)
+        lk_bench_spread(step + S, (R - 1) * (G - 1), &mn, &med, &mx);
+    else
+        lk_bench_spread(step, G - 1, &mn, &med, &mx);
     /* the floor of a step in the middle of decoding: every weight and the KV of that length read once */
     lk_engine_mem mem;
     lk_engine_memory(e, &mem);
@@ -147,6 +169,15 @@ int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
                               (json_int_t)kv_dense_end, "peak_bytes", (json_int_t)mem.peak, "pool_bytes",
                               (json_int_t)mem.pool);
         json_object_set_new(j, "max_batch_pool_bytes", json_integer((json_int_t)m0.pool));
+        json_object_set_new(j, "runs", json_integer(R));
+        if (R > 1) { /* prefill_s, decode_s, total_s: run 1 (cold); the step figures: the warm runs' */
+            json_object_set_new(j, "warm_prefill_s_min", json_real(wp[0]));
+            json_object_set_new(j, "warm_prefill_s_median", json_real(wp[1]));
+            json_object_set_new(j, "warm_prefill_s_max", json_real(wp[2]));
+            json_object_set_new(j, "warm_total_s_min", json_real(wt[0]));
+            json_object_set_new(j, "warm_total_s_median", json_real(wt[1]));
+            json_object_set_new(j, "warm_total_s_max", json_real(wt[2]));
+        }
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(j);
@@ -156,12 +187,18 @@ int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
         printf("batch %d (largest that fits: %d in a KV pool of %.2f GB), prompt %d, generated %d\n", B, fit,
                m0.pool / 1e9, P, G);
         printf("  load            %8.2f s\n", load_s);
-        printf("  prefill         %8.2f s   (%.0f tok/s)\n", prefill_s, prefill_s > 0 ? (double)B * P / prefill_s : 0);
-        printf("  decode step     %8.2f ms  median (min %.2f, max %.2f); %.0f tok/s\n", 1e3 * med, 1e3 * mn, 1e3 * mx,
-               med > 0 ? B / med : 0.0);
+        printf("  prefill         %8.2f s   (%.0f tok/s)%s\n", prefill_s, prefill_s > 0 ? (double)B * P / prefill_s : 0,
+               R > 1 ? " run 1, cold" : "");
+        if (R > 1)
+            printf("  prefill, warm   %8.2f s   median of runs 2-%d (min %.2f, max %.2f; %.0f tok/s)\n", wp[1], R, wp[0],
+                   wp[2], wp[1] > 0 ? (double)B * P / wp[1] : 0);
+        printf("  decode step     %8.2f ms  median (min %.2f, max %.2f); %.0f tok/s%s\n", 1e3 * med, 1e3 * mn, 1e3 * mx,
+               med > 0 ? B / med : 0.0, R > 1 ? "; warm runs" : "");
         printf("  step floor      %8.2f ms  (weights %.2f GB + KV %.2f GB at %.0f GB/s): step/floor %.2f\n",
                1e3 * floor_s, mem.weights / 1e9, mid_kv / 1e9, bw, floor_s > 0 ? med / floor_s : 0.0);
-        printf("  total           %8.2f s\n", total_s);
+        printf("  total           %8.2f s%s\n", total_s, R > 1 ? "   run 1, cold" : "");
+        if (R > 1)
+            printf("  total, warm     %8.2f s   median of runs 2-%d (min %.2f, max %.2f)\n", wt[1], R, wt[0], wt[2]);
         char kvp[160];
         printf("  KV at the end   %s\n",
                lk_kv_phrase(kvp, sizeof kvp, (double)kv_end, (double)kv_dense_end, lk_engine_cache_dtype(e)));
@@ -174,6 +211,7 @@ out:
     free(s);
     free(ids);
     free(step);
+    free(run_t);
     if (has_plan) lk_plan_free(&plan);
     lk_engine_free(e);
     return rc;
