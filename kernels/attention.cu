@@ -119,31 +119,41 @@ __device__ __forceinline__ void key_ranges(const Cache &c, int len, int *ns, int
 /* Position j of a sequence holding len tokens goes to its full slot or its
  * middle row (kvcache.h's rule); one block per (position, kv head). */
 template <typename T>
-__device__ void store_row(const Cache &c, int j, int len, const T *k, const T *v) {
+__device__ void store_row(const Cache &c, int j, int len, const T *k, const T *v, int t, int nt) {
     int hd = c.hd;
     bool full = j < c.sink || (c.recent > 0 && j >= max(c.sink, len - c.recent));
     if (full) {
         int slot = full_slot(c, j);
         T *kd = full_k<T>(c, slot), *vd = full_v<T>(c, slot);
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        for (int d = t; d < hd; d += nt) {
             kd[d] = k[d];
             vd[d] = v[d];
         }
     } else if (c.w > 0) {
         T *kd = mid_k<T>(c, j - c.sink), *vd = mid_v<T>(c, j - c.sink);
-        for (int i = threadIdx.x; i < c.w; i += blockDim.x) kd[i] = k[c.chan[i]];
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) vd[d] = v[d];
+        for (int i = t; i < c.w; i += nt) kd[i] = k[c.chan[i]];
+        for (int d = t; d < hd; d += nt) vd[d] = v[d];
     }
 }
 
+/* Prefill store and gather: a warp a position (its lanes over the channels,
+ * coalesced), KV_ROWS positions of one kv head a block. A block per position
+ * (the first form) spent ~3 ms a layer at 32K on block scheduling alone. */
+#define KV_ROWS 64
+#define KV_WARPS 8
+
 template <typename T>
-__global__ void kv_prefill_kernel(const T *k,  // (n, G, hd)
-                                  const T *v,  // (n, G, hd)
-                                  lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int n) {
-    int j = blockIdx.x, g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim;
+__global__ void __launch_bounds__(32 * KV_WARPS)
+    kv_prefill_kernel(const T *k,  // (n, G, hd)
+                      const T *v,  // (n, G, hd)
+                      lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int n) {
+    int g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim, lane = threadIdx.x & 31;
     Cache c = cache_of(pl, kv, layer, 0, g);
-    size_t o = ((size_t)j * G + g) * hd;
-    store_row(c, j, n, k + o, v + o);
+    int j1 = min(n, (int)(blockIdx.x + 1) * KV_ROWS);
+    for (int j = blockIdx.x * KV_ROWS + (threadIdx.x >> 5); j < j1; j += KV_WARPS) {
+        size_t o = ((size_t)j * G + g) * hd;
+        store_row(c, j, n, k + o, v + o, lane, 32);
+    }
 }
 
 /* Decode append: one block per (sequence, kv head). The ring slot the new
@@ -168,36 +178,41 @@ __global__ void kv_append_kernel(const T *k,  // (B, G, hd)
         }
         __syncthreads();
     }
-    store_row(c, p, len, k + o, v + o);
+    store_row(c, p, len, k + o, v + o, threadIdx.x, blockDim.x);
 }
 
 /* Dense-sequence gather: positions 0 .. n-1 back to (n, G, hd) rows. Middle
- * rows scatter their kept channels (all of them in a dense plan). */
+ * rows scatter their kept channels (all of them in a dense plan). A warp a
+ * position, as kv_prefill_kernel. */
 template <typename T>
-__global__ void kv_gather_kernel(T *k,  // (n, G, hd)
-                                 T *v,  // (n, G, hd)
-                                 lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int n) {
-    int j = blockIdx.x, g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim;
+__global__ void __launch_bounds__(32 * KV_WARPS)
+    kv_gather_kernel(T *k,  // (n, G, hd)
+                     T *v,  // (n, G, hd)
+                     lk_kv_plan_dev pl, lk_kv_batch_dev kv, int layer, int n) {
+    int g = blockIdx.y, G = pl.n_kv_heads, hd = pl.head_dim, lane = threadIdx.x & 31;
     Cache c = cache_of(pl, kv, layer, 0, g);
-    T *kd = k + ((size_t)j * G + g) * hd, *vd = v + ((size_t)j * G + g) * hd;
-    bool full = j < c.sink || (c.recent > 0 && j >= max(c.sink, n - c.recent));
-    if (full) {
-        int slot = full_slot(c, j);
-        const T *ks = full_k<T>(c, slot), *vs = full_v<T>(c, slot);
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-            kd[d] = ks[d];
-            vd[d] = vs[d];
+    int j1 = min(n, (int)(blockIdx.x + 1) * KV_ROWS);
+    for (int j = blockIdx.x * KV_ROWS + (threadIdx.x >> 5); j < j1; j += KV_WARPS) {
+        T *kd = k + ((size_t)j * G + g) * hd, *vd = v + ((size_t)j * G + g) * hd;
+        bool full = j < c.sink || (c.recent > 0 && j >= max(c.sink, n - c.recent));
+        if (full) {
+            int slot = full_slot(c, j);
+            const T *ks = full_k<T>(c, slot), *vs = full_v<T>(c, slot);
+            for (int d = lane; d < hd; d += 32) {
+                kd[d] = ks[d];
+                vd[d] = vs[d];
+            }
+            continue;
         }
-    } else {
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        for (int d = lane; d < hd; d += 32) {
             kd[d] = (T)0.0f;
             vd[d] = (T)0.0f;
         }
-        if (c.w == 0) return;
-        __syncthreads();
+        if (c.w == 0) continue;
+        __syncwarp(); /* the zeros before the kept channels land over them */
         const T *ks = mid_k<T>(c, j - c.sink), *vs = mid_v<T>(c, j - c.sink);
-        for (int i = threadIdx.x; i < c.w; i += blockDim.x) kd[c.chan[i]] = ks[i];
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) vd[d] = vs[d];
+        for (int i = lane; i < c.w; i += 32) kd[c.chan[i]] = ks[i];
+        for (int d = lane; d < hd; d += 32) vd[d] = vs[d];
     }
 }
 
@@ -1116,12 +1131,12 @@ extern "C" int lk_cuda_kv_prefill(lk_kv_dtype dt, const void *k, const void *v,
                                   const lk_kv_plan_dev *plan, const lk_kv_batch_dev *kv, int layer,
                                   int n, void *stream) {
     if (n <= 0) return 0;
-    dim3 grid(n, plan->n_kv_heads);
+    dim3 grid((n + KV_ROWS - 1) / KV_ROWS, plan->n_kv_heads);
     cudaStream_t st = (cudaStream_t)stream;
     if (dt == LK_KV_BF16)
-        kv_prefill_kernel<bf16><<<grid, 128, 0, st>>>((const bf16 *)k, (const bf16 *)v, *plan, *kv, layer, n);
+        kv_prefill_kernel<bf16><<<grid, 32 * KV_WARPS, 0, st>>>((const bf16 *)k, (const bf16 *)v, *plan, *kv, layer, n);
     else
-        kv_prefill_kernel<float><<<grid, 128, 0, st>>>((const float *)k, (const float *)v, *plan, *kv, layer, n);
+        kv_prefill_kernel<float><<<grid, 32 * KV_WARPS, 0, st>>>((const float *)k, (const float *)v, *plan, *kv, layer, n);
     CU_LAUNCHED();
     return 0;
 }
@@ -1129,12 +1144,12 @@ extern "C" int lk_cuda_kv_prefill(lk_kv_dtype dt, const void *k, const void *v,
 extern "C" int lk_cuda_kv_gather(lk_kv_dtype dt, void *k, void *v, const lk_kv_plan_dev *plan,
                                  const lk_kv_batch_dev *kv, int layer, int n, void *stream) {
     if (n <= 0) return 0;
-    dim3 grid(n, plan->n_kv_heads);
+    dim3 grid((n + KV_ROWS - 1) / KV_ROWS, plan->n_kv_heads);
     cudaStream_t st = (cudaStream_t)stream;
     if (dt == LK_KV_BF16)
-        kv_gather_kernel<bf16><<<grid, 128, 0, st>>>((bf16 *)k, (bf16 *)v, *plan, *kv, layer, n);
+        kv_gather_kernel<bf16><<<grid, 32 * KV_WARPS, 0, st>>>((bf16 *)k, (bf16 *)v, *plan, *kv, layer, n);
     else
-        kv_gather_kernel<float><<<grid, 128, 0, st>>>((float *)k, (float *)v, *plan, *kv, layer, n);
+        kv_gather_kernel<float><<<grid, 32 * KV_WARPS, 0, st>>>((float *)k, (float *)v, *plan, *kv, layer, n);
     CU_LAUNCHED();
     return 0;
 }
@@ -2218,15 +2233,16 @@ static int launch_prefill_ws(const void *q, const void *k, const void *v, void *
  *   7  warp-specialized wgmma (prefill v5): a TMA producer warpgroup, 2 consumer
  *      warpgroups x 64 rows taking turns, 128-key tiles, 2 K and 2 V stages
  *   8  as 7 with 3 K and 3 V stages
- * Measured (H200, 32K): 34.2, 29.7, 22.8, 24.1, 22.5, 22.0, 21.4 ms; default 6;
- * 7 and 8 written, not yet run (NOTES-attention.md, prefill v5).
+ * Measured (H200, 32K): 34.2, 29.7, 22.8, 24.1, 22.5, 22.0, 21.4 ms, then
+ * (2026-11-30, one run beside cuDNN's 14.4 ms) 7: 12.7 ms, 8: 12.5 ms; default 8
+ * (NOTES-attention.md, prefill v5).
  * LEANK_PREFILL_FORM picks one; lk_cuda_prefill_select(form) overrides it
  * (tests, leank-bench attention; -1: back to the variable or the default)
  * and returns the form in effect. The wgmma forms need an sm_90 device (the
  * sm_90a build); elsewhere they fall back to form 0. hd 64 always uses the
  * mma.sync kernel (form 0's), other shapes and f32 the SIMT kernel. */
 #define N_PREFILL_FORMS 9
-#define DEFAULT_PREFILL_FORM 6
+#define DEFAULT_PREFILL_FORM 8
 static int g_pform = -1;
 static int prefill_form(void) {
     if (g_pform < 0) {
@@ -2262,7 +2278,7 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
     float sl2 = scale * LOG2E;
     /* the tensor-core path needs 16-byte rows: q, k, v aligned (cudaMalloc is) */
     bool aligned = (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) == 0;
-    /* hd 128: the form (default 6, wgmma); form 0 = 4 warps x 16 rows at 2 blocks/SM,
+    /* hd 128: the form (default 8, warp-specialized wgmma); form 0 = 4 warps x 16 rows at 2 blocks/SM,
      * faster than 3 blocks/SM (spills) or 8 warps (NOTES-attention.md) */
     if (dt == LK_KV_BF16 && aligned && head_dim == 128) {
         int f = prefill_form();

@@ -153,7 +153,8 @@ typedef struct {
     size_t dev_bytes;            /* every device allocation of the engine */
     unsigned mark;
     int use_gemv;                /* small-batch products on lk_op_gemv (LEANK_CUDA_GEMV=0: cuBLAS) */
-    int use_tune;                /* products of <= TUNE_MAX_M rows timed once (LEANK_CUDA_TUNE=0: off) */
+    int use_tune;                /* products of <= tune_max_m rows timed once (LEANK_CUDA_TUNE=0: off) */
+    int tune_max_m;              /* TUNE_MAX_M, or LEANK_CUDA_TUNE_MAX_M */
     int check;                   /* LEANK_CUDA_CHECK=1: products and prefill attention against slow references */
     void *chk;                   /* their outputs, scratch and the two sums */
     size_t chk_bytes;
@@ -374,7 +375,7 @@ static int gemm(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const
 static int gemm_any(cu_engine *e, void *out, cudaDataType_t ot, const void *x, const void *w, int M, int N, int K,
                     lk_err *err) {
     if (M <= 0) return 0;
-    if (e->dt != LK_OP_BF16 || M > TUNE_MAX_M || !e->use_tune) {
+    if (e->dt != LK_OP_BF16 || M > e->tune_max_m || !e->use_tune) {
         if (e->use_gemv && e->dt == LK_OP_BF16 && M <= 2 && lk_op_gemv_ok(M, K) &&
             !(((uintptr_t)x | (uintptr_t)w) & 15)) {
             KR(lk_op_gemv(ot == CUDA_R_32F ? LK_OP_F32 : LK_OP_BF16, out, x, w, M, N, K, e->st));
@@ -612,6 +613,7 @@ static int one_upload(cu_engine *e, cu_seq *const *s, const int *len, int n, lk_
  * decode (B rows grouped by plan). */
 typedef struct {
     int prefill;
+    int kv_only;           /* prefill: the last layer stores its K and V and stops */
     cu_seq *seq;           /* prefill */
     lk_kv_batch_dev one;   /* prefill: its tables */
     int n_groups;
@@ -671,6 +673,15 @@ static int forward(cu_engine *e, const attend_ctx *a, int n, const int *pos, int
                               e->rope_cos, e->rope_sin, pos ? pos + c0 : NULL, c0, m, e->NH, e->G, e->HD,
                               e->st));
             mark(e, PH_ROPE);
+        }
+        if (a->kv_only && l == e->L - 1) { /* nothing reads this layer's output: keep K and V, stop */
+            KR(lk_cuda_kv_prefill((lk_kv_dtype)e->dt, e->k, e->v, &a->seq->plan->dev, &a->one, l, n, e->st));
+            mark(e, PH_ATTN);
+            if (a->seq->base.on_layer) {
+                CU(cudaStreamSynchronize(e->st));
+                a->seq->base.on_layer(a->seq->base.on_layer_ctx, l + 1, e->L);
+            }
+            return 0;
         }
         TRY(attend(e, a, l, n, err));
         mark(e, PH_ATTN);
@@ -820,6 +831,7 @@ static int cu_prefill(lk_engine *be, lk_seq *bs, const int *ids, int n, lk_err *
     attend_ctx a;
     memset(&a, 0, sizeof a);
     a.prefill = 1;
+    a.kv_only = s->base.kv_only;
     a.seq = s;
     int len = n;
     TRY(one_upload(e, &s, &len, 1, &a.one, err));
@@ -831,8 +843,10 @@ static int cu_prefill(lk_engine *be, lk_seq *bs, const int *ids, int n, lk_err *
     KR(lk_op_embed(e->dt, e->x, e->embed, e->d_pids, n, e->D, e->st));
     mark(e, PH_EMBED);
     TRY(forward(e, &a, n, NULL, n - 1, err));
-    TRY(gemm(e, s->logits, CUDA_R_32F, e->xb, e->lm_head, 1, e->V, e->D, err));
-    mark(e, PH_HEAD);
+    if (!a.kv_only) {
+        TRY(gemm(e, s->logits, CUDA_R_32F, e->xb, e->lm_head, 1, e->V, e->D, err));
+        mark(e, PH_HEAD);
+    }
     prof_end(e);
     CU(cudaStreamSynchronize(e->st));
     s->base.len = n;
@@ -1323,7 +1337,9 @@ static int engine_new(cu_engine **out, const lk_config *c, const lk_st *st, int 
     e->max_batch = o && o->max_batch > 0 ? o->max_batch : 256;
     e->max_prefill = o && o->max_prefill > 0 ? o->max_prefill : ctx;
     e->R = e->max_prefill > e->max_batch ? e->max_prefill : e->max_batch;
-    e->C = e->R < 4096 ? e->R : 4096;
+    const char *cv = getenv("LEANK_CUDA_CHUNK"); /* GEMM chunk rows (NOTES-engine.md) */
+    int chunk = cv && atoi(cv) >= 64 ? atoi(cv) : 4096;
+    e->C = e->R < chunk ? e->R : chunk;
     if (e->C < e->max_batch) e->C = e->max_batch;
     int rc;
 #define FAIL(x)                 \
@@ -1354,6 +1370,8 @@ static int engine_new(cu_engine **out, const lk_config *c, const lk_st *st, int 
     e->use_graph = !(pv && !strcmp(pv, "0"));
     pv = getenv("LEANK_CUDA_TUNE");
     e->use_tune = !(pv && !strcmp(pv, "0"));
+    pv = getenv("LEANK_CUDA_TUNE_MAX_M");
+    e->tune_max_m = pv && atoi(pv) > 0 ? atoi(pv) : TUNE_MAX_M;
     e->tuned = (cu_tuned *)calloc(MAX_TUNED, sizeof(cu_tuned));
     pv = getenv("LEANK_CUDA_PROFILE");
     if (pv && strcmp(pv, "0")) {

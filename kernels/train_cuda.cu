@@ -819,6 +819,7 @@ static int tr_prepare(void *ctx, const int *tokens, int n, int C, lk_err *err) {
     memset(&so, 0, sizeof so);
     so.max_len = n; /* RoPE tables up to the answer's last position */
     so.sampling.top_p = 1.0f;
+    so.kv_only = 1; /* only the cache is read: the last layer's attention and MLP are skipped */
     TRY(lk_seq_new(t->e, &t->seq, &so, err));
     double t0 = lk_now();
     TRY(lk_engine_prefill(t->e, t->seq, tokens, C, err)); /* returns once the prefill has run */

@@ -132,7 +132,8 @@ int lk_engine_pool_resize(lk_engine *e, size_t bytes, lk_err *err) {
 int lk_seq_new(lk_engine *e, lk_seq **s, const lk_seq_opts *o, lk_err *err) {
     *s = NULL;
     int rc = lk_engine_check_seq(e, o, err);
-    return rc ? rc : e->ops->seq_new(e, s, o, err);
+    if (!rc && !(rc = e->ops->seq_new(e, s, o, err))) (*s)->kv_only = o->kv_only;
+    return rc;
 }
 
 void lk_seq_free(lk_seq *s) {
@@ -176,7 +177,9 @@ int lk_engine_prefill(lk_engine *e, lk_seq *s, const int *ids, int n, lk_err *er
         if (ids[i] < 0 || ids[i] >= e->cfg.vocab_size)
             return lk_seterr(err, LK_EINPUT, "prefill: token id %d at position %d out of range (vocab %d)", ids[i],
                              i, e->cfg.vocab_size);
-    return e->ops->prefill(e, s, ids, n, err);
+    int rc = e->ops->prefill(e, s, ids, n, err);
+    if (!rc) s->no_logits = s->kv_only;
+    return rc;
 }
 
 int lk_engine_decode(lk_engine *e, lk_seq *const *seqs, int B, const int *ids, lk_err *err) {
@@ -189,17 +192,23 @@ int lk_engine_decode(lk_engine *e, lk_seq *const *seqs, int B, const int *ids, l
         if (ids[b] < 0 || ids[b] >= e->cfg.vocab_size)
             return lk_seterr(err, LK_EINPUT, "decode: token id %d out of range (vocab %d)", ids[b], e->cfg.vocab_size);
     }
-    return B ? e->ops->decode(e, seqs, B, ids, err) : 0;
+    int rc = B ? e->ops->decode(e, seqs, B, ids, err) : 0;
+    for (int b = 0; !rc && b < B; b++) seqs[b]->no_logits = 0;
+    return rc;
 }
 
 int lk_engine_sample(lk_engine *e, lk_seq *const *seqs, int B, int *ids, lk_err *err) {
     for (int b = 0; b < B; b++)
-        if (seqs[b]->len < 1) return lk_seterr(err, LK_EUSAGE, "sample: sequence %d has no logits yet", b);
+        if (seqs[b]->len < 1 || seqs[b]->no_logits)
+            return lk_seterr(err, LK_EUSAGE, "sample: sequence %d has no logits yet%s", b,
+                             seqs[b]->no_logits ? " (prefilled kv_only: decode a token first)" : "");
     return B ? e->ops->sample(e, seqs, B, ids, err) : 0;
 }
 
 int lk_engine_logits(lk_engine *e, const lk_seq *s, float *logits, lk_err *err) {
-    if (s->len < 1) return lk_seterr(err, LK_EUSAGE, "logits: the sequence has no logits yet");
+    if (s->len < 1 || s->no_logits)
+        return lk_seterr(err, LK_EUSAGE, "logits: the sequence has no logits yet%s",
+                         s->no_logits ? " (prefilled kv_only: decode a token first)" : "");
     return e->ops->logits(e, s, logits, err);
 }
 
@@ -210,5 +219,7 @@ int lk_seq_adopt(lk_engine *e, lk_seq *dst, const lk_seq *src, lk_err *err) {
     if (src->len > dst->max_len)
         return lk_seterr(err, LK_EINPUT, "adopt: %d tokens exceed the destination's %d positions", src->len,
                          dst->max_len);
-    return e->ops->adopt(e, dst, src, err);
+    int rc = e->ops->adopt(e, dst, src, err);
+    if (!rc) dst->no_logits = src->no_logits;
+    return rc;
 }

@@ -111,6 +111,10 @@ typedef struct {
     const lk_plan *plan; /* NULL: dense; borrowed, must outlive the sequence */
     int max_len;         /* positions it may reach (prompt + new tokens) */
     lk_sampling sampling;
+    int kv_only;         /* the prefill fills the cache and nothing else: the backend may skip
+                            what only the last position's logits need (CUDA: the last layer's
+                            attention and MLP, the final norm, the LM head); the sequence has
+                            no logits to sample until its first decode (the trainer's context) */
 } lk_seq_opts;
 
 /* Reserves the sequence's whole cache (max_len positions) up front: a

@@ -27,6 +27,8 @@ struct lk_seq {
     const lk_plan *plan; /* NULL: dense */
     int len, max_len;
     lk_sampling sampling;
+    int kv_only;   /* lk_seq_opts.kv_only */
+    int no_logits; /* prefilled kv_only, not decoded since: sample and logits refuse */
     lk_layer_fn on_layer; /* prefill progress, may be NULL */
     void *on_layer_ctx;
 };

@@ -294,6 +294,19 @@ static void random_model(const variant *v, const char *dtype) {
     for (int t = 0; t < K; t++) OK(lk_engine_decode(gpu.e, &dst, 1, &steps[1][t], &err));
     e_adopt = diff(solo.e, solo.s[1], gpu.e, dst);
     lk_seq_free(dst);
+    /* kv_only (the trainer's context): the prefill skips the last layer's
+     * attention and MLP; no logits until a decode, then the same as solo.s[1] */
+    so.kv_only = 1;
+    OK(lk_seq_new(gpu.e, &dst, &so, &err));
+    OK(lk_engine_prefill(gpu.e, dst, prompt[1], lens[1], &err));
+    int got0 = -1;
+    CHECKF(lk_engine_sample(gpu.e, &dst, 1, &got0, &err) == LK_EUSAGE && strstr(err.msg, "kv_only"),
+           "%s %s: sample after a kv_only prefill: %s", v->what, dtype, err.msg);
+    for (int t = 0; t < K; t++) OK(lk_engine_decode(gpu.e, &dst, 1, &steps[1][t], &err));
+    double e_kvonly = diff(solo.e, solo.s[1], gpu.e, dst);
+    CHECKF(e_kvonly < 1e-6, "%s %s: kv_only prefill + decode vs a full prefill + decode: %.3g", v->what, dtype,
+           e_kvonly);
+    lk_seq_free(dst);
     CHECKF(e_pre < tol && e_dec < tol,
            "%s %s: vs CPU: prefill %.3g, decode %.3g (tol %.0e); by sequence (dense, mask1, mask2): prefill %.3g %.3g "
            "%.3g, decode %.3g %.3g %.3g",

@@ -131,6 +131,39 @@ static void batch_and_adopt(const lk_plan *p1, const lk_plan *p2) {
     free(c);
 }
 
+/* 3b. kv_only: no logits after the prefill (sample and logits refuse, and
+ * so does an adopted copy); after one decode the same logits as a full prefill */
+static void kv_only(const lk_plan *p) {
+    enum { N = 23 };
+    lk_err err = {0};
+    int ids[N + 1], next = -1;
+    prompt(ids, N + 1, 5);
+    lk_seq *full = seq(p, N + 1), *kvo = NULL, *d = NULL, *a = seq(p, N + 1);
+    lk_seq_opts o = {.plan = p, .max_len = N + 1, .sampling = {.top_p = 1.0f}, .kv_only = 1};
+    CHECK(lk_seq_new(eng, &kvo, &o, &err) == 0);
+    o.plan = NULL;
+    CHECK(lk_seq_new(eng, &d, &o, &err) == 0);
+    CHECK(lk_engine_prefill(eng, full, ids, N, &err) == 0);
+    CHECK(lk_engine_prefill(eng, kvo, ids, N, &err) == 0);
+    CHECK(lk_engine_prefill(eng, d, ids, N, &err) == 0);
+    float *x = malloc(sizeof(float) * cfg.vocab_size), *y = malloc(sizeof(float) * cfg.vocab_size);
+    CHECK(lk_engine_sample(eng, &kvo, 1, &next, &err) == LK_EUSAGE && strstr(err.msg, "kv_only"));
+    CHECK(lk_engine_logits(eng, kvo, x, &err) == LK_EUSAGE && strstr(err.msg, "kv_only"));
+    CHECK(lk_seq_adopt(eng, a, d, &err) == 0);
+    CHECK(lk_engine_sample(eng, &a, 1, &next, &err) == LK_EUSAGE);
+    CHECK(lk_engine_decode(eng, &full, 1, &ids[N], &err) == 0);
+    CHECK(lk_engine_decode(eng, &kvo, 1, &ids[N], &err) == 0);
+    CHECK(lk_engine_logits(eng, full, x, &err) == 0 && lk_engine_logits(eng, kvo, y, &err) == 0);
+    CHECKF(!memcmp(x, y, sizeof(float) * cfg.vocab_size), "kv_only prefill + decode differs from a full one");
+    CHECK(lk_engine_sample(eng, &kvo, 1, &next, &err) == 0 && next >= 0);
+    free(x);
+    free(y);
+    lk_seq_free(full);
+    lk_seq_free(kvo);
+    lk_seq_free(d);
+    lk_seq_free(a);
+}
+
 /* 4. refusals */
 static void refusals(const lk_plan *p) {
     lk_err err = {0};
@@ -227,6 +260,7 @@ int main(void) {
     same_as_forward(NULL, NULL);
     same_as_forward(&p1, &m1);
     batch_and_adopt(&p1, &p2);
+    kv_only(&p1);
     refusals(&p1);
     lk_plan_free(&p1);
     lk_plan_free(&p2);
