@@ -41,6 +41,11 @@ typedef __nv_bfloat16 bf16;
         if (e_ != cudaSuccess) return (int)e_;                                                     \
     } while (0)
 #define CU_LAUNCHED() CU_TRY(cudaGetLastError())
+#define TRY_RC(x)                 \
+    do {                          \
+        int r_ = (x);             \
+        if (r_) return r_;        \
+    } while (0)
 
 #define LOG2E 1.4426950408889634f
 #define MAX_SPLITS 32   /* split-KV partials per (sequence, head) at most */
@@ -264,6 +269,18 @@ static int num_sms(void) {
         g_num_sms = n;
     }
     return g_num_sms;
+}
+/* cudaFuncSetAttribute holds for the current device only: a launcher sets a
+ * kernel's shared-memory opt-in once per device (bit d of *done), so that an
+ * engine on GPU 1 after one on GPU 0 in the same process gets it too. */
+static int smem_optin(unsigned *done, const void *kernel, size_t bytes) {
+    int d = 0;
+    CU_TRY(cudaGetDevice(&d));
+    unsigned bit = 1u << (d & 31);
+    if (*done & bit) return 0;
+    CU_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    *done |= bit;
+    return 0;
 }
 static int max_splits(int max_len) {
     int s = (max_len + MIN_SPLIT_KEYS - 1) / MIN_SPLIT_KEYS;
@@ -989,12 +1006,8 @@ static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, c
                            int layer, int B, int H, int S, int chunk, float sl2, float *ws, cudaStream_t st) {
     typedef DecodeTCfg<HD, DW, DS, SWZ> C;
     static_assert(DS * 2 * C::TILE * sizeof(bf16) >= (8 * HD + 16) * sizeof(float), "merge fits a warp's stages");
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_t_kernel<HD, DW, DS, SWZ, LAZY>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-        attr_set = 1;
-    }
+    static unsigned attr_dev;
+    TRY_RC(smem_optin(&attr_dev, (const void *)decode_t_kernel<HD, DW, DS, SWZ, LAZY>, C::SMEM));
     dim3 grid(S, pl->n_kv_heads, B);
     decode_t_kernel<HD, DW, DS, SWZ, LAZY><<<grid, DW * 32, C::SMEM, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
@@ -1007,12 +1020,8 @@ static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl,
                              int layer, int B, int H, int S, int chunk, float sl2, float *ws,
                              cudaStream_t st) {
     typedef DecodeCfg<HD, DW, DS> C;
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(decode_mma_kernel<HD, DW, DS>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-        attr_set = 1;
-    }
+    static unsigned attr_dev;
+    TRY_RC(smem_optin(&attr_dev, (const void *)decode_mma_kernel<HD, DW, DS>, C::SMEM));
     dim3 grid(S, pl->n_kv_heads, B);
     decode_mma_kernel<HD, DW, DS><<<grid, DW * 32, C::SMEM, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
@@ -1358,12 +1367,8 @@ __global__ void __launch_bounds__(PW * 32, MINB)
 template <int HD, int PW, int MINB>
 static int launch_prefill_mma(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                               float sl2, cudaStream_t st) {
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(prefill_mma_kernel<HD, PW, MINB>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)PrefillCfg<HD>::SMEM));
-        attr_set = 1;
-    }
+    static unsigned attr_dev;
+    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_mma_kernel<HD, PW, MINB>, PrefillCfg<HD>::SMEM));
     dim3 grid((n + 16 * PW - 1) / (16 * PW), H);
     prefill_mma_kernel<HD, PW, MINB><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
@@ -1546,12 +1551,8 @@ __global__ void __launch_bounds__(PW * 32, MINB)
 template <int HD, int PW, int MINB>
 static int launch_prefill_mma2(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                                float sl2, cudaStream_t st) {
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(prefill_mma2_kernel<HD, PW, MINB>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Prefill2Cfg<HD>::SMEM));
-        attr_set = 1;
-    }
+    static unsigned attr_dev;
+    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_mma2_kernel<HD, PW, MINB>, Prefill2Cfg<HD>::SMEM));
     dim3 grid((n + 32 * PW - 1) / (32 * PW), H);
     prefill_mma2_kernel<HD, PW, MINB><<<grid, PW * 32, Prefill2Cfg<HD>::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
@@ -1844,12 +1845,8 @@ template <int NWG, int BN, int NST, bool PV64>
 static int launch_prefill_wg(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                              float sl2, cudaStream_t st) {
     typedef PrefillWgCfg<NWG, BN, NST, PV64> C;
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(prefill_wg_kernel<NWG, BN, NST, PV64>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-        attr_set = 1;
-    }
+    static unsigned attr_dev;
+    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_wg_kernel<NWG, BN, NST, PV64>, C::SMEM));
     dim3 grid((n + C::BM - 1) / C::BM, H);
     prefill_wg_kernel<NWG, BN, NST, PV64><<<grid, NWG * 128, C::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
@@ -2205,12 +2202,8 @@ template <int NST>
 static int launch_prefill_ws(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                              float sl2, cudaStream_t st) {
     typedef PrefillWsCfg<NST> C;
-    static int attr_set;
-    if (!attr_set) {
-        CU_TRY(cudaFuncSetAttribute(prefill_ws_kernel<NST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)C::SMEM));
-        attr_set = 1;
-    }
+    static unsigned attr_dev;
+    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_ws_kernel<NST>, C::SMEM));
     CUtensorMap tq, tk, tv;
     int rc;
     if ((rc = tensor_map_rows(&tq, q, n, H, C::BM)) || (rc = tensor_map_rows(&tk, k, n, G, C::BN)) ||
@@ -2290,8 +2283,14 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
         case 4: return launch_prefill_wg<2, 64, 4, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 5: return launch_prefill_wg<2, 64, 6, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 6: return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-        case 7: return launch_prefill_ws<2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-        case 8: return launch_prefill_ws<3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        case 7:
+        case 8: {
+            int rc = f == 7 ? launch_prefill_ws<2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st)
+                            : launch_prefill_ws<3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+            /* a driver without cuTensorMapEncodeTiled: the best form without TMA */
+            if (rc != (int)cudaErrorNotSupported) return rc;
+            return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
+        }
         default: return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         }
     }

@@ -78,39 +78,26 @@ static unsigned grid_for(size_t n) {
 }
 
 /* Fixed-order block reductions (blockDim.x == 256). */
-__device__ float block_max256(float v, float *sh) {
+/* A 256-thread block's reduction of v (sh: 256 elements of shared memory), a
+ * tree in a fixed order, so the same bits every run; every thread gets it. */
+template <typename T, typename Op>
+__device__ T block_reduce256(T v, T *sh, Op op) {
     sh[threadIdx.x] = v;
     __syncthreads();
     for (int s = 128; s; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
+        if (threadIdx.x < s) sh[threadIdx.x] = op(sh[threadIdx.x], sh[threadIdx.x + s]);
         __syncthreads();
     }
-    float r = sh[0];
+    T r = sh[0];
     __syncthreads();
     return r;
 }
-__device__ float block_sum256(float v, float *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = 128; s; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
-__device__ double block_dsum256(double v, double *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = 128; s; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
+struct MaxOp {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct SumOp {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
 
 /* Is key j seen in full by the query at position p? (train.h's rule) */
 __device__ __forceinline__ bool full_key(int j, int p, int sink, int recent) {
@@ -170,13 +157,13 @@ __global__ void softmax_kernel(const float *S, const float *Sm, T *P, float *lse
         float z = (sm && !full_key(j, p, sink, recent)) ? sm[j] : s[j];
         mx = fmaxf(mx, z);
     }
-    mx = block_max256(mx, sh);
+    mx = block_reduce256(mx, sh, MaxOp());
     float sum = 0.0f;
     for (int j = threadIdx.x; j <= p; j += 256) {
         float z = (sm && !full_key(j, p, sink, recent)) ? sm[j] : s[j];
         sum += expf(z - mx);
     }
-    sum = block_sum256(sum, sh);
+    sum = block_reduce256(sum, sh, SumOp());
     float inv = 1.0f / sum;
     for (int j = threadIdx.x; j < n; j += 256) {
         float v = 0.0f;
@@ -322,8 +309,8 @@ __global__ void rmsnorm_back_kernel(float *dx, const float *dy, const float *x, 
         ss += xr[k] * xr[k];
         dot += xr[k] * ld(w, k) * dyr[k];
     }
-    ss = block_sum256(ss, sh);
-    dot = block_sum256(dot, sh);
+    ss = block_reduce256(ss, sh, SumOp());
+    dot = block_reduce256(dot, sh, SumOp());
     float r = rsqrtf(ss / d + eps), c = r * r * r * dot / d;
     for (int k = threadIdx.x; k < d; k += 256) dx[row * d + k] += r * ld(w, k) * dyr[k] - c * xr[k];
 }
@@ -337,7 +324,7 @@ __global__ void loss_kernel(const float *hp, const float *hf, double *loss, floa
         s += (double)d * d;
         if (dh) dh[i] = (float)(2.0 * d / (double)n);
     }
-    s = block_dsum256(s, sh);
+    s = block_reduce256(s, sh, SumOp());
     if (threadIdx.x == 0) *loss = s / (double)n;
 }
 
