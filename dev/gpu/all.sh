@@ -40,14 +40,14 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
     step kernel "$B" kernel --mask "$MASK" --sdpa dev/bench/sdpa_decode.py
-    step e2e_b52 "$B" e2e --random llama3.1-8b -b 52 -p 4096 -g 128
-    step e2e_b1_32k "$B" e2e --random llama3.1-8b -b 1 -p 32768 -g 128
+    step e2e_b52 "$B" e2e --random llama3.1-8b -b 52 -p 4096 -g 128 --runs 3 # run 1 cold, 2-3 warm (HF is timed warm)
+    step e2e_b1_32k "$B" e2e --random llama3.1-8b -b 1 -p 32768 -g 128 --runs 4
     if [ "${MAXB:-1}" = 1 ]; then # the largest batches at 32K (2.5 minutes of prefill)
         step e2e_max_dense "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128
         step e2e_max_leank "$B" e2e --random llama3.1-8b --max-batch -p 32768 -g 128 --plan "$MASK" --sink 128 --recent 1024
     fi
     for f in kernel e2e_b52 e2e_b1_32k e2e_max_dense e2e_max_leank; do
-        [ -f "$O/$f.txt" ] && { echo "---- $f"; tail -n 14 "$O/$f.txt"; }
+        [ -f "$O/$f.txt" ] && { echo "---- $f"; tail -n 16 "$O/$f.txt"; }
     done
 fi
 if [ "$what" = cpu ] || [ "$what" = all ]; then
