@@ -189,16 +189,19 @@ int lk_bench_e2e(const lk_bench_e2e_opts *o, lk_err *err) {
         printf("  load            %8.2f s\n", load_s);
         printf("  prefill         %8.2f s   (%.0f tok/s)%s\n", prefill_s, prefill_s > 0 ? (double)B * P / prefill_s : 0,
                R > 1 ? " run 1, cold" : "");
+        char warm[32]; /* which runs the warm figures are of */
+        if (R == 2) snprintf(warm, sizeof warm, "run 2");
+        else snprintf(warm, sizeof warm, "median of runs 2-%d", R);
         if (R > 1)
-            printf("  prefill, warm   %8.2f s   median of runs 2-%d (min %.2f, max %.2f; %.0f tok/s)\n", wp[1], R, wp[0],
-                   wp[2], wp[1] > 0 ? (double)B * P / wp[1] : 0);
+            printf("  prefill, warm   %8.2f s   %s (min %.2f, max %.2f; %.0f tok/s)\n", wp[1], warm, wp[0], wp[2],
+                   wp[1] > 0 ? (double)B * P / wp[1] : 0);
         printf("  decode step     %8.2f ms  median (min %.2f, max %.2f); %.0f tok/s%s\n", 1e3 * med, 1e3 * mn, 1e3 * mx,
                med > 0 ? B / med : 0.0, R > 1 ? "; warm runs" : "");
         printf("  step floor      %8.2f ms  (weights %.2f GB + KV %.2f GB at %.0f GB/s): step/floor %.2f\n",
                1e3 * floor_s, mem.weights / 1e9, mid_kv / 1e9, bw, floor_s > 0 ? med / floor_s : 0.0);
         printf("  total           %8.2f s%s\n", total_s, R > 1 ? "   run 1, cold" : "");
         if (R > 1)
-            printf("  total, warm     %8.2f s   median of runs 2-%d (min %.2f, max %.2f)\n", wt[1], R, wt[0], wt[2]);
+            printf("  total, warm     %8.2f s   %s (min %.2f, max %.2f)\n", wt[1], warm, wt[0], wt[2]);
         char kvp[160];
         printf("  KV at the end   %s\n",
                lk_kv_phrase(kvp, sizeof kvp, (double)kv_end, (double)kv_dense_end, lk_engine_cache_dtype(e)));
