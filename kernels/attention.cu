@@ -30,6 +30,7 @@
 
 #include <type_traits>
 
+#include "cuda_check.h" /* TRY */
 #include "kvcache.h"
 
 typedef __nv_bfloat16 bf16;
@@ -41,11 +42,6 @@ typedef __nv_bfloat16 bf16;
         if (e_ != cudaSuccess) return (int)e_;                                                     \
     } while (0)
 #define CU_LAUNCHED() CU_TRY(cudaGetLastError())
-#define TRY_RC(x)                 \
-    do {                          \
-        int r_ = (x);             \
-        if (r_) return r_;        \
-    } while (0)
 
 #define LOG2E 1.4426950408889634f
 #define MAX_SPLITS 32   /* split-KV partials per (sequence, head) at most */
@@ -57,6 +53,22 @@ __device__ __forceinline__ float ldf(const float *p) { return *p; }
 __device__ __forceinline__ float ldf(const bf16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ void stf(float *p, float v) { *p = v; }
 __device__ __forceinline__ void stf(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+/* Reductions across lanes: the 4 lanes of a quad (an mma fragment's row:
+ * lanes 4r .. 4r+3) and the whole warp. */
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int off = 16; off; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+    return x;
+}
 
 /* --------------------------------------------------------- cache addresses */
 
@@ -391,8 +403,7 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32)
         }
         float x = 0.0f;
         for (int i = lane; i < n; i += 32) x += qq[i] * ldf(kr + i);
-#pragma unroll
-        for (int off = 16; off; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+        x = warp_sum(x);
         x *= scale_log2;
         float mn = fmaxf(m, x), cr = exp2f(m - mn), p = exp2f(x - mn);
         l = l * cr + p;
@@ -618,8 +629,7 @@ __global__ void __launch_bounds__(DW * 32, 1)
         float cr[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            mx[r] = quad_max(mx[r]);
             float mn = fmaxf(m[r], mx[r]);
             cr[r] = exp2f(m[r] - mn);
             m[r] = mn;
@@ -654,8 +664,7 @@ __global__ void __launch_bounds__(DW * 32, 1)
     __syncwarp();
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = quad_sum(l[r]);
     }
     /* the warps' states through shared memory (this warp's own stages) */
     float *wo = (float *)wt;                 /* [16][HD] */
@@ -1007,7 +1016,7 @@ static int launch_decode_t(const void *q, void *out, const lk_kv_plan_dev *pl, c
     typedef DecodeTCfg<HD, DW, DS, SWZ> C;
     static_assert(DS * 2 * C::TILE * sizeof(bf16) >= (8 * HD + 16) * sizeof(float), "merge fits a warp's stages");
     static unsigned attr_dev;
-    TRY_RC(smem_optin(&attr_dev, (const void *)decode_t_kernel<HD, DW, DS, SWZ, LAZY>, C::SMEM));
+    TRY(smem_optin(&attr_dev, (const void *)decode_t_kernel<HD, DW, DS, SWZ, LAZY>, C::SMEM));
     dim3 grid(S, pl->n_kv_heads, B);
     decode_t_kernel<HD, DW, DS, SWZ, LAZY><<<grid, DW * 32, C::SMEM, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
@@ -1021,7 +1030,7 @@ static int launch_decode_mma(const void *q, void *out, const lk_kv_plan_dev *pl,
                              cudaStream_t st) {
     typedef DecodeCfg<HD, DW, DS> C;
     static unsigned attr_dev;
-    TRY_RC(smem_optin(&attr_dev, (const void *)decode_mma_kernel<HD, DW, DS>, C::SMEM));
+    TRY(smem_optin(&attr_dev, (const void *)decode_mma_kernel<HD, DW, DS>, C::SMEM));
     dim3 grid(S, pl->n_kv_heads, B);
     decode_mma_kernel<HD, DW, DS><<<grid, DW * 32, C::SMEM, st>>>(
         (const bf16 *)q, (bf16 *)out, ws, *pl, *kv, layer, B, H, S, chunk, sl2);
@@ -1191,8 +1200,7 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
         for (int t = 0; t < 8; t++)
             if (lane + 32 * t < hd) x += qv[t] * ldf(kr + lane + 32 * t);
-#pragma unroll
-        for (int off = 16; off; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+        x = warp_sum(x);
         x *= scale_log2;
         float mn = fmaxf(m, x), cr = exp2f(m - mn), p = exp2f(x - mn);
         l = l * cr + p;
@@ -1308,8 +1316,7 @@ __global__ void __launch_bounds__(PW * 32, MINB)
         float cr[2], mb[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            mx[r] = quad_max(mx[r]);
             float mn = fmaxf(m[r], mx[r]);
             mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
             cr[r] = exp2f(m[r] - mb[r]);
@@ -1348,8 +1355,7 @@ __global__ void __launch_bounds__(PW * 32, MINB)
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = quad_sum(l[r]);
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -1368,7 +1374,7 @@ template <int HD, int PW, int MINB>
 static int launch_prefill_mma(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                               float sl2, cudaStream_t st) {
     static unsigned attr_dev;
-    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_mma_kernel<HD, PW, MINB>, PrefillCfg<HD>::SMEM));
+    TRY(smem_optin(&attr_dev, (const void *)prefill_mma_kernel<HD, PW, MINB>, PrefillCfg<HD>::SMEM));
     dim3 grid((n + 16 * PW - 1) / (16 * PW), H);
     prefill_mma_kernel<HD, PW, MINB><<<grid, PW * 32, PrefillCfg<HD>::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
@@ -1483,8 +1489,7 @@ __global__ void __launch_bounds__(PW * 32, MINB)
                 }
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                mx[r] = quad_max(mx[r]);
                 float mn = fmaxf(m[mt][r], mx[r]);
                 mb[mt][r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
                 float cr = exp2f(m[mt][r] - mb[mt][r]);
@@ -1535,8 +1540,7 @@ __global__ void __launch_bounds__(PW * 32, MINB)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float lr = l[mt][r];
-            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
-            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            lr = quad_sum(lr);
             int row = row0 + mt * 16 + r * 8;
             if (row >= n) continue;
             bf16 *orow = out + (size_t)row * qstride + (size_t)h * HD;
@@ -1552,7 +1556,7 @@ template <int HD, int PW, int MINB>
 static int launch_prefill_mma2(const void *q, const void *k, const void *v, void *out, int n, int H, int G,
                                float sl2, cudaStream_t st) {
     static unsigned attr_dev;
-    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_mma2_kernel<HD, PW, MINB>, Prefill2Cfg<HD>::SMEM));
+    TRY(smem_optin(&attr_dev, (const void *)prefill_mma2_kernel<HD, PW, MINB>, Prefill2Cfg<HD>::SMEM));
     dim3 grid((n + 32 * PW - 1) / (32 * PW), H);
     prefill_mma2_kernel<HD, PW, MINB><<<grid, PW * 32, Prefill2Cfg<HD>::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
@@ -1777,8 +1781,7 @@ __global__ void __launch_bounds__(NWG * 128, 1)
         float cr[2], mb[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            mx[r] = quad_max(mx[r]);
             float mn = fmaxf(m[r], mx[r] * scale_log2);
             mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
             cr[r] = fast_exp2(m[r] - mb[r]);
@@ -1817,8 +1820,7 @@ __global__ void __launch_bounds__(NWG * 128, 1)
     reg_fence(o);
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = quad_sum(l[r]);
         l[r] = 1.0f / l[r];
     }
     /* O through the (swizzled) Q tile to 16-byte coalesced stores */
@@ -1846,7 +1848,7 @@ static int launch_prefill_wg(const void *q, const void *k, const void *v, void *
                              float sl2, cudaStream_t st) {
     typedef PrefillWgCfg<NWG, BN, NST, PV64> C;
     static unsigned attr_dev;
-    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_wg_kernel<NWG, BN, NST, PV64>, C::SMEM));
+    TRY(smem_optin(&attr_dev, (const void *)prefill_wg_kernel<NWG, BN, NST, PV64>, C::SMEM));
     dim3 grid((n + C::BM - 1) / C::BM, H);
     prefill_wg_kernel<NWG, BN, NST, PV64><<<grid, NWG * 128, C::SMEM, st>>>(
         (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (bf16 *)out, n, H, G, sl2);
@@ -2051,8 +2053,7 @@ __global__ void __launch_bounds__(384, 1)
         float mb[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            mx[r] = quad_max(mx[r]);
             float mn = FIRST ? mx[r] * scale_log2 : fmaxf(m[r], mx[r] * scale_log2);
             mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
             cr[r] = FIRST ? 0.0f : fast_exp2(m[r] - mb[r]);
@@ -2133,8 +2134,7 @@ __global__ void __launch_bounds__(384, 1)
 #undef VEMPTY
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = quad_sum(l[r]);
         l[r] = 1.0f / l[r];
     }
     /* O through this warpgroup's own (swizzled) Q rows, which only its own, completed wgmmas
@@ -2203,7 +2203,7 @@ static int launch_prefill_ws(const void *q, const void *k, const void *v, void *
                              float sl2, cudaStream_t st) {
     typedef PrefillWsCfg<NST> C;
     static unsigned attr_dev;
-    TRY_RC(smem_optin(&attr_dev, (const void *)prefill_ws_kernel<NST>, C::SMEM));
+    TRY(smem_optin(&attr_dev, (const void *)prefill_ws_kernel<NST>, C::SMEM));
     CUtensorMap tq, tk, tv;
     int rc;
     if ((rc = tensor_map_rows(&tq, q, n, H, C::BM)) || (rc = tensor_map_rows(&tk, k, n, G, C::BN)) ||
@@ -2282,15 +2282,14 @@ extern "C" int lk_cuda_prefill_attention(lk_kv_dtype dt, const void *q, const vo
         case 3: return launch_prefill_wg<2, 128, 3, true>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 4: return launch_prefill_wg<2, 64, 4, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 5: return launch_prefill_wg<2, 64, 6, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-        case 6: return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         case 7:
         case 8: {
             int rc = f == 7 ? launch_prefill_ws<2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st)
                             : launch_prefill_ws<3>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-            /* a driver without cuTensorMapEncodeTiled: the best form without TMA */
             if (rc != (int)cudaErrorNotSupported) return rc;
-            return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
-        }
+        } /* a driver without cuTensorMapEncodeTiled: the best form without TMA */
+            /* fall through */
+        case 6: return launch_prefill_wg<3, 64, 5, false>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         default: return launch_prefill_mma<128, 4, 2>(q, k, v, out, n, n_heads, n_kv_heads, sl2, st);
         }
     }

@@ -623,16 +623,21 @@ typedef struct {
     lk_kv_batch_dev g_kv[64];
 } attend_ctx;
 
+/* Layer l of a kv_only prefill keeps only its K and V: nothing reads its attention or its output. */
+static int kv_only_layer(const cu_engine *e, const attend_ctx *a, int l) { return a->kv_only && l == e->L - 1; }
+
 static int attend(cu_engine *e, const attend_ctx *a, int l, int n, lk_err *err) {
     lk_kv_dtype dt = (lk_kv_dtype)e->dt;
     if (a->prefill) {
-        KR(lk_cuda_prefill_attention(dt, e->q, e->k, e->v, e->att, n, e->NH, e->G, e->HD, e->scale, e->st));
-        if (e->check && n <= 4096) {
-            size_t outb = align_up((size_t)n * e->QD * 4);
-            TRY(chk_room(e, outb + (size_t)e->NH * n * n * 4, err));
-            KR(lk_op_ref_attention(e->dt, (char *)e->chk + 64, e->q, e->k, e->v, n, e->NH, e->G, e->HD, e->scale,
-                                   (float *)((char *)e->chk + 64 + outb), e->st));
-            TRY(chk_compare(e, e->dt, e->att, (size_t)n * e->QD, "prefill attention", n, e->NH, e->HD, err));
+        if (!kv_only_layer(e, a, l)) {
+            KR(lk_cuda_prefill_attention(dt, e->q, e->k, e->v, e->att, n, e->NH, e->G, e->HD, e->scale, e->st));
+            if (e->check && n <= 4096) {
+                size_t outb = align_up((size_t)n * e->QD * 4);
+                TRY(chk_room(e, outb + (size_t)e->NH * n * n * 4, err));
+                KR(lk_op_ref_attention(e->dt, (char *)e->chk + 64, e->q, e->k, e->v, n, e->NH, e->G, e->HD,
+                                       e->scale, (float *)((char *)e->chk + 64 + outb), e->st));
+                TRY(chk_compare(e, e->dt, e->att, (size_t)n * e->QD, "prefill attention", n, e->NH, e->HD, err));
+            }
         }
         KR(lk_cuda_kv_prefill(dt, e->k, e->v, &a->seq->plan->dev, &a->one, l, n, e->st));
         return 0;
@@ -674,18 +679,9 @@ static int forward(cu_engine *e, const attend_ctx *a, int n, const int *pos, int
                               e->st));
             mark(e, PH_ROPE);
         }
-        if (a->kv_only && l == e->L - 1) { /* nothing reads this layer's output: keep K and V, stop */
-            KR(lk_cuda_kv_prefill((lk_kv_dtype)e->dt, e->k, e->v, &a->seq->plan->dev, &a->one, l, n, e->st));
-            mark(e, PH_ATTN);
-            if (a->seq->base.on_layer) {
-                CU(cudaStreamSynchronize(e->st));
-                a->seq->base.on_layer(a->seq->base.on_layer_ctx, l + 1, e->L);
-            }
-            return 0;
-        }
         TRY(attend(e, a, l, n, err));
         mark(e, PH_ATTN);
-        for (int c0 = 0; c0 < n; c0 += C) {
+        for (int c0 = 0; !kv_only_layer(e, a, l) && c0 < n; c0 += C) {
             int m = n - c0 < C ? n - c0 : C;
             float *xc = e->x + (size_t)c0 * D;
             TRY(gemm(e, e->delta, e->ct, (char *)e->att + (size_t)c0 * QD * es, ly->wo, m, D, QD, err));
@@ -706,6 +702,7 @@ static int forward(cu_engine *e, const attend_ctx *a, int n, const int *pos, int
             a->seq->base.on_layer(a->seq->base.on_layer_ctx, l + 1, e->L);
         }
     }
+    if (a->kv_only) return 0;
     int m = n - last0;
     KR(lk_op_rmsnorm(e->dt, e->xb, e->x + (size_t)last0 * D,
                      pending ? (char *)e->delta + (size_t)last0 * D * es : NULL, e->final_norm, m, D, e->eps,

@@ -1,25 +1,16 @@
 #!/usr/bin/env bash
 # all.sh - what one GPU-machine call runs: the GPU tests, then the benchmarks of
 # the GPU engine and the LeanK kernel, logs under $OUT (or /tmp/leank-gpu).
-# Built here (the GPU machine has no headers for jansson/pcre2/yaml): carry
-# bin/ and .carry/shared (a copy of what the tests read from ../shared):
-#   run: bash dev/gpu/all.sh [tests|train|bench|cpu|hf|san|all]    carry: ["bin", ".carry"]
-set -u
-cd "$(dirname "$0")/../.."
+# Built here (the GPU machine has no headers for jansson/pcre2/yaml), packed
+# by dev/gpu/pack.sh, carried with .carry/shared (a copy of what the tests read
+# from ../shared):
+#   run: bash dev/gpu/all.sh [tests|train|bench|cpu|hf|san|all]
+#   carry: [".carry/bin.tar.xz", ".carry/shared"] (and .carry/p8k.ids for cpu)
 what=${1:-all}
-O=${OUT:-/tmp/leank-gpu}
-mkdir -p "$O"
-export LEANK_BIN=${LEANK_BIN:-$PWD/bin} LEANK_SHARED=${LEANK_SHARED:-$PWD/.carry/shared} PYTHONUNBUFFERED=1
+. "$(dirname "$0")/call.sh"
 B=$LEANK_BIN/leank-bench
 MASK=$LEANK_SHARED/data/masks/llama3.1-8b-instruct.tsv
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$O/gpu.txt"
-step() { # name command...: run with a time limit, log to $O/name.txt, one summary line
-    local name=$1; shift
-    local t0=$(date +%s)
-    timeout "${LIMIT:-300}" "$@" >"$O/$name.txt" 2>&1
-    local rc=$?
-    echo "== $name: exit $rc, $(( $(date +%s) - t0 )) s" | tee -a "$O/summary.txt"
-}
 if [ "$what" = san ]; then # compute-sanitizer over the GPU test programs
     LEANK_GPU_SAN=1 LEANK_TESTS=gpu_ LEANK_VARIANTS="hd 64, GQA 7:1" step san tests/run.sh --gpu
     grep -E "^(ok|not ok|[0-9]+ passed)" "$O/san.txt"; grep -A20 "^not ok" "$O/san.txt" | head -40

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # s14c.sh - 2026-11-30: SM clock and power while the prefill runs (is form 8 slower in the engine
 # than alone because the GPU clocks down under sustained tensor-core load?)
-set -u
-mkdir -p /tmp/x && tar xJf .carry/bin.tar.xz -C /tmp/x
-B=/tmp/x/bin; O=${OUT:-/tmp/o}; mkdir -p "$O"
+. "$(dirname "$0")/call.sh"
+B=$LEANK_BIN
 smi() { nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv,noheader,nounits -lms 20 >"$O/$1.csv" & echo $!; }
 summ() { python3 - "$O/$1.csv" "$1" <<'PY'
 import sys, statistics as st

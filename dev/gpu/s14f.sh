@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # s14f.sh - 2026-11-30: programmatic dependent launch in the decode step (pdl.h): the GPU
 # tests with it on, then the decode step with it on and off (LEANK_CUDA_PDL=0), same call
-set -u
-mkdir -p /tmp/x && tar xJf .carry/bin.tar.xz -C /tmp/x
-B=/tmp/x/bin; O=${OUT:-/tmp/o}; mkdir -p "$O"; export PYTHONUNBUFFERED=1 LEANK_SHARED=$PWD/.carry/shared LEANK_BIN=$B
+. "$(dirname "$0")/call.sh"
+B=$LEANK_BIN
 MASK=$LEANK_SHARED/data/masks/llama3.1-8b-instruct.tsv
-s() { local n=$1; shift; local t0=$SECONDS; timeout "${LIM:-280}" "$@" >"$O/$n.txt" 2>&1; local rc=$?
-      echo "== $n: exit $rc, $((SECONDS - t0)) s" | tee -a "$O/summary.txt"; return $rc; }
-s tests tests/run.sh --gpu; grep -E "^(ok|not ok|[0-9]+ passed)" "$O/tests.txt"; grep -A20 "^not ok" "$O/tests.txt" | head -30
+LIMIT=${LIMIT:-280}
+step tests tests/run.sh --gpu; grep -E "^(ok|not ok|[0-9]+ passed)" "$O/tests.txt"; grep -A20 "^not ok" "$O/tests.txt" | head -30
 for pdl in 1 0 1 0; do
   for c in "llama3.1-8b -b 1 -p 32768 -g 128 --runs 3" "llama3.1-8b -b 52 -p 4096 -g 64 --runs 2" "qwen2.5-1.5b -b 1 -p 4096 -g 256 --runs 3" "llama3.1-8b -b 1 -p 32768 -g 128 --runs 3 --plan $MASK --sink 128 --recent 1024"; do
     LEANK_CUDA_PDL=$pdl $B/leank-bench e2e --random $c --json >"$O/e.json" 2>"$O/e.err" || { echo "FAIL pdl=$pdl $c: $(head -2 "$O/e.err")"; continue; }

@@ -2,9 +2,9 @@
 # s14g.sh - 2026-11-30: compute-sanitizer over what this session changed: prefill forms 7/8
 # (TMA, mbarriers; memcheck and racecheck), the warp-per-position KV store and kv_only
 # (gpu_engine, gpu_train; memcheck). Four jobs at once, 150 s each at most.
-set -u
-mkdir -p /tmp/x && tar xJf .carry/bin.tar.xz -C /tmp/x
-B=/tmp/x/bin; O=${OUT:-/tmp/o}; mkdir -p "$O"; export LEANK_SHARED=$PWD/.carry/shared LEANK_SEED=13
+. "$(dirname "$0")/call.sh"
+B=$LEANK_BIN
+export LEANK_SEED=13
 CS="compute-sanitizer --error-exitcode 86"
 ( LEANK_PF_MASK=385 timeout 150 $CS --tool memcheck --leak-check full $B/tests/gpu_attention >"$O/mc_att.txt" 2>&1; echo "mc_att exit $?" >>"$O/summary.txt" ) &
 ( LEANK_PF_MASK=384 LEANK_SAN_SMALL=1 timeout 150 $CS --tool racecheck --racecheck-report hazard $B/tests/gpu_attention >"$O/rc_att.txt" 2>&1; echo "rc_att exit $?" >>"$O/summary.txt" ) &
