@@ -141,31 +141,50 @@ __global__ void permute_kernel(const S *src, D *dst, int A, int NH, int hd, int 
     }
 }
 
-/* One block (256 threads) per row (h, i), query position p = C + i:
+/* Online softmax state: m the running max, s the sum of exp(z - m). Merging
+ * two is commutative bit for bit (IEEE addition is), so a butterfly leaves
+ * the same pair in every lane. */
+__device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2) {
+    float M = fmaxf(m, m2);
+    if (M == -INFINITY) return; /* both empty */
+    s = s * expf(m - M) + s2 * expf(m2 - M);
+    m = M;
+}
+#define SOFTMAX_THREADS 1024
+
+/* One block (1024 threads) per row (h, i), query position p = C + i:
  * z_j = full ? S[j] : Sm[j] (Sm NULL: S), masked for j > p; P = softmax(z)
- * into P (T, (NH, A, n)) and lse[row] = max + log(sum). */
+ * into P (T, (NH, A, n)) and lse[row] = max + log(sum). One pass for the max
+ * and the sum (online), one to write P: the rows a wave of blocks holds (2 a
+ * multiprocessor, ~35 MB at 32K keys) stay in L2 for the second read. The
+ * merges run in a fixed order: the same bits every run. */
 template <typename T>
-__global__ void softmax_kernel(const float *S, const float *Sm, T *P, float *lse, int A, int n, int C, int sink,
-                               int recent) {
-    __shared__ float sh[256];
+__global__ void __launch_bounds__(SOFTMAX_THREADS)
+    softmax_kernel(const float *S, const float *Sm, T *P, float *lse, int A, int n, int C, int sink, int recent) {
+    __shared__ float shm[32], shs[32];
     size_t row = blockIdx.x;
-    int p = C + (int)(row % A);
+    int p = C + (int)(row % A), lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const float *s = S + row * n, *sm = Sm ? Sm + row * n : NULL;
     T *pr = P + row * n;
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j <= p; j += 256) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = threadIdx.x; j <= p; j += SOFTMAX_THREADS) {
         float z = (sm && !full_key(j, p, sink, recent)) ? sm[j] : s[j];
-        mx = fmaxf(mx, z);
+        if (z > mx) {
+            sum = sum * expf(mx - z) + 1.0f;
+            mx = z;
+        } else {
+            sum += expf(z - mx);
+        }
     }
-    mx = block_reduce256(mx, sh, MaxOp());
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j <= p; j += 256) {
-        float z = (sm && !full_key(j, p, sink, recent)) ? sm[j] : s[j];
-        sum += expf(z - mx);
-    }
-    sum = block_reduce256(sum, sh, SumOp());
+    for (int o = 16; o; o >>= 1)
+        ms_merge(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
+    if (lane == 0) shm[wid] = mx, shs[wid] = sum;
+    __syncthreads();
+    mx = shm[lane], sum = shs[lane]; /* every warp merges the 32 the same way */
+    for (int o = 16; o; o >>= 1)
+        ms_merge(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
     float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < n; j += 256) {
+    for (int j = threadIdx.x; j < n; j += SOFTMAX_THREADS) {
         float v = 0.0f;
         if (j <= p) {
             float z = (sm && !full_key(j, p, sink, recent)) ? sm[j] : s[j];
@@ -187,12 +206,14 @@ __global__ void rowdot_kernel(const float *dO, const float *O, float *Dv, int ro
 }
 
 /* One block per row (h, i): P from the saved lse, dZ = scale P (dP - Dv),
- * split into Zf (full keys) and Zm (middle keys), both T (NH, A, n); the
- * answer columns (j >= C) of P, Zf and Zm also in f32 (NH, A, A). */
+ * split into Zf (full keys) and Zm (middle keys), both T (NH, A, n), each
+ * written only over the columns its product reads (key_cols: Zf [0, f1) and
+ * [f2, n), Zm [m0, m1)); the answer columns (j >= C) of P, Zf and Zm also in
+ * f32 (NH, A, A). */
 template <typename T>
 __global__ void dz_kernel(const float *S, const float *Sm, const float *dP, const float *lse, const float *Dv,
                           T *Zf, T *Zm, float *Pa, float *Zfa, float *Zma, int A, int n, int C, int sink,
-                          int recent, float scale) {
+                          int recent, float scale, int f1, int f2, int m0, int m1) {
     size_t row = blockIdx.x;
     int p = C + (int)(row % A);
     float l = lse[row], d = Dv[row];
@@ -206,8 +227,8 @@ __global__ void dz_kernel(const float *S, const float *Sm, const float *dP, cons
             if (f) zf = dz;
             else zm = dz;
         }
-        st(Zf + row * n, j, zf);
-        st(Zm + row * n, j, zm);
+        if (j < f1 || j >= f2) st(Zf + row * n, j, zf); /* key_cols(): the columns read */
+        if (j >= m0 && j < m1) st(Zm + row * n, j, zm);
         if (j >= C) {
             size_t o = row * A + (j - C);
             Pa[o] = pv;
@@ -572,25 +593,47 @@ static int lin_back(tr_ctx *t, float *dx, const void *dy, const void *w, int M, 
     return 0;
 }
 
-/* Scores of every group: S (NH, A, n) f32 = scale * Q (NH, A, hd) K^T with
- * K (n, G, hd); the gs heads of group g are rows g*gs*A .. of Q. */
-static int scores(tr_ctx *t, float *S, const void *Q, const void *K, int n, lk_err *err) {
+/* Scores of every group over keys j0 .. j1-1: S[., j] (NH, A, n) f32 = scale
+ * * Q (NH, A, hd) K^T with K (n, G, hd); the gs heads of group g are rows
+ * g*gs*A .. of Q. Other columns of S are left as they were. */
+static int scores(tr_ctx *t, float *S, const void *Q, const void *K, int j0, int j1, lk_err *err) {
     const float zero = 0.0f;
-    int A = t->A, rows = t->gs * A;
-    BL(cublasGemmStridedBatchedEx(t->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, t->hd, &t->scale, K, t->ct, t->KD,
-                                  t->hd, Q, t->ct, t->hd, (long long)rows * t->hd, &zero, S, CUDA_R_32F, n,
-                                  (long long)rows * n, t->G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    int A = t->A, rows = t->gs * A, n = t->n;
+    if (j1 <= j0) return 0;
+    const char *Kj = (const char *)K + (size_t)j0 * t->KD * t->es;
+    BL(cublasGemmStridedBatchedEx(t->blas, CUBLAS_OP_T, CUBLAS_OP_N, j1 - j0, rows, t->hd, &t->scale, Kj, t->ct,
+                                  t->KD, t->hd, Q, t->ct, t->hd, (long long)rows * t->hd, &zero, S + j0, CUDA_R_32F,
+                                  n, (long long)rows * n, t->G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return 0;
 }
 
-/* out (NH, A, hd) f32 = P (NH, A, n) X (n, G, hd), X the group's keys or values. */
-static int mix(tr_ctx *t, float *out, const void *P, const void *X, int n, lk_err *err) {
-    const float one = 1.0f, zero = 0.0f;
-    int A = t->A, rows = t->gs * A;
-    BL(cublasGemmStridedBatchedEx(t->blas, CUBLAS_OP_N, CUBLAS_OP_N, t->hd, rows, n, &one, X, t->ct, t->KD, t->hd, P,
-                                  t->ct, n, (long long)rows * n, &zero, out, CUDA_R_32F, t->hd,
+/* out (NH, A, hd) f32 = beta out + P[., j0..j1) (NH, A, n) X[j0..j1) (n, G, hd),
+ * X the group's keys or values. */
+static int mix(tr_ctx *t, float *out, const void *P, const void *X, int j0, int j1, float beta, lk_err *err) {
+    const float one = 1.0f;
+    int A = t->A, rows = t->gs * A, n = t->n;
+    if (j1 <= j0) {
+        if (beta == 0.0f) CU(cudaMemsetAsync(out, 0, (size_t)t->NH * A * t->hd * 4, t->st));
+        return 0;
+    }
+    const char *Xj = (const char *)X + (size_t)j0 * t->KD * t->es, *Pj = (const char *)P + (size_t)j0 * t->es;
+    BL(cublasGemmStridedBatchedEx(t->blas, CUBLAS_OP_N, CUBLAS_OP_N, t->hd, rows, j1 - j0, &one, Xj, t->ct, t->KD,
+                                  t->hd, Pj, t->ct, n, (long long)rows * n, &beta, out, CUDA_R_32F, t->hd,
                                   (long long)rows * t->hd, t->G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return 0;
+}
+
+/* The keys some answer row (positions C .. n-1) sees in full: [0, f1) and
+ * [f2, n), f1 <= f2 (f1 == f2: every key); in the middle (scaled): some of
+ * [m0, m1). In a pruned pass the full score S (and Zf) is read only over
+ * the first, the scaled Sm and Zm only over the second: at 32K keys the full
+ * ones are sink + recent + A of them, so their products shrink thirty-fold. */
+static void key_cols(const tr_ctx *t, int *f1, int *f2, int *m0, int *m1) {
+    int n = t->n, sink = t->sink < n ? t->sink : n, lo = t->C - t->recent + 1;
+    *f1 = sink;
+    *f2 = lo > sink ? (lo < n ? lo : n) : sink;
+    *m0 = sink;
+    *m1 = n - t->recent > sink ? n - t->recent : sink;
 }
 
 /* dP (NH, A, n) f32 = dO (NH, A, hd) V^T (the scores' product, without the scale). */
@@ -619,8 +662,8 @@ static void launch_q_in(tr_ctx *t, const void *q, const float *alpha, void *qt, 
 }
 template <typename T>
 static void launch_softmax(tr_ctx *t, const float *Sm, float *lse) {
-    softmax_kernel<T><<<t->NH * t->A, 256, 0, t->st>>>(t->S, Sm, (T *)t->Pz, lse, t->A, t->n, t->C, t->sink,
-                                                      t->recent);
+    softmax_kernel<T><<<t->NH * t->A, SOFTMAX_THREADS, 0, t->st>>>(t->S, Sm, (T *)t->Pz, lse, t->A, t->n, t->C,
+                                                                  t->sink, t->recent);
 }
 template <typename T>
 static void launch_o_out(tr_ctx *t, const float *O) {
@@ -629,8 +672,11 @@ static void launch_o_out(tr_ctx *t, const float *O) {
 }
 template <typename T>
 static void launch_dz(tr_ctx *t, const float *lse) {
+    int f1, f2, m0, m1;
+    key_cols(t, &f1, &f2, &m0, &m1);
     dz_kernel<T><<<t->NH * t->A, 256, 0, t->st>>>(t->S, t->Sm, t->dP, lse, t->Dv, (T *)t->Pz, (T *)t->Zm, t->Pa,
-                                                 t->Zfa, t->Zma, t->A, t->n, t->C, t->sink, t->recent, t->scale);
+                                                 t->Zfa, t->Zma, t->A, t->n, t->C, t->sink, t->recent, t->scale,
+                                                 f1, f2, m0, m1);
 }
 template <typename T>
 static void launch_rope_back(tr_ctx *t) {
@@ -713,11 +759,18 @@ static int forward(tr_ctx *t, const float *alpha, int keep, int stats, float *h,
             BY_TYPE(launch_norm_stats, t, l);
             LAUNCHED();
         }
-        TRY(scores(t, t->S, qt, t->Kb, t->n, err));
-        if (al_l) TRY(scores(t, t->Sm, qa, t->Kb, t->n, err));
+        if (al_l) { /* pruned: S over the full keys only, Sm over the middle ones */
+            int f1, f2, m0, m1;
+            key_cols(t, &f1, &f2, &m0, &m1);
+            TRY(scores(t, t->S, qt, t->Kb, 0, f1, err));
+            TRY(scores(t, t->S, qt, t->Kb, f2, t->n, err));
+            TRY(scores(t, t->Sm, qa, t->Kb, m0, m1, err));
+        } else {
+            TRY(scores(t, t->S, qt, t->Kb, 0, t->n, err));
+        }
         BY_TYPE(launch_softmax, t, al_l ? t->Sm : NULL, lse);
         LAUNCHED();
-        TRY(mix(t, O, t->Pz, t->Vb, t->n, err));
+        TRY(mix(t, O, t->Pz, t->Vb, 0, t->n, 0.0f, err));
         BY_TYPE(launch_o_out, t, O);
         LAUNCHED();
         /* x += att Wo^T; MLP */
@@ -763,13 +816,17 @@ static int layer_back(tr_ctx *t, int l, lk_err *err) {
     LAUNCHED();
     /* scores again, their gradient, and the query's */
     TRY(layer_kv(t, l, s->kans, s->vans, err));
-    TRY(scores(t, t->S, s->qt, t->Kb, t->n, err));
-    TRY(scores(t, t->Sm, s->qa, t->Kb, t->n, err));
+    int f1, f2, m0, m1;
+    key_cols(t, &f1, &f2, &m0, &m1);
+    TRY(scores(t, t->S, s->qt, t->Kb, 0, f1, err));
+    TRY(scores(t, t->S, s->qt, t->Kb, f2, t->n, err));
+    TRY(scores(t, t->Sm, s->qa, t->Kb, m0, m1, err));
     TRY(dprobs(t, t->dP, t->dOt, t->Vb, t->n, err));
     BY_TYPE(launch_dz, t, s->lse);
     LAUNCHED();
-    TRY(mix(t, t->Gf, t->Pz, t->Kb, t->n, err));
-    TRY(mix(t, t->Gm, t->Zm, t->Kb, t->n, err));
+    TRY(mix(t, t->Gf, t->Pz, t->Kb, 0, f1, 0.0f, err)); /* Zf is zero past the full keys */
+    TRY(mix(t, t->Gf, t->Pz, t->Kb, f2, t->n, f1 > 0 ? 1.0f : 0.0f, err));
+    TRY(mix(t, t->Gm, t->Zm, t->Kb, m0, m1, 0.0f, err)); /* Zm past the middle ones */
     dq_kernel<<<grid_for(NAh), 256, 0, t->st>>>(t->Gf, t->Gm, al_l, t->dq, A, NH, t->gs, hd);
     LAUNCHED();
     dalpha_kernel<<<(int)((LG + 255) / 256), 256, 0, t->st>>>(s->qf, t->Gm, t->dalpha + l * LG, A, t->G, t->gs, hd);
