@@ -92,9 +92,6 @@ __device__ T block_reduce256(T v, T *sh, Op op) {
     __syncthreads();
     return r;
 }
-struct MaxOp {
-    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
 struct SumOp {
     template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
 };
@@ -446,6 +443,7 @@ typedef struct {
     float *h_alpha;                            /* (L, G, hd) */
     double h_loss;
     double times[4];                           /* prefill, dense rows, pruned rows, backward (s) */
+    int have_stats;                            /* qabs/kabs hold this sample's norm statistics */
 } tr_ctx;
 
 static size_t al(size_t n) { return (n + 255) / 256 * 256; }
@@ -875,7 +873,9 @@ static int tr_prepare(void *ctx, const int *tokens, int n, int C, lk_err *err) {
     t->A = n - C;
     CU(cudaMemcpyAsync(t->ids, tokens + C, (size_t)t->A * sizeof(int), cudaMemcpyHostToDevice, t->st));
     KR(lk_op_embed(t->dt, t->x0, t->v.embed, t->ids, t->A, t->D, t->st));
-    TRY(forward(t, NULL, 0, 1, t->h_full, err));
+    /* the norm statistics only when asked (tr_norm_stats): training never reads them */
+    t->have_stats = 0;
+    TRY(forward(t, NULL, 0, 0, t->h_full, err));
     CU(cudaStreamSynchronize(t->st));
     t->times[0] = t1 - t0;
     t->times[1] = lk_now() - t1;
@@ -916,6 +916,10 @@ static int tr_loss_grad(void *ctx, const double *alpha, double *loss, double *gr
 static int tr_norm_stats(void *ctx, double *q_abs, double *k_abs, lk_err *err) {
     tr_ctx *t = (tr_ctx *)ctx;
     if (!t->A) return lk_seterr(err, LK_EFAIL, "norm_stats before prepare");
+    if (!t->have_stats) { /* the dense pass again, with the statistics (h_p: h_full stays) */
+        TRY(forward(t, NULL, 0, 1, t->h_p, err));
+        t->have_stats = 1;
+    }
     size_t na = (size_t)t->L * t->G * t->hd;
     double *h = (double *)malloc(2 * na * sizeof(double));
     if (!h) return lk_seterr(err, LK_ENOMEM, "out of memory (norm statistics)");
