@@ -20,7 +20,9 @@ if [ "$what" = train ] || [ "$what" = all ]; then # issue 14: the CUDA trainer a
     [ -x "$LEANK_BIN/tests/gpu_stories_mask" ] && step gpu_stories_mask "$LEANK_BIN/tests/gpu_stories_mask"
     step train_8b "$B" train --random llama3.1-8b -c 32768 -a 32 -n 5
     step torch_train python3 dev/bench/torch_train_step.py --shape llama3.1-8b -c 32768 -a 32 -n 5
-    for f in gpu_train gpu_stories_mask train_8b torch_train; do
+    # the prefill's products (cuBLAS) and attention (cuDNN) alone at the power cap: the step's floor
+    step power_floor python3 dev/bench/power_floor.py -m 32768 -r 5
+    for f in gpu_train gpu_stories_mask train_8b torch_train power_floor; do
         [ -f "$O/$f.txt" ] && { echo "---- $f"; tail -n 30 "$O/$f.txt"; }
     done
 fi

@@ -8,18 +8,6 @@
 # sustained (100 launches) with its power and clock.
 . "$(dirname "$0")/call.sh"
 B=$LEANK_BIN
-smi() { nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv,noheader,nounits -lms 20 >"$O/$1.csv" & echo $!; }
-summ() { python3 - "$O/$1.csv" "$1" <<'PY'
-import sys, statistics as st
-rows = [l.split(", ") for l in open(sys.argv[1]) if l.strip()]
-busy = [r for r in rows if float(r[2]) > 250]
-if not busy: print(sys.argv[2], "no busy samples", len(rows)); sys.exit()
-c = [float(r[1]) for r in busy]; p = [float(r[2]) for r in busy]
-reasons = {}
-for r in busy: reasons[r[3].strip()] = reasons.get(r[3].strip(), 0) + 1
-print(f"{sys.argv[2]}: {len(busy)} busy samples of {len(rows)}: SM clock min {min(c):.0f} median {st.median(c):.0f} max {max(c):.0f} MHz; power median {st.median(p):.0f} max {max(p):.0f} W; reasons {reasons}")
-PY
-}
 nvidia-smi --query-gpu=name,power.limit,power.max_limit,clocks.max.sm --format=csv | tee "$O/gpu.txt"
 which ncu nsys 2>&1 | tee -a "$O/gpu.txt"
 p=$(smi train); LEANK_CUDA_PROFILE=1 step train "$B/leank-bench" train --random llama3.1-8b -c 32768 -a 32 -n 5; kill $p; summ train | tee -a "$O/summary.txt"
