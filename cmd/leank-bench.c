@@ -270,6 +270,8 @@ static void usage_kernels(FILE *f, const char *name, const char *what) {
                "      --layers N     mask layers timed (kernel; default 32)\n"
                "      --prefill-len N  causal prefill length (attention; default 32768, 0 = skip)\n"
                "      --reps N       timed runs, median kept (default 20)\n"
+               "      --sustain N    (attention) then the default prefill form N times back to back, one\n"
+               "                     time over all: its pace once the GPU's power cap acts (default 0)\n"
                "      --sdpa SCRIPT  also time torch SDPA (cuDNN) with dev/bench/sdpa_decode.py\n"
                "      --json         JSON instead of the table\n"
                "      --ab           (kernel) every decode form side by side a layer, outputs compared,\n"
@@ -281,11 +283,13 @@ static const lk_bench_kernel_opts kernel_defaults = {.batch = 64, .heads = 32, .
                                                      .len = 32768, .sink = 128, .recent = 1024, .layers = 32,
                                                      .reps = 20};
 
-/* kernel's or attention's options (argv[0]: which) into *k and *prefill_len:
+/* kernel's or attention's options (argv[0]: which) into *k, *prefill_len and *sustain:
  * -1 to go on, else the exit status (--help: 0; a bad option: getopt's line,
  * LK_EUSAGE). The shape's consistency is the benchmark's to check. */
-static int parse_kernels(int argc, char **argv, const char *what, lk_bench_kernel_opts *k, int *prefill_len) {
-    enum { O_HEADS = 256, O_KV_HEADS, O_HEAD_DIM, O_SINK, O_RECENT, O_REPS, O_LAYERS, O_SDPA, O_PREFILL, O_JSON, O_AB };
+static int parse_kernels(int argc, char **argv, const char *what, lk_bench_kernel_opts *k, int *prefill_len,
+                         int *sustain) {
+    enum { O_HEADS = 256, O_KV_HEADS, O_HEAD_DIM, O_SINK, O_RECENT, O_REPS, O_LAYERS, O_SDPA, O_PREFILL, O_JSON, O_AB,
+           O_SUSTAIN };
     static const struct option opts[] = {
         {"batch", required_argument, 0, 'b'},         {"heads", required_argument, 0, O_HEADS},
         {"kv-heads", required_argument, 0, O_KV_HEADS}, {"head-dim", required_argument, 0, O_HEAD_DIM},
@@ -294,7 +298,7 @@ static int parse_kernels(int argc, char **argv, const char *what, lk_bench_kerne
         {"layers", required_argument, 0, O_LAYERS},   {"mask", required_argument, 0, 'm'},
         {"sdpa", required_argument, 0, O_SDPA},       {"prefill-len", required_argument, 0, O_PREFILL},
         {"json", no_argument, 0, O_JSON},             {"help", no_argument, 0, 'h'},
-        {"ab", no_argument, 0, O_AB},
+        {"ab", no_argument, 0, O_AB},                 {"sustain", required_argument, 0, O_SUSTAIN},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -314,6 +318,7 @@ static int parse_kernels(int argc, char **argv, const char *what, lk_bench_kerne
         case O_PREFILL: *prefill_len = (int)lk_parse_long("--prefill-len", optarg, 0, 1 << 30); break;
         case O_JSON: k->json = 1; break;
         case O_AB: k->ab = 1; break;
+        case O_SUSTAIN: *sustain = (int)lk_parse_long("--sustain", optarg, 0, 1000000); break;
         case 'h': usage_kernels(stdout, argv[0], what); return 0;
         default: return LK_EUSAGE;
         }
@@ -324,8 +329,8 @@ static int parse_kernels(int argc, char **argv, const char *what, lk_bench_kerne
 
 static int cmd_kernel(int argc, char **argv) {
     lk_bench_kernel_opts o = kernel_defaults;
-    int prefill_len = 32768; /* attention's, accepted */
-    int rc = parse_kernels(argc, argv, kernel_what, &o, &prefill_len);
+    int prefill_len = 32768, sustain = 0; /* attention's, accepted */
+    int rc = parse_kernels(argc, argv, kernel_what, &o, &prefill_len, &sustain);
     if (rc >= 0) return rc;
     lk_err err = {0};
     return finish(lk_bench_kernel(&o, &err), &err);
@@ -334,7 +339,7 @@ static int cmd_kernel(int argc, char **argv) {
 static int cmd_attention(int argc, char **argv) {
     lk_bench_kernel_opts k = kernel_defaults; /* --sink, --recent, --mask, --layers, --ab: kernel's, accepted */
     lk_bench_attention_opts o = {.prefill_len = 32768};
-    int rc = parse_kernels(argc, argv, attention_what, &k, &o.prefill_len);
+    int rc = parse_kernels(argc, argv, attention_what, &k, &o.prefill_len, &o.sustain);
     if (rc >= 0) return rc;
     o.batch = k.batch, o.heads = k.heads, o.kv_heads = k.kv_heads, o.head_dim = k.head_dim, o.len = k.len;
     o.reps = k.reps, o.sdpa = k.sdpa, o.json = k.json;

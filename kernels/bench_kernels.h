@@ -49,6 +49,7 @@ typedef struct {
     int len;                              /* decode: keys a sequence */
     int prefill_len;                      /* causal prefill tokens (B 1, the same heads); 0: skip */
     int reps;                             /* timed runs, median kept (prefill: at most 7) */
+    int sustain;                          /* then the default prefill form this many times back to back */
     const char *sdpa;                     /* dev/bench/sdpa_decode.py, or NULL */
     int json;
 } lk_bench_attention_opts;
