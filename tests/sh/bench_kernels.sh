@@ -15,7 +15,7 @@ for c in kernel attention; do
     if "$be" $c --help >"$T/h" 2>"$T/e" && [ ! -s "$T/e" ] && grep -q "^usage: leank-bench $c " "$T/h"; then
         miss=""
         for o in --batch --heads --kv-heads --head-dim --len --sink --recent --mask --layers --prefill-len --reps \
-            --sdpa --json --ab; do
+            --sdpa --json --ab --sustain; do
             grep -q -- "$o" "$T/h" || miss="$miss $o"
         done
         [ -z "$miss" ] && ok "$c --help lists its options" || fail "$c --help lacks$miss"
@@ -31,6 +31,7 @@ for c in kernel attention; do
     grep -q "bad shape" "$T/err" || fail "$c: heads 12 / kv-heads 8: $(cat "$T/err")"
 done
 expect_fail 2 "attention --prefill-len -1" -- "$be" attention --prefill-len -1
+expect_fail 2 "attention --sustain -5" -- "$be" attention --sustain -5
 expect_fail 2 "kernel --layers 0" -- "$be" kernel --layers 0
 expect_fail 4 "kernel --mask absent" -- "$be" kernel --mask "$T/absent.tsv"
 
