@@ -133,8 +133,6 @@ __device__ __forceinline__ void key_ranges(const Cache &c, int len, int *ns, int
 
 /* --------------------------------------------------------------- the store */
 
-/* Position j of a sequence holding len tokens goes to its full slot or its
- * middle row (kvcache.h's rule); one block per (position, kv head). */
 /* One K row and one V row of n elements copied in 16-byte pieces, threads t
  * of nt over both: a row of hd 128 in bf16 is 16 pieces, so a warp moves a K
  * and a V row in one step where 2-byte copies took eight (the store and the
@@ -151,6 +149,8 @@ __device__ __forceinline__ bool copy_kv16(T *kd, const T *ks, T *vd, const T *vs
     return true;
 }
 
+/* Position j of a sequence holding len tokens goes to its full slot or its
+ * middle row (kvcache.h's rule), threads t of nt over the row. */
 template <typename T>
 __device__ void store_row(const Cache &c, int j, int len, const T *k, const T *v, int t, int nt) {
     int hd = c.hd;
