@@ -13,6 +13,8 @@
  *    as each would alone; a random-mask plan matches the CPU engine with
  *    the same plan; an adopted dense prefill equals the pruned sequence's
  *    own; device greedy sampling equals the argmax of the logits;
+ *    a 300-token prompt in product chunks of 64 rows (LEANK_CUDA_CHUNK) gives
+ *    the CPU engine's logits, with the q width equal to the hidden size and not;
  *    A BF16 and an F16 checkpoint written to a temporary directory (Qwen2
  *    shape: bias, untied head) open on both engines and agree (2e-2, 3e-2);
  * 3. a random-weight model made on the device runs; the pool refuses what
@@ -436,6 +438,80 @@ static void checkpoint(lk_dtype dt) {
     rmdir(dir);
 }
 
+/* ---- 2c. prompts longer than the engine's product chunk ----
+ * LEANK_CUDA_CHUNK=64 (read when an engine is made) cuts a 300-token prompt
+ * into 5 chunks of products. With the q width equal to the hidden size (as
+ * in Llama, Qwen, Mistral) chunk c's down projection waits in att for the
+ * next layer's attention norm; otherwise it is added at once. Either way the
+ * logits of the prefill and of the decode steps after it must be the CPU
+ * engine's (f32: 1e-4), and the unchunked GPU engine's. */
+static void chunked(void) {
+    static const struct {
+        int hidden, nh, nkv, hd;
+        const char *what;
+    } shapes[] = {{256, 4, 2, 64, "q width == hidden (residual parked in att)"},
+                  {128, 4, 2, 64, "q width 256 != hidden 128 (residual added at once)"}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        char js[1024];
+        snprintf(js, sizeof js,
+                 "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 301, "
+                 "\"hidden_size\": %d, \"intermediate_size\": 200, \"num_hidden_layers\": 3, "
+                 "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
+                 "\"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+                 "\"tie_word_embeddings\": false}",
+                 shapes[k].hidden, shapes[k].nh, shapes[k].nkv, shapes[k].hd);
+        lk_config c;
+        if (lk_config_parse(&c, js, strlen(js), shapes[k].what, &err)) {
+            fprintf(stderr, "%s: %s\n", shapes[k].what, err.msg);
+            CHECK(0);
+            continue;
+        }
+        V = c.vocab_size;
+        lk_model m;
+        tm_random_model(&m, &c);
+        halve_qk(&m);
+        lk_engine_opts co = {.device = LK_DEVICE_CPU}, go = gpu_opts();
+        lk_engine *ce = NULL, *ge = NULL, *gc = NULL;
+        OK(lk_engine_from_model(&ce, &m, "f32", &co, &err));
+        OK(lk_engine_from_model(&ge, &m, "f32", &go, &err));
+        setenv("LEANK_CUDA_CHUNK", "64", 1);
+        OK(lk_engine_from_model(&gc, &m, "f32", &go, &err));
+        unsetenv("LEANK_CUDA_CHUNK");
+        enum { N = 300, STEPS = 6 };
+        int ids[N + STEPS];
+        for (int i = 0; i < N + STEPS; i++) ids[i] = tm_irand(V);
+        if (ce && ge && gc) {
+            lk_seq *cs, *gs, *ks;
+            lk_seq_opts so = {.max_len = N + STEPS, .sampling = {.top_p = 1.0f}};
+            OK(lk_seq_new(ce, &cs, &so, &err));
+            OK(lk_seq_new(ge, &gs, &so, &err));
+            OK(lk_seq_new(gc, &ks, &so, &err));
+            OK(lk_engine_prefill(ce, cs, ids, N, &err));
+            OK(lk_engine_prefill(ge, gs, ids, N, &err));
+            OK(lk_engine_prefill(gc, ks, ids, N, &err));
+            double e_cpu = diff(ce, cs, gc, ks), e_one = diff(ge, gs, gc, ks);
+            for (int t = N; t < N + STEPS; t++) {
+                OK(lk_engine_decode(ce, &cs, 1, &ids[t], &err));
+                OK(lk_engine_decode(ge, &gs, 1, &ids[t], &err));
+                OK(lk_engine_decode(gc, &ks, 1, &ids[t], &err));
+                e_cpu = fmax(e_cpu, diff(ce, cs, gc, ks));
+                e_one = fmax(e_one, diff(ge, gs, gc, ks));
+            }
+            CHECKF(e_cpu < 1e-4 && e_one < 1e-4, "chunked prefill, %s: vs CPU %.3g, vs one chunk %.3g",
+                   shapes[k].what, e_cpu, e_one);
+            printf("chunked prefill (%d tokens, chunks of 64), %s: rel L2 vs CPU %.2g, vs one chunk %.2g\n", N,
+                   shapes[k].what, e_cpu, e_one);
+            lk_seq_free(cs);
+            lk_seq_free(gs);
+            lk_seq_free(ks);
+        }
+        lk_engine_free(ce);
+        lk_engine_free(ge);
+        lk_engine_free(gc);
+        lk_model_free(&m);
+    }
+}
+
 /* ---- 3. random weights on the device, pool limits ---- */
 static void device_random(void) {
     lk_config c;
@@ -618,6 +694,7 @@ int main(void) {
         random_model(&variants[i], "bf16");
     }
     if (!only) {
+        chunked();
         checkpoint(LK_DT_BF16);
         checkpoint(LK_DT_F16);
         device_random();
