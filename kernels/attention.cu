@@ -1678,6 +1678,76 @@ __device__ __forceinline__ void wgmma_rs_n128_t(float d[64], const uint32_t a[4]
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
 }
 
+/* The online softmax of one key tile's scores, on this thread's part of a wgmma m64nBN
+ * accumulator (rows row0 and row0 + 8; column 8 jn + 2 (lane & 3) + (e & 1) of the tile,
+ * keys k0 ..), in the log2 domain; forms 2-8 share it. mask: keys > row or >= n become
+ * -inf. FIRST: the sequence's first tile, where the running max m and sum l start.
+ * After: sc holds exp2(scale_log2 s - m), summed into l; cr the factor O is to be scaled by. */
+template <int BN, bool FIRST>
+__device__ __forceinline__ void tile_softmax(float *sc, float m[2], float l[2], float cr[2], bool mask, int k0,
+                                             int row0, int lane, int n, float scale_log2) {
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float x = sc[4 * jn + e];
+            if (mask) {
+                int key = k0 + jn * 8 + 2 * (lane & 3) + (e & 1), row = row0 + (e >> 1) * 8;
+                if (key > row || key >= n) x = -INFINITY;
+                sc[4 * jn + e] = x;
+            }
+            mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+    float mb[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = quad_max(mx[r]);
+        float mn = FIRST ? mx[r] * scale_log2 : fmaxf(m[r], mx[r] * scale_log2);
+        mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
+        cr[r] = FIRST ? 0.0f : fast_exp2(m[r] - mb[r]);
+        m[r] = mn;
+        l[r] = FIRST ? 0.0f : l[r] * cr[r];
+    }
+#pragma unroll
+    for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float p = fast_exp2(fmaf(sc[4 * jn + e], scale_log2, -mb[e >> 1]));
+            l[e >> 1] += p;
+            sc[4 * jn + e] = p;
+        }
+}
+
+/* P (the tile's exponentials) as the bf16 A fragments of the P V wgmma. */
+template <int BN>
+__device__ __forceinline__ void pack_p(const float *sc, uint32_t (*pa)[4]) {
+#pragma unroll
+    for (int kc = 0; kc < BN / 16; kc++) {
+        pa[kc][0] = pack_bf16(sc[8 * kc + 0], sc[8 * kc + 1]);
+        pa[kc][1] = pack_bf16(sc[8 * kc + 2], sc[8 * kc + 3]);
+        pa[kc][2] = pack_bf16(sc[8 * kc + 4], sc[8 * kc + 5]);
+        pa[kc][3] = pack_bf16(sc[8 * kc + 6], sc[8 * kc + 7]);
+    }
+}
+
+/* The epilogue's first half: l <- 1 / (its row sum over the quad), then O / l as bf16 into a
+ * swizzled 128-byte-row tile in shared memory (two 64-column halves half_bytes apart; rr0:
+ * this thread's first row there), for 16-byte coalesced stores after a barrier. */
+__device__ __forceinline__ void stage_out(unsigned char *sb, int half_bytes, int rr0, int lane, const float o[64],
+                                          float l[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) l[r] = 1.0f / quad_sum(l[r]);
+#pragma unroll
+    for (int jn = 0; jn < 16; jn++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int rr = rr0 + r * 8, ch = jn & 7;
+            *(__nv_bfloat162 *)(sb + (jn >> 3) * half_bytes + rr * 128 + ((ch ^ (rr & 7)) << 4) + 4 * (lane & 3)) =
+                __floats2bfloat162_rn(o[4 * jn + 2 * r] * l[r], o[4 * jn + 2 * r + 1] * l[r]);
+        }
+}
+
 #endif /* LK_HAVE_WGMMA */
 
 template <int NWG, int BN, int NST, bool PV64>
@@ -1786,37 +1856,8 @@ __global__ void __launch_bounds__(NWG * 128, 1)
         reg_fence(sc);
         const int k0 = j * BN;
         const bool edge = k0 + BN - 1 > rmin || k0 + BN > n;
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int jn = 0; jn < BN / 8; jn++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = sc[4 * jn + e];
-                if (edge) {
-                    int key = k0 + jn * 8 + 2 * (lane & 3) + (e & 1), row = row0 + (e >> 1) * 8;
-                    if (key > row || key >= n) x = -INFINITY;
-                }
-                sc[4 * jn + e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
-            }
-        float cr[2], mb[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = quad_max(mx[r]);
-            float mn = fmaxf(m[r], mx[r] * scale_log2);
-            mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
-            cr[r] = fast_exp2(m[r] - mb[r]);
-            m[r] = mn;
-            l[r] *= cr[r];
-        }
-#pragma unroll
-        for (int jn = 0; jn < BN / 8; jn++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = fast_exp2(fmaf(sc[4 * jn + e], scale_log2, -mb[e >> 1]));
-                l[e >> 1] += p;
-                sc[4 * jn + e] = p;
-            }
+        float cr[2];
+        tile_softmax<BN, FIRST>(sc, m, l, cr, edge, k0, row0, lane, n, scale_log2);
         if constexpr (!FIRST) {
             reg_fence(sc); /* the softmax stays above the wait (the compiler would sink it) */
             wgmma_wait<0>();
@@ -1824,13 +1865,7 @@ __global__ void __launch_bounds__(NWG * 128, 1)
 #pragma unroll
             for (int i = 0; i < 64; i++) o[i] *= cr[(i >> 1) & 1];
         }
-#pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) {
-            pa[kc][0] = pack_bf16(sc[8 * kc + 0], sc[8 * kc + 1]);
-            pa[kc][1] = pack_bf16(sc[8 * kc + 2], sc[8 * kc + 3]);
-            pa[kc][2] = pack_bf16(sc[8 * kc + 4], sc[8 * kc + 5]);
-            pa[kc][3] = pack_bf16(sc[8 * kc + 6], sc[8 * kc + 7]);
-        }
+        pack_p<BN>(sc, pa);
     };
     step(0, std::true_type{});
     for (int j = 1; j < nkt; j++) step(j, std::false_type{});
@@ -1839,21 +1874,9 @@ __global__ void __launch_bounds__(NWG * 128, 1)
     wgmma_commit();
     wgmma_wait<0>();
     reg_fence(o);
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] = quad_sum(l[r]);
-        l[r] = 1.0f / l[r];
-    }
     /* O through the (swizzled) Q tile to 16-byte coalesced stores */
     __syncthreads();
-#pragma unroll
-    for (int jn = 0; jn < 16; jn++)
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            int rr = row0 - q0 + r * 8, ch = jn & 7;
-            *(__nv_bfloat162 *)(sb + (jn >> 3) * QB + rr * 128 + ((ch ^ (rr & 7)) << 4) + 4 * (lane & 3)) =
-                __floats2bfloat162_rn(o[4 * jn + 2 * r] * l[r], o[4 * jn + 2 * r + 1] * l[r]);
-        }
+    stage_out(sb, QB, row0 - q0, lane, o, l);
     __syncthreads();
     for (int i = tid; i < BM * 16; i += NT) {
         int r = i >> 4, c = i & 15;
@@ -2054,50 +2077,11 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
         for (int kc = 0; kc < BN / 16; kc++) wgmma_rs_n128_t(o, pa[kc], gmma_desc(vs + kc * 16 * 128, HB, 1024));
     };
-    /* online softmax of S in the log2 domain; FIRST: the diagonal tile (keys k0 ..), where the
-     * mask applies and the running max and sum start; cr: what O is to be scaled by */
+    /* online softmax of S (tile_softmax); FIRST: the diagonal tile (keys k0 ..), the only one
+     * the mask touches (I7), where the running max and sum start */
     auto softmax = [&](auto first, int k0) {
         constexpr bool FIRST = decltype(first)::value;
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int jn = 0; jn < BN / 8; jn++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = sc[4 * jn + e];
-                if constexpr (FIRST) {
-                    int key = k0 + jn * 8 + 2 * (lane & 3) + (e & 1), row = row0 + (e >> 1) * 8;
-                    if (key > row || key >= n) x = -INFINITY;
-                    sc[4 * jn + e] = x;
-                }
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
-            }
-        float mb[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = quad_max(mx[r]);
-            float mn = FIRST ? mx[r] * scale_log2 : fmaxf(m[r], mx[r] * scale_log2);
-            mb[r] = mn == -INFINITY ? 0.0f : mn; /* a row with no key yet */
-            cr[r] = FIRST ? 0.0f : fast_exp2(m[r] - mb[r]);
-            m[r] = mn;
-            l[r] = FIRST ? 0.0f : l[r] * cr[r];
-        }
-#pragma unroll
-        for (int jn = 0; jn < BN / 8; jn++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = fast_exp2(fmaf(sc[4 * jn + e], scale_log2, -mb[e >> 1]));
-                l[e >> 1] += p;
-                sc[4 * jn + e] = p;
-            }
-    };
-    auto pack = [&]() {
-#pragma unroll
-        for (int kc = 0; kc < BN / 16; kc++) {
-            pa[kc][0] = pack_bf16(sc[8 * kc + 0], sc[8 * kc + 1]);
-            pa[kc][1] = pack_bf16(sc[8 * kc + 2], sc[8 * kc + 3]);
-            pa[kc][2] = pack_bf16(sc[8 * kc + 4], sc[8 * kc + 5]);
-            pa[kc][3] = pack_bf16(sc[8 * kc + 6], sc[8 * kc + 7]);
-        }
+        tile_softmax<BN, FIRST>(sc, m, l, cr, FIRST, k0, row0, lane, n, scale_log2);
     };
 
     /* step 0, the diagonal tile (stage 0, phase 0): both warpgroups at once, outside the turns */
@@ -2113,7 +2097,7 @@ __global__ void __launch_bounds__(384, 1)
     softmax(std::true_type{}, (nkt - 1) * BN);
 #pragma unroll
     for (int i = 0; i < 64; i++) o[i] = 0.0f;
-    pack();
+    pack_p<BN>(sc, pa);
     /* steps 1 .. nkt - 1: tile j (keys (nkt - 1 - j) BN ..) with V of tile j - 1 */
     for (int j = 1; j < nkt; j++) {
         const int s = j % NST, sv = (j - 1) % NST;
@@ -2136,7 +2120,7 @@ __global__ void __launch_bounds__(384, 1)
         if (lane == 0) mbar_arrive(VEMPTY(sv));
 #pragma unroll
         for (int i = 0; i < 64; i++) o[i] *= cr[(i >> 1) & 1];
-        pack();
+        pack_p<BN>(sc, pa);
     }
     /* the last P V (its stage is not released: the producer is done) */
     const int sl = (nkt - 1) % NST;
@@ -2153,21 +2137,9 @@ __global__ void __launch_bounds__(384, 1)
 #undef VFULL
 #undef KEMPTY
 #undef VEMPTY
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] = quad_sum(l[r]);
-        l[r] = 1.0f / l[r];
-    }
     /* O through this warpgroup's own (swizzled) Q rows, which only its own, completed wgmmas
      * read, to 16-byte coalesced stores; barrier 3 + wg: this warpgroup's 128 threads */
-#pragma unroll
-    for (int jn = 0; jn < 16; jn++)
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            int rr = row0 - q0 + r * 8, ch = jn & 7;
-            *(__nv_bfloat162 *)(sb + (jn >> 3) * HB + rr * 128 + ((ch ^ (rr & 7)) << 4) + 4 * (lane & 3)) =
-                __floats2bfloat162_rn(o[4 * jn + 2 * r] * l[r], o[4 * jn + 2 * r + 1] * l[r]);
-        }
+    stage_out(sb, HB, row0 - q0, lane, o, l);
     bar_sync<128>(3 + wg);
     const size_t qstride = (size_t)H * 128;
 #pragma unroll

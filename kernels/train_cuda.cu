@@ -444,6 +444,7 @@ typedef struct {
     double h_loss;
     double times[4];                           /* prefill, dense rows, pruned rows, backward (s) */
     int have_stats;                            /* qabs/kabs hold this sample's norm statistics */
+    int want_stats;                            /* norm_stats was called: prepare computes them from now on */
 } tr_ctx;
 
 static size_t al(size_t n) { return (n + 255) / 256 * 256; }
@@ -626,12 +627,21 @@ static int mix(tr_ctx *t, float *out, const void *P, const void *X, int j0, int 
  * [m0, m1). In a pruned pass the full score S (and Zf) is read only over
  * the first, the scaled Sm and Zm only over the second: at 32K keys the full
  * ones are sink + recent + A of them, so their products shrink thirty-fold. */
-static void key_cols(const tr_ctx *t, int *f1, int *f2, int *m0, int *m1) {
+typedef struct {
+    int f1, f2, m0, m1;
+} key_split;
+static key_split key_cols(const tr_ctx *t) {
     int n = t->n, sink = t->sink < n ? t->sink : n, lo = t->C - t->recent + 1;
-    *f1 = sink;
-    *f2 = lo > sink ? (lo < n ? lo : n) : sink;
-    *m0 = sink;
-    *m1 = n - t->recent > sink ? n - t->recent : sink;
+    key_split k = {sink, lo > sink ? (lo < n ? lo : n) : sink, sink, n - t->recent > sink ? n - t->recent : sink};
+    return k;
+}
+
+/* A pruned pass's scores: S = scale qt K^T over the full keys, Sm = scale qa K^T
+ * over the middle ones (the rest of each is never read). */
+static int pruned_scores(tr_ctx *t, const void *qt, const void *qa, key_split k, lk_err *err) {
+    TRY(scores(t, t->S, qt, t->Kb, 0, k.f1, err));
+    TRY(scores(t, t->S, qt, t->Kb, k.f2, t->n, err));
+    return scores(t, t->Sm, qa, t->Kb, k.m0, k.m1, err);
 }
 
 /* dP (NH, A, n) f32 = dO (NH, A, hd) V^T (the scores' product, without the scale). */
@@ -669,12 +679,10 @@ static void launch_o_out(tr_ctx *t, const float *O) {
     permute_kernel<float, T><<<grid_for(n), 256, 0, t->st>>>(O, (T *)t->att, t->A, t->NH, t->hd, 1);
 }
 template <typename T>
-static void launch_dz(tr_ctx *t, const float *lse) {
-    int f1, f2, m0, m1;
-    key_cols(t, &f1, &f2, &m0, &m1);
+static void launch_dz(tr_ctx *t, const float *lse, key_split k) {
     dz_kernel<T><<<t->NH * t->A, 256, 0, t->st>>>(t->S, t->Sm, t->dP, lse, t->Dv, (T *)t->Pz, (T *)t->Zm, t->Pa,
                                                  t->Zfa, t->Zma, t->A, t->n, t->C, t->sink, t->recent, t->scale,
-                                                 f1, f2, m0, m1);
+                                                 k.f1, k.f2, k.m0, k.m1);
 }
 template <typename T>
 static void launch_rope_back(tr_ctx *t) {
@@ -757,15 +765,8 @@ static int forward(tr_ctx *t, const float *alpha, int keep, int stats, float *h,
             BY_TYPE(launch_norm_stats, t, l);
             LAUNCHED();
         }
-        if (al_l) { /* pruned: S over the full keys only, Sm over the middle ones */
-            int f1, f2, m0, m1;
-            key_cols(t, &f1, &f2, &m0, &m1);
-            TRY(scores(t, t->S, qt, t->Kb, 0, f1, err));
-            TRY(scores(t, t->S, qt, t->Kb, f2, t->n, err));
-            TRY(scores(t, t->Sm, qa, t->Kb, m0, m1, err));
-        } else {
-            TRY(scores(t, t->S, qt, t->Kb, 0, t->n, err));
-        }
+        if (al_l) TRY(pruned_scores(t, qt, qa, key_cols(t), err));
+        else TRY(scores(t, t->S, qt, t->Kb, 0, t->n, err));
         BY_TYPE(launch_softmax, t, al_l ? t->Sm : NULL, lse);
         LAUNCHED();
         TRY(mix(t, O, t->Pz, t->Vb, 0, t->n, 0.0f, err));
@@ -814,17 +815,14 @@ static int layer_back(tr_ctx *t, int l, lk_err *err) {
     LAUNCHED();
     /* scores again, their gradient, and the query's */
     TRY(layer_kv(t, l, s->kans, s->vans, err));
-    int f1, f2, m0, m1;
-    key_cols(t, &f1, &f2, &m0, &m1);
-    TRY(scores(t, t->S, s->qt, t->Kb, 0, f1, err));
-    TRY(scores(t, t->S, s->qt, t->Kb, f2, t->n, err));
-    TRY(scores(t, t->Sm, s->qa, t->Kb, m0, m1, err));
+    const key_split k = key_cols(t);
+    TRY(pruned_scores(t, s->qt, s->qa, k, err));
     TRY(dprobs(t, t->dP, t->dOt, t->Vb, t->n, err));
-    BY_TYPE(launch_dz, t, s->lse);
+    BY_TYPE(launch_dz, t, s->lse, k);
     LAUNCHED();
-    TRY(mix(t, t->Gf, t->Pz, t->Kb, 0, f1, 0.0f, err)); /* Zf is zero past the full keys */
-    TRY(mix(t, t->Gf, t->Pz, t->Kb, f2, t->n, f1 > 0 ? 1.0f : 0.0f, err));
-    TRY(mix(t, t->Gm, t->Zm, t->Kb, m0, m1, 0.0f, err)); /* Zm past the middle ones */
+    TRY(mix(t, t->Gf, t->Pz, t->Kb, 0, k.f1, 0.0f, err)); /* Zf is zero past the full keys */
+    TRY(mix(t, t->Gf, t->Pz, t->Kb, k.f2, t->n, k.f1 > 0 ? 1.0f : 0.0f, err));
+    TRY(mix(t, t->Gm, t->Zm, t->Kb, k.m0, k.m1, 0.0f, err)); /* Zm past the middle ones */
     dq_kernel<<<grid_for(NAh), 256, 0, t->st>>>(t->Gf, t->Gm, al_l, t->dq, A, NH, t->gs, hd);
     LAUNCHED();
     dalpha_kernel<<<(int)((LG + 255) / 256), 256, 0, t->st>>>(s->qf, t->Gm, t->dalpha + l * LG, A, t->G, t->gs, hd);
@@ -873,9 +871,10 @@ static int tr_prepare(void *ctx, const int *tokens, int n, int C, lk_err *err) {
     t->A = n - C;
     CU(cudaMemcpyAsync(t->ids, tokens + C, (size_t)t->A * sizeof(int), cudaMemcpyHostToDevice, t->st));
     KR(lk_op_embed(t->dt, t->x0, t->v.embed, t->ids, t->A, t->D, t->st));
-    /* the norm statistics only when asked (tr_norm_stats): training never reads them */
-    t->have_stats = 0;
-    TRY(forward(t, NULL, 0, 0, t->h_full, err));
+    /* the norm statistics only for a caller that reads them (the norm method; training never
+     * does): tr_norm_stats's first call turns them on, and computes its sample's itself */
+    t->have_stats = t->want_stats;
+    TRY(forward(t, NULL, 0, t->want_stats, t->h_full, err));
     CU(cudaStreamSynchronize(t->st));
     t->times[0] = t1 - t0;
     t->times[1] = lk_now() - t1;
@@ -916,7 +915,8 @@ static int tr_loss_grad(void *ctx, const double *alpha, double *loss, double *gr
 static int tr_norm_stats(void *ctx, double *q_abs, double *k_abs, lk_err *err) {
     tr_ctx *t = (tr_ctx *)ctx;
     if (!t->A) return lk_seterr(err, LK_EFAIL, "norm_stats before prepare");
-    if (!t->have_stats) { /* the dense pass again, with the statistics (h_p: h_full stays) */
+    t->want_stats = 1;
+    if (!t->have_stats) { /* the first call: the dense pass again, with them (h_p: h_full stays) */
         TRY(forward(t, NULL, 0, 1, t->h_p, err));
         t->have_stats = 1;
     }

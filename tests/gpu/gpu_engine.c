@@ -452,20 +452,8 @@ static void chunked(void) {
     } shapes[] = {{256, 4, 2, 64, "q width == hidden (residual parked in att)"},
                   {128, 4, 2, 64, "q width 256 != hidden 128 (residual added at once)"}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
-        char js[1024];
-        snprintf(js, sizeof js,
-                 "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 301, "
-                 "\"hidden_size\": %d, \"intermediate_size\": 200, \"num_hidden_layers\": 3, "
-                 "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
-                 "\"max_position_embeddings\": 512, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
-                 "\"tie_word_embeddings\": false}",
-                 shapes[k].hidden, shapes[k].nh, shapes[k].nkv, shapes[k].hd);
         lk_config c;
-        if (lk_config_parse(&c, js, strlen(js), shapes[k].what, &err)) {
-            fprintf(stderr, "%s: %s\n", shapes[k].what, err.msg);
-            CHECK(0);
-            continue;
-        }
+        lk_config_llama(&c, 301, shapes[k].hidden, 200, 3, shapes[k].nh, shapes[k].nkv, shapes[k].hd);
         V = c.vocab_size;
         lk_model m;
         tm_random_model(&m, &c);

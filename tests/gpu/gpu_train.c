@@ -87,6 +87,13 @@ static void compare(const char *name, const lk_model *m, const sample_case *sc, 
     OK(bg.norm_stats(bg.ctx, qg, kg, &err));
     double dq = rel_l2d(qg, qc, na), dk = rel_l2d(kg, kc, na);
     CHECKF(dq <= tol_grad && dk <= tol_grad, "%s %s: norm statistics rel L2 q %.3g k %.3g", name, sc->what, dq, dk);
+    /* the first call ran a dense pass of its own; from then on prepare computes them: the same bits */
+    double *q2 = calloc(na, sizeof(double)), *k2 = calloc(na, sizeof(double));
+    OK(bg.prepare(bg.ctx, tok, sc->n, sc->C, &err));
+    OK(bg.norm_stats(bg.ctx, q2, k2, &err));
+    CHECKF(!memcmp(q2, qg, na * sizeof(double)) && !memcmp(k2, kg, na * sizeof(double)),
+           "%s %s: norm statistics from prepare differ from the first call's", name, sc->what);
+    free(q2), free(k2);
     /* alpha == 1: the pruned pass is the dense one */
     for (size_t i = 0; i < na; i++) alpha[i] = 1.0;
     OK(bg.loss_grad(bg.ctx, alpha, &lg, gg, &err));
